@@ -1,0 +1,35 @@
+# make demo   installs what it needs, runs the two-host lab demo
+# make test   installs test dependencies, runs every test on Python 2.7, 3.6 and 3.x
+SHELL := /bin/bash
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo /root/.pyenv)
+PY27 ?= $(PYENV_ROOT)/versions/2.7.18/bin/python
+PY36 ?= $(PYENV_ROOT)/versions/3.6.15/bin/python
+PY3 ?= $(PYENV_ROOT)/versions/3.11.7/bin/python
+export PY27 PY36 PY3
+PYTEST_ARGS ?=
+
+.PHONY: deps test test-py27 test-py36 test-py3 demo clean
+
+deps:
+	sh tests/install-deps.sh
+
+# Python 2.7 and 3.6 run what dom0 runs (the library and the plugin); the lab,
+# its XAPI simulator and the DRBD double are Python 3 test infrastructure.
+test: deps
+	$(MAKE) --no-print-directory test-py27 test-py36 test-py3
+
+test-py27:
+	$(PY27) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests --ignore=tests/lab
+
+test-py36:
+	$(PY36) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests --ignore=tests/lab
+
+test-py3:
+	$(PY3) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
+
+demo: deps
+	$(PY3) -m tests.lab.demo
+
+clean:
+	$(PY3) -m tests.support.cleanup
+	rm -rf .deps build *.egg-info

@@ -1,0 +1,53 @@
+"""Installs iscsi-ha on a dom0: the XAPI plugin, its library and the templates.
+
+    python setup.py install        (or: pip install .)
+
+The plugin lands in /etc/xapi.d/plugins/iscsi-ha with its first line pointing at
+the Python that ran the install, so the same source serves 2.7 and 3.x dom0s.
+"""
+
+import os
+import re
+import sys
+
+from setuptools import setup
+from setuptools.command.install_data import install_data
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PLUGIN = "plugins/iscsi-ha"
+
+
+def read_version():
+    with open(os.path.join(HERE, "plugins", "iscsi_ha", "__init__.py")) as handle:
+        return re.search(r'^__version__ = "([^"]+)"', handle.read(), re.M).group(1)
+
+
+class InstallData(install_data):
+    """Copies data files, then points the plugin's first line at this Python."""
+
+    def run(self):
+        install_data.run(self)
+        for path in self.get_outputs():
+            if os.path.basename(path) == os.path.basename(PLUGIN):
+                with open(path) as handle:
+                    lines = handle.readlines()
+                lines[0] = "#!%s\n" % sys.executable
+                with open(path, "w") as handle:
+                    handle.writelines(lines)
+                os.chmod(path, 0o755)
+
+
+setup(
+    name="iscsi-ha",
+    version=read_version(),
+    description="Highly available iSCSI storage for two-host XenServer / XCP-ng pools",
+    package_dir={"": "plugins"},
+    packages=["iscsi_ha"],
+    data_files=[
+        ("/etc/xapi.d/plugins", [PLUGIN]),
+        ("share/iscsi-ha/templates", ["templates/iscsi-ha.conf.j2"]),
+    ],
+    install_requires=["jinja2", "lockfile", "six"],
+    cmdclass={"install_data": InstallData},
+    python_requires=">=2.7",
+)

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Installs everything `make test` and `make demo` need on a fresh Debian machine (as root).
+# Idempotent: a stamp file per step makes the second run cheap.
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+stamps="$here/.deps"
+mkdir -p "$stamps"
+
+apt_packages="tgt libiscsi-bin libiscsi-dev drbd-utils kmod iproute2 iputils-arping procps psmisc"
+if [ ! -e "$stamps/apt" ] || ! dpkg -s $apt_packages >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $apt_packages >/dev/null
+    touch "$stamps/apt"
+fi
+
+# The dom0 Pythons: 2.7 (XenServer 7.x, XCP-ng 8.2), 3.6 (XCP-ng 8.3) and a current 3.x.
+pip_install() {
+    python=$1; stamp=$2; shift 2
+    [ -e "$stamps/$stamp" ] && return 0
+    "$python" -m pip install -q --disable-pip-version-check "$@"
+    touch "$stamps/$stamp"
+}
+. "$here/tests/pythons.sh"
+# Old pips choose wheels their Python cannot run; the last pip for each comes first.
+pip_install "$PY27" pip-upgrade-py27 "pip==20.3.4"
+pip_install "$PY36" pip-upgrade-py36 "pip==21.3.1"
+pip_install "$PY27" pip-py27 "pytest==4.6.11" "jinja2<3" "markupsafe<2" lockfile six
+pip_install "$PY36" pip-py36 "pytest==7.0.1" "jinja2<3.1" lockfile six
+pip_install "$PY3" pip-py3 pytest "jinja2" lockfile six XenAPI
