@@ -1,0 +1,726 @@
+"""Block I/O to one iSCSI LUN through libiscsi, for the lab's tests and demo (Python 3 only).
+
+Owns: an initiator session to one LUN (login, READ CAPACITY(16), READ(16),
+WRITE(16), SYNCHRONIZE CACHE(16), INQUIRY VPD pages, logout); the seeded block
+pattern that lets a later run verify data without storing it; and the probe
+that measures how long I/O through a portal stayed dark.
+
+    python3 -m tests.lab.iscsi_io iscsi://192.0.2.10/iqn.2026-01.example:ha/1 capacity
+
+prints one JSON object; exit 0 on success, 1 when ``verify`` finds a
+mismatch, 2 on any error (a one-line message on stderr).
+
+libiscsi is driven through its asynchronous calls and a poll loop of our own,
+so that every step has a deadline: its synchronous calls can wait forever on a
+silent peer, and its automatic reconnect retries forever with sleeps.  A
+session that missed a deadline or lost its connection is destroyed, never
+reused; the next call must ``connect()`` again.
+"""
+
+import argparse
+import ctypes
+import hashlib
+import json
+import math
+import select
+import signal
+import sys
+import time
+
+DEFAULT_LIBRARY = "libiscsi.so.7"
+DEFAULT_INITIATOR_NAME = "iqn.2026-01.org.example.iscsi-ha:lab-io"
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_PROBE_TIMEOUT = 1.0
+# Bytes per READ(16)/WRITE(16) command: libiscsi's default MaxBurstLength, which
+# also keeps the memory a large write or verify needs small.
+MAX_TRANSFER_BYTES = 262144
+# Enough for the pages we ask for; the page header tells the real length.
+VPD_ALLOCATION_LENGTH = 1024
+# Logout is a courtesy to the target; a session that cannot log out soon is dropped.
+LOGOUT_TIMEOUT = 1.0
+# Verify reports at most this many bad LBAs (and always the total).
+MAX_REPORTED_MISMATCHES = 1000
+
+# enum scsi_status and enum iscsi_session_type in iscsi.h
+SCSI_STATUS_GOOD = 0
+SCSI_STATUS_CHECK_CONDITION = 2
+SCSI_STATUS_CANCELLED = 0x0F000000
+SCSI_STATUS_TIMEOUT = 0x0F000002
+ISCSI_SESSION_NORMAL = 2
+
+_STATUS_NAMES = {
+    0x08: "BUSY",
+    0x18: "RESERVATION CONFLICT",
+    0x28: "TASK SET FULL",
+    0x40: "TASK ABORTED",
+}
+
+
+class IscsiIoError(Exception):
+    """Base class: the message says what failed and, where known, why."""
+
+
+class LibraryMissing(IscsiIoError):
+    pass
+
+
+class BadUrl(IscsiIoError):
+    pass
+
+
+class BadRequest(IscsiIoError):
+    """The caller asked for something the LUN cannot do (e.g. past its end)."""
+
+
+class LoginFailed(IscsiIoError):
+    pass
+
+
+class ConnectionLost(IscsiIoError):
+    pass
+
+
+class IscsiTimeout(IscsiIoError):
+    pass
+
+
+class ScsiCommandFailed(IscsiIoError):
+    """The target answered a command with a non-GOOD status."""
+
+    def __init__(self, message, status, sense_key=None, ascq=None):
+        IscsiIoError.__init__(self, message)
+        self.status = status
+        self.sense_key = sense_key
+        self.ascq = ascq
+
+
+class _IscsiUrl(ctypes.Structure):
+    """``struct iscsi_url`` from iscsi.h (MAX_STRING_SIZE is 255)."""
+
+    _fields_ = [
+        ("portal", ctypes.c_char * 256),
+        ("target", ctypes.c_char * 256),
+        ("user", ctypes.c_char * 256),
+        ("passwd", ctypes.c_char * 256),
+        ("target_user", ctypes.c_char * 256),
+        ("target_passwd", ctypes.c_char * 256),
+        ("lun", ctypes.c_int),
+        ("iscsi", ctypes.c_void_p),
+        ("transport", ctypes.c_int),
+    ]
+
+
+class _ScsiSense(ctypes.Structure):
+    """``struct scsi_sense`` from scsi-lowlevel.h, filled by scsi_task_get_status()."""
+
+    _fields_ = [
+        ("error_type", ctypes.c_ubyte),
+        ("key", ctypes.c_int),
+        ("ascq", ctypes.c_int),
+        ("sense_specific", ctypes.c_uint, 1),
+        ("ill_param_in_cdb", ctypes.c_uint, 1),
+        ("bit_pointer_valid", ctypes.c_uint, 1),
+        ("bit_pointer", ctypes.c_ubyte),
+        ("field_pointer", ctypes.c_uint16),
+    ]
+
+
+_COMMAND_CALLBACK = ctypes.CFUNCTYPE(
+    None, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+_PROTOTYPES = {
+    # name: (restype, argtypes)
+    "iscsi_create_context": (ctypes.c_void_p, [ctypes.c_char_p]),
+    "iscsi_destroy_context": (ctypes.c_int, [ctypes.c_void_p]),
+    "iscsi_get_error": (ctypes.c_char_p, [ctypes.c_void_p]),
+    "iscsi_parse_full_url": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_char_p]),
+    "iscsi_destroy_url": (None, [ctypes.c_void_p]),
+    "iscsi_set_session_type": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int]),
+    "iscsi_set_timeout": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int]),
+    "iscsi_set_noautoreconnect": (None, [ctypes.c_void_p, ctypes.c_int]),
+    "iscsi_full_connect_async": (ctypes.c_int, [
+        ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, _COMMAND_CALLBACK, ctypes.c_void_p]),
+    "iscsi_logout_async": (ctypes.c_int, [ctypes.c_void_p, _COMMAND_CALLBACK, ctypes.c_void_p]),
+    "iscsi_is_logged_in": (ctypes.c_int, [ctypes.c_void_p]),
+    "iscsi_get_fd": (ctypes.c_int, [ctypes.c_void_p]),
+    "iscsi_which_events": (ctypes.c_int, [ctypes.c_void_p]),
+    "iscsi_service": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int]),
+    "iscsi_scsi_command_async": (ctypes.c_int, [
+        ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, _COMMAND_CALLBACK,
+        ctypes.c_void_p, ctypes.c_void_p]),
+    "scsi_cdb_readcapacity16": (ctypes.c_void_p, []),
+    "scsi_cdb_read16": (ctypes.c_void_p, [
+        ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+        ctypes.c_int, ctypes.c_int, ctypes.c_int]),
+    "scsi_cdb_write16": (ctypes.c_void_p, [
+        ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+        ctypes.c_int, ctypes.c_int, ctypes.c_int]),
+    "scsi_cdb_synchronizecache16": (ctypes.c_void_p, [
+        ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int, ctypes.c_int]),
+    "scsi_cdb_inquiry": (ctypes.c_void_p, [ctypes.c_int, ctypes.c_int, ctypes.c_int]),
+    "scsi_task_add_data_in_buffer": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p]),
+    "scsi_task_add_data_out_buffer": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p]),
+    "scsi_task_get_status": (ctypes.c_int, [ctypes.c_void_p, ctypes.POINTER(_ScsiSense)]),
+    "scsi_free_scsi_task": (None, [ctypes.c_void_p]),
+    "scsi_sense_key_str": (ctypes.c_char_p, [ctypes.c_int]),
+}
+
+_loaded_libraries = {}
+
+
+def load_library(library=DEFAULT_LIBRARY):
+    """The libiscsi shared object with the prototypes we call declared."""
+    if library not in _loaded_libraries:
+        try:
+            lib = ctypes.CDLL(library)
+        except OSError as exc:
+            raise LibraryMissing(
+                "cannot load %s (%s); install the Debian package libiscsi7" % (library, exc))
+        for name, (restype, argtypes) in _PROTOTYPES.items():
+            try:
+                function = getattr(lib, name)
+            except AttributeError:
+                raise LibraryMissing("%s has no %s(); libiscsi 1.19 or newer is needed"
+                                     % (library, name))
+            function.restype = restype
+            function.argtypes = argtypes
+        _loaded_libraries[library] = lib
+    return _loaded_libraries[library]
+
+
+def _one_line(text):
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def pattern_block(seed, lba, block_size):
+    """The content ``write`` puts in block ``lba`` for ``seed``.
+
+    Every byte depends on seed and LBA, so a block that landed at the wrong LBA,
+    or was shifted inside its block, fails verification.
+    """
+    return hashlib.shake_256(("iscsi-io/%s/%d" % (seed, lba)).encode("utf-8")).digest(block_size)
+
+
+def pattern(seed, lba, blocks, block_size):
+    return b"".join(pattern_block(seed, lba + i, block_size) for i in range(blocks))
+
+
+class Capacity(object):
+    """What READ CAPACITY(16) reported."""
+
+    def __init__(self, block_size, blocks):
+        self.block_size = block_size
+        self.blocks = blocks
+
+    def as_dict(self):
+        return {"block_size": self.block_size, "blocks": self.blocks,
+                "bytes": self.block_size * self.blocks}
+
+
+class IscsiClient(object):
+    """One login to the LUN that an ``iscsi://ADDR[:PORT]/IQN/LUN`` URL names.
+
+    ``timeout`` bounds each operation (login, one SCSI command, logout) in
+    seconds.  Use as a context manager, or call connect() and close().
+    """
+
+    def __init__(self, url, initiator_name=DEFAULT_INITIATOR_NAME, timeout=DEFAULT_TIMEOUT,
+                 library=DEFAULT_LIBRARY):
+        self.url = url
+        self.initiator_name = initiator_name
+        self.timeout = timeout
+        self.portal = None
+        self.target = None
+        self.lun = None
+        self._lib = load_library(library)
+        self._context = None
+        self._capacity = None
+        # Kept for the object's life: libiscsi holds the raw pointer.
+        self._callback = _COMMAND_CALLBACK(self._on_complete)
+        self._next_token = 1
+        self._finished = {}
+
+    def __enter__(self):
+        self.connect()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    @property
+    def connected(self):
+        return self._context is not None
+
+    # -- session ----------------------------------------------------------
+
+    def connect(self):
+        """Create a context, parse the URL, connect and log in (and TEST UNIT READY)."""
+        if self._context is not None:
+            raise IscsiIoError("already connected to %s" % self.url)
+        context = self._lib.iscsi_create_context(self.initiator_name.encode("utf-8"))
+        if not context:
+            raise IscsiIoError("libiscsi refused initiator name %r" % self.initiator_name)
+        self._context = context
+        self._capacity = None
+        try:
+            self._parse_url(context)
+            self._lib.iscsi_set_session_type(context, ISCSI_SESSION_NORMAL)
+            # Failures must reach us at once; we decide when to log in again.
+            self._lib.iscsi_set_noautoreconnect(context, 1)
+            token = self._new_token()
+            if self._lib.iscsi_full_connect_async(
+                    context, self.portal.encode("utf-8"), self.lun, self._callback, token) != 0:
+                raise LoginFailed("cannot connect to %s: %s" % (self.portal, self._error()))
+            status, message = self._wait(token, "login to %s" % self.url)
+            if status != SCSI_STATUS_GOOD:
+                raise LoginFailed("cannot log in to %s: %s" % (self.url, message))
+        except BaseException:
+            self._destroy()
+            raise
+
+    def _parse_url(self, context):
+        url = self._lib.iscsi_parse_full_url(context, self.url.encode("utf-8"))
+        if not url:
+            raise BadUrl(_one_line(self._error()))
+        try:
+            parsed = _IscsiUrl.from_address(url)
+            # libiscsi stores the context in the parsed URL: if that pointer is not
+            # where we read it, our copy of the struct layout is wrong.
+            if parsed.iscsi != context:
+                raise IscsiIoError("struct iscsi_url of this libiscsi does not match iscsi.h 1.19")
+            self.portal = parsed.portal.decode("utf-8")
+            self.target = parsed.target.decode("utf-8")
+            self.lun = parsed.lun
+        finally:
+            self._lib.iscsi_destroy_url(url)
+
+    def close(self):
+        """Log out (briefly, best effort) and free the context; safe to call twice."""
+        if self._context is None:
+            return
+        try:
+            if self._lib.iscsi_is_logged_in(self._context):
+                token = self._new_token()
+                if self._lib.iscsi_logout_async(self._context, self._callback, token) == 0:
+                    self._wait(token, "logout", min(self.timeout, LOGOUT_TIMEOUT))
+        except IscsiIoError:
+            pass
+        finally:
+            self._destroy()
+
+    def _destroy(self):
+        context, self._context = self._context, None
+        if context is not None:
+            # Runs the callbacks of whatever is still queued, with CANCELLED.
+            self._lib.iscsi_destroy_context(context)
+        self._finished.clear()
+
+    # -- the event loop ---------------------------------------------------
+
+    def _new_token(self):
+        """An id for the next request; also sets libiscsi's timeout for its PDUs."""
+        # Only a backstop behind our own deadline: libiscsi counts whole seconds
+        # from time(NULL), so a PDU queued late in a second expires up to a second
+        # early, hence the extra second.
+        self._lib.iscsi_set_timeout(self._context, int(math.ceil(self.timeout)) + 1)
+        token = self._next_token
+        self._next_token += 1
+        return token
+
+    def _error(self):
+        text = self._lib.iscsi_get_error(self._context) if self._context else None
+        return (text or b"").decode("utf-8", "replace").strip() or "unknown error"
+
+    def _on_complete(self, context, status, command_data, private_data):
+        # Read the error now: the next libiscsi call may overwrite it.
+        message = self._lib.iscsi_get_error(context) or b""
+        self._finished[private_data] = (status, message.decode("utf-8", "replace").strip())
+
+    def _wait(self, token, what, timeout=None):
+        """Serve the socket until ``token`` completes; return (status, message).
+
+        On a missed deadline or a dead connection the context is destroyed.
+        """
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while token not in self._finished:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._destroy()
+                raise IscsiTimeout("%s: no answer within %.3g s" % (what, limit))
+            fd = self._lib.iscsi_get_fd(self._context)
+            events = self._lib.iscsi_which_events(self._context)
+            revents = 0
+            if fd < 0:
+                message = self._error()
+                self._destroy()
+                raise ConnectionLost("%s: not connected (%s)" % (what, message))
+            if events:
+                poller = select.poll()
+                poller.register(fd, events)
+                ready = poller.poll(remaining * 1000.0)
+                revents = ready[0][1] if ready else 0
+            else:
+                time.sleep(min(remaining, 0.01))
+            # revents == 0 still matters: that call runs libiscsi's timeout scan.
+            if self._lib.iscsi_service(self._context, revents) < 0 and token not in self._finished:
+                message = self._error()
+                self._destroy()
+                raise ConnectionLost("%s: %s" % (what, message))
+        return self._finished.pop(token)
+
+    def _execute(self, task, what, data_in=None, data_out=None):
+        """Send a built CDB ``task``, wait for it and free it; raise unless GOOD."""
+        if not task:
+            raise IscsiIoError("%s: libiscsi could not build the command" % what)
+        try:
+            if self._context is None:
+                raise ConnectionLost("%s: not connected" % what)
+            if data_in is not None:
+                self._lib.scsi_task_add_data_in_buffer(task, len(data_in), data_in)
+            if data_out is not None:
+                self._lib.scsi_task_add_data_out_buffer(task, len(data_out), data_out)
+            token = self._new_token()
+            if self._lib.iscsi_scsi_command_async(
+                    self._context, self.lun, task, self._callback, None, token) != 0:
+                message = self._error()
+                self._destroy()
+                raise ConnectionLost("%s: cannot send it: %s" % (what, message))
+            status, message = self._wait(token, what)
+            if status == SCSI_STATUS_GOOD:
+                return
+            if status >= SCSI_STATUS_CANCELLED:
+                # libiscsi's own verdicts (cancelled, error, timeout): the
+                # session's state is unknown, so it is not used again.
+                self._destroy()
+                if status == SCSI_STATUS_TIMEOUT:
+                    raise IscsiTimeout("%s: %s" % (what, message))
+                raise ConnectionLost("%s: the session failed (%s)" % (what, message))
+            if status == SCSI_STATUS_CHECK_CONDITION:
+                sense = _ScsiSense()
+                self._lib.scsi_task_get_status(task, ctypes.byref(sense))
+                raise ScsiCommandFailed("%s failed: %s" % (what, message), status,
+                                        sense_key=sense.key, ascq=sense.ascq)
+            raise ScsiCommandFailed("%s failed with status %s: %s" % (
+                what, _STATUS_NAMES.get(status, hex(status)), message), status)
+        finally:
+            # Either completed or cancelled by _destroy(): libiscsi no longer uses it.
+            self._lib.scsi_free_scsi_task(task)
+
+    # -- SCSI commands ------------------------------------------------------
+
+    def capacity(self):
+        """READ CAPACITY(16): block size and number of blocks."""
+        data = ctypes.create_string_buffer(32)
+        self._execute(self._lib.scsi_cdb_readcapacity16(), "READ CAPACITY(16)", data_in=data)
+        raw = data.raw
+        last_lba = int.from_bytes(raw[0:8], "big")
+        block_size = int.from_bytes(raw[8:12], "big")
+        if block_size == 0:
+            raise IscsiIoError("READ CAPACITY(16) reported a block size of 0")
+        self._capacity = Capacity(block_size, last_lba + 1)
+        return self._capacity
+
+    def _known_capacity(self):
+        return self._capacity or self.capacity()
+
+    @property
+    def block_size(self):
+        return self._known_capacity().block_size
+
+    def check_range(self, lba, blocks):
+        capacity = self._known_capacity()
+        if lba < 0 or blocks < 1 or lba + blocks > capacity.blocks:
+            raise BadRequest("blocks %d..%d are outside the LUN (%d blocks of %d bytes)"
+                             % (lba, lba + blocks - 1, capacity.blocks, capacity.block_size))
+
+    def read_blocks(self, lba, blocks):
+        """READ(16) of ``blocks`` whole blocks from ``lba``; returns the bytes."""
+        self.check_range(lba, blocks)
+        block_size = self.block_size
+        chunks = []
+        for first, count in _chunks(lba, blocks, block_size):
+            data = ctypes.create_string_buffer(count * block_size)
+            self._execute(self._lib.scsi_cdb_read16(first, count * block_size, block_size,
+                                                    0, 0, 0, 0, 0),
+                          "READ(16) of %d blocks at LBA %d" % (count, first), data_in=data)
+            chunks.append(data.raw)
+        return b"".join(chunks)
+
+    def write_blocks(self, lba, data):
+        """WRITE(16) of ``data`` (whole blocks) from ``lba``."""
+        block_size = self.block_size
+        if not data or len(data) % block_size:
+            raise BadRequest("writes are whole blocks of %d bytes; got %d bytes"
+                             % (block_size, len(data)))
+        self.check_range(lba, len(data) // block_size)
+        offset = 0
+        for first, count in _chunks(lba, len(data) // block_size, block_size):
+            size = count * block_size
+            buffer = ctypes.create_string_buffer(data[offset:offset + size], size)
+            self._execute(self._lib.scsi_cdb_write16(first, size, block_size, 0, 0, 0, 0, 0),
+                          "WRITE(16) of %d blocks at LBA %d" % (count, first), data_out=buffer)
+            offset += size
+
+    def synchronize_cache(self, lba=0, blocks=0):
+        """SYNCHRONIZE CACHE(16); ``blocks=0`` means from ``lba`` to the end."""
+        self._execute(self._lib.scsi_cdb_synchronizecache16(lba, blocks, 0, 0),
+                      "SYNCHRONIZE CACHE(16)")
+
+    def inquiry_vpd(self, page):
+        """The raw bytes of INQUIRY Vital Product Data page ``page`` (header included)."""
+        data = ctypes.create_string_buffer(VPD_ALLOCATION_LENGTH)
+        what = "INQUIRY VPD page 0x%02x" % page
+        self._execute(self._lib.scsi_cdb_inquiry(1, page, VPD_ALLOCATION_LENGTH), what,
+                      data_in=data)
+        raw = data.raw
+        if raw[1] != page:
+            raise IscsiIoError("%s: the target returned page 0x%02x" % (what, raw[1]))
+        length = 4 + int.from_bytes(raw[2:4], "big")
+        return raw[:min(length, VPD_ALLOCATION_LENGTH)]
+
+
+def _chunks(lba, blocks, block_size):
+    per_command = max(1, MAX_TRANSFER_BYTES // block_size)
+    done = 0
+    while done < blocks:
+        count = min(per_command, blocks - done)
+        yield lba + done, count
+        done += count
+
+
+# -- what the CLI and the lab do ------------------------------------------------
+
+def write_pattern(client, seed, lba, blocks):
+    """Write the seeded pattern to ``blocks`` blocks from ``lba`` and flush it."""
+    block_size = client.block_size
+    client.check_range(lba, blocks)
+    for first, count in _chunks(lba, blocks, block_size):
+        client.write_blocks(first, pattern(seed, first, count, block_size))
+    client.synchronize_cache(lba, blocks)
+    return {"seed": seed, "lba": lba, "blocks": blocks, "block_size": block_size}
+
+
+def verify_pattern(client, seed, lba, blocks):
+    """Read back and compare with the seeded pattern; ``ok`` is False on any mismatch."""
+    block_size = client.block_size
+    client.check_range(lba, blocks)
+    mismatched = []
+    for first, count in _chunks(lba, blocks, block_size):
+        data = client.read_blocks(first, count)
+        for index in range(count):
+            block = data[index * block_size:(index + 1) * block_size]
+            if block != pattern_block(seed, first + index, block_size):
+                mismatched.append(first + index)
+    return {"ok": not mismatched, "seed": seed, "lba": lba, "blocks": blocks,
+            "block_size": block_size, "mismatched_count": len(mismatched),
+            "mismatched_blocks": mismatched[:MAX_REPORTED_MISMATCHES]}
+
+
+def read_report(client, lba, blocks, with_hex=False):
+    data = client.read_blocks(lba, blocks)
+    report = {"lba": lba, "blocks": blocks, "block_size": client.block_size,
+              "sha256": hashlib.sha256(data).hexdigest()}
+    if with_hex:
+        report["hex"] = data.hex()
+    return report
+
+
+def vpd_report(client, page):
+    raw = client.inquiry_vpd(page)
+    report = {"page": "0x%02x" % page, "length": len(raw), "hex": raw.hex()}
+    if page == 0x80:
+        report["unit_serial_number"] = raw[4:].decode("ascii", "replace").strip(" \x00")
+    return report
+
+
+class ProbeStopped(Exception):
+    """SIGTERM during a probe: finish early and report what was seen."""
+
+
+def probe(url, interval=0.05, duration=5.0, timeout=DEFAULT_PROBE_TIMEOUT, lba=0,
+          initiator_name=DEFAULT_INITIATOR_NAME, library=DEFAULT_LIBRARY):
+    """Read block ``lba`` every ``interval`` s for ``duration`` s, logging in again after
+    any failure; report the longest stretch with no successful read.
+
+    The stretch is measured from the last success (or the probe's start) to the
+    next success (or the probe's end), so darkness at either edge counts.
+    """
+    client = IscsiClient(url, initiator_name=initiator_name, timeout=timeout, library=library)
+    started = time.monotonic()
+    ends = started + duration
+    last_success = started
+    longest_gap, longest_gap_start = 0.0, started
+    reads_ok = failures = logins = 0
+    last_error = None
+    last_read_ok = False
+    interrupted = False
+    next_read = started
+    try:
+        while True:
+            now = time.monotonic()
+            if now >= ends:
+                break
+            # No step may run past the probe's end by more than the logout.
+            client.timeout = min(timeout, ends - now)
+            try:
+                if not client.connected:
+                    client.connect()
+                    logins += 1
+                client.read_blocks(lba, 1)
+            except (BadUrl, BadRequest):
+                raise
+            except IscsiIoError as exc:
+                failures += 1
+                last_error = str(exc)
+                last_read_ok = False
+                client.close()
+            else:
+                succeeded = time.monotonic()
+                if succeeded - last_success > longest_gap:
+                    longest_gap, longest_gap_start = succeeded - last_success, last_success
+                last_success = succeeded
+                reads_ok += 1
+                last_read_ok = True
+            next_read = max(next_read + interval, time.monotonic())
+            pause = min(next_read, ends) - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+    except (KeyboardInterrupt, ProbeStopped):
+        interrupted = True
+    finally:
+        client.timeout = timeout
+        client.close()
+    finished = min(time.monotonic(), ends) if not interrupted else time.monotonic()
+    if finished - last_success > longest_gap:
+        longest_gap, longest_gap_start = finished - last_success, last_success
+    return {
+        "url": url,
+        "interval_seconds": interval,
+        "duration_seconds": round(finished - started, 6),
+        "reads_ok": reads_ok,
+        "failures": failures,
+        "logins": logins,
+        "longest_gap_seconds": round(longest_gap, 6),
+        "longest_gap_started_at_seconds": round(longest_gap_start - started, 6),
+        "recovered": last_read_ok,
+        "last_error": last_error,
+        "interrupted": interrupted,
+    }
+
+
+# -- command line -----------------------------------------------------------------
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0: %r" % text)
+    return value
+
+
+def _block_count(text):
+    value = int(text, 0)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1: %r" % text)
+    return value
+
+
+def _lba(text):
+    value = int(text, 0)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0: %r" % text)
+    return value
+
+
+def _vpd_page(text):
+    value = int(text, 0)
+    if not 0 <= value <= 0xFF:
+        raise argparse.ArgumentTypeError("a VPD page is 0x00..0xff: %r" % text)
+    return value
+
+
+def build_parser():
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--timeout", type=_positive_float,
+                        help="seconds each step (login, command) may take; default %s, "
+                             "%s for probe" % (DEFAULT_TIMEOUT, DEFAULT_PROBE_TIMEOUT))
+    common.add_argument("--initiator", default=DEFAULT_INITIATOR_NAME,
+                        help="initiator IQN (default %(default)s)")
+    common.add_argument("--library", default=DEFAULT_LIBRARY,
+                        help="libiscsi shared object (default %(default)s)")
+
+    parser = argparse.ArgumentParser(
+        prog="python3 -m tests.lab.iscsi_io",
+        description="Block I/O to one iSCSI LUN; prints one JSON object.")
+    parser.add_argument("url", help="iscsi://ADDR[:PORT]/IQN/LUN")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    commands.add_parser("capacity", parents=[common], help="READ CAPACITY(16)")
+    for name, text in (("write", "write the seeded pattern, then SYNCHRONIZE CACHE"),
+                       ("verify", "compare blocks with the seeded pattern (exit 1 on mismatch)")):
+        command = commands.add_parser(name, parents=[common], help=text)
+        command.add_argument("--seed", required=True)
+        command.add_argument("--blocks", type=_block_count, required=True)
+        command.add_argument("--lba", type=_lba, default=0)
+    read = commands.add_parser("read", parents=[common], help="READ(16): sha256 (and hex)")
+    read.add_argument("--blocks", type=_block_count, required=True)
+    read.add_argument("--lba", type=_lba, required=True)
+    read.add_argument("--hex", action="store_true", help="also print the data in hex")
+    vpd = commands.add_parser("vpd", parents=[common], help="raw INQUIRY VPD page")
+    vpd.add_argument("--page", type=_vpd_page, required=True, help="e.g. 0x80 or 0x83")
+    probe_command = commands.add_parser(
+        "probe", parents=[common], help="read a block repeatedly; report the longest dark gap")
+    probe_command.add_argument("--interval", type=_positive_float, default=0.05)
+    probe_command.add_argument("--duration", type=_positive_float, required=True)
+    probe_command.add_argument("--lba", type=_lba, default=0)
+    return parser
+
+
+def _run_on_session(args, action):
+    client = IscsiClient(args.url, initiator_name=args.initiator,
+                         timeout=args.timeout or DEFAULT_TIMEOUT, library=args.library)
+    with client:
+        return action(client)
+
+
+def run_command(args):
+    """Run the parsed command; returns (report, exit code)."""
+    if args.command == "probe":
+        def stop(signum, frame):
+            raise ProbeStopped()
+        signal.signal(signal.SIGTERM, stop)
+        report = probe(args.url, interval=args.interval, duration=args.duration,
+                       timeout=args.timeout or DEFAULT_PROBE_TIMEOUT, lba=args.lba,
+                       initiator_name=args.initiator, library=args.library)
+        return report, 0
+    if args.command == "capacity":
+        return _run_on_session(args, lambda c: c.capacity().as_dict()), 0
+    if args.command == "write":
+        return _run_on_session(
+            args, lambda c: write_pattern(c, args.seed, args.lba, args.blocks)), 0
+    if args.command == "verify":
+        report = _run_on_session(
+            args, lambda c: verify_pattern(c, args.seed, args.lba, args.blocks))
+        return report, 0 if report["ok"] else 1
+    if args.command == "read":
+        return _run_on_session(args, lambda c: read_report(c, args.lba, args.blocks, args.hex)), 0
+    return _run_on_session(args, lambda c: vpd_report(c, args.page)), 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        report, exit_code = run_command(args)
+    except IscsiIoError as exc:
+        sys.stderr.write("iscsi_io: error: %s\n" % exc)
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("iscsi_io: interrupted\n")
+        return 2
+    sys.stdout.write(json.dumps(report, sort_keys=True) + "\n")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
