@@ -1,0 +1,504 @@
+"""DRBD resources: reading their state and switching their role, on DRBD 8.4 and 9.
+
+Owns everything iscsi-ha asks DRBD's command-line tools: which DRBD generation
+the kernel runs, one resource's role, peer role, connection and disk states,
+promoting and demoting it, and turning DRBD's refusals into iscsi-ha errors
+that say what to do.
+
+The ``parse_*`` functions only read what the tools printed; :class:`Drbd` runs
+them. The formats are those of LINBIT drbd-utils (``user/v84/drbdsetup.c`` and
+``user/v9/drbdsetup.c``); ``tests/data/drbd/`` holds recorded outputs.
+"""
+
+import json
+import re
+
+from iscsi_ha import commands
+from iscsi_ha.errors import (BadConfig, CommandFailed, DiskNotUpToDate, DrbdError,
+                             PeerPrimary, ToolMissing)
+
+UNCONFIGURED = "Unconfigured"
+ROLES = ("Primary", "Secondary", "Unknown")
+
+# Worst first, in the order of DRBD's enum drbd_disk_state.
+_DISK_STATES = ("Diskless", "Attaching", "Detaching", "Failed", "Negotiating",
+                "Inconsistent", "Outdated", "DUnknown", "Consistent", "UpToDate")
+
+# DRBD 8.4 connection states, and DRBD 9 replication states, in which the two
+# hosts replicate (a resync included).
+_REPLICATING = frozenset([
+    "Connected", "StartingSyncS", "StartingSyncT", "WFBitMapS", "WFBitMapT",
+    "WFSyncUUID", "SyncSource", "SyncTarget", "VerifyS", "VerifyT",
+    "PausedSyncS", "PausedSyncT", "Ahead", "Behind"])
+
+_WORD = re.compile(r"^[A-Za-z]+$")
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+# What the tools print when the resource is not up here, or when no DRBD module
+# is loaded (so nothing is up).
+_DOWN = re.compile("|".join([
+    r"No such resource",                 # drbdsetup 9 status
+    r"Unknown resource",                 # drbdsetup 9, ERR_RES_NOT_KNOWN (158)
+    r"Device minor not allocated",       # drbdsetup 8.4, ERR_MINOR_INVALID (127)
+    r"Failed to modprobe drbd",          # drbdsetup 9 without a module
+    r"Could not stat /proc/drbd",        # drbdsetup 8.4 without a module
+    r"Could not connect to 'drbd' generic netlink family",
+]))
+_NOT_DEFINED = re.compile(r"not defined in your config")
+_STATE_CHANGE_FAILED = re.compile(r"State change failed: \((-?\d+)\)\s*(.*)")
+_DRBDADM_WRAPPER = re.compile(r"^Command '.*' terminated with exit code \d+$")
+
+# What to do about each refusal, by DRBD's state change code.
+_FIXES = {
+    -1: "the peer is Primary: demote the other host first",
+    -2: ("this host has no UpToDate data: wait for the resync to finish, or use "
+         "force=true if this host's data is known to be the newest"),
+    -7: ("the peer could not be outdated (fencing): make sure the other host is down "
+         "or Secondary, then use force=true"),
+    -12: ("something holds the DRBD device open (DRBD may list the openers below): "
+          "stop it (e.g. the iSCSI target) and retry"),
+}
+_ERROR_TYPES = {-1: PeerPrimary, -2: DiskNotUpToDate}
+
+
+class ResourceState(object):
+    """One DRBD resource as this host sees it, in DRBD's own words.
+
+    ``connection`` uses DRBD 8.4's cstate names; for DRBD 9 it is the
+    connection state, or the replication state (``SyncSource``, ...) while a
+    connected peer is not simply ``Established``.
+    """
+
+    def __init__(self, name, role, peer_role="Unknown", connection="StandAlone",
+                 disk="Diskless", peer_disk="DUnknown"):
+        self.name = name
+        self.role = role
+        self.peer_role = peer_role
+        self.connection = connection
+        self.disk = disk
+        self.peer_disk = peer_disk
+
+    @classmethod
+    def unconfigured(cls, name):
+        """A resource that is not up here (DRBD's word for StandAlone and Diskless)."""
+        return cls(name, UNCONFIGURED)
+
+    @property
+    def is_primary(self):
+        return self.role == "Primary"
+
+    @property
+    def peer_is_primary(self):
+        return self.peer_role == "Primary"
+
+    @property
+    def connected(self):
+        """Replication with the peer is established (a resync counts)."""
+        return self.connection in _REPLICATING
+
+    @property
+    def disk_up_to_date(self):
+        return self.disk == "UpToDate"
+
+    @property
+    def configured(self):
+        return self.role != UNCONFIGURED
+
+    def as_dict(self):
+        return {
+            "name": self.name, "role": self.role, "peer_role": self.peer_role,
+            "connection": self.connection, "disk": self.disk, "peer_disk": self.peer_disk,
+            "is_primary": self.is_primary, "peer_is_primary": self.peer_is_primary,
+            "connected": self.connected, "disk_up_to_date": self.disk_up_to_date,
+            "configured": self.configured,
+        }
+
+    def __repr__(self):
+        return "<ResourceState %s %s/%s %s %s/%s>" % (
+            self.name, self.role, self.peer_role, self.connection, self.disk, self.peer_disk)
+
+
+def parse_version(text):
+    """``"8.4"`` or ``"9"``: the DRBD generation ``drbdadm --version`` reports.
+
+    The kernel module decides. Without a loaded module the kernel code is 0;
+    drbdadm then falls back to its own generation, and so do we
+    (``DRBDADM_API_VERSION`` 1 is drbdadm-84, 2 is drbdadm 9).
+    """
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+    try:
+        code = int(fields.get("DRBD_KERNEL_VERSION_CODE", "0"), 16)
+    except ValueError:
+        raise ValueError("DRBD_KERNEL_VERSION_CODE is not a number: %r"
+                         % fields["DRBD_KERNEL_VERSION_CODE"])
+    if code == 0:
+        generation = {"1": "8.4", "2": "9"}.get(fields.get("DRBDADM_API_VERSION"))
+        if generation is None:
+            raise ValueError("neither DRBD_KERNEL_VERSION_CODE nor DRBDADM_API_VERSION "
+                             "tells the DRBD version")
+        return generation
+    major, minor = code >> 16, (code >> 8) & 0xff
+    if (major, minor) == (8, 4):
+        return "8.4"
+    if major == 9:
+        return "9"
+    raise ValueError("DRBD %d.%d is not supported (8.4 and 9 are)" % (major, minor))
+
+
+def parse_84(role_text, cstate_text, dstate_text, name):
+    """State of resource ``name`` from DRBD 8.4's ``drbdadm role/cstate/dstate``.
+
+    Each prints a line per volume: ``Primary/Secondary`` and
+    ``UpToDate/DUnknown`` are local/peer; any of them says ``Unconfigured``
+    for a device that is not set up. Role and connection are the first
+    volume's; each disk state is the worst volume's.
+    """
+    roles, cstates, dstates = _lines(role_text), _lines(cstate_text), _lines(dstate_text)
+    if UNCONFIGURED in roles + cstates + dstates:
+        return ResourceState.unconfigured(name)
+    if not (roles and cstates and dstates):
+        raise ValueError("drbdadm role/cstate/dstate printed nothing for %s" % name)
+    role, peer_role = _split_pair(roles[0], "role")
+    for value in (role, peer_role):
+        if value not in ROLES:
+            raise ValueError("unknown DRBD role %r in %r" % (value, roles[0]))
+    connection = _word(cstates[0], "cstate")
+    disks = [_split_pair(line, "dstate") for line in dstates]
+    return ResourceState(name, role, peer_role, connection,
+                         _worst([disk for disk, _ in disks], "Diskless"),
+                         _worst([peer for _, peer in disks], "DUnknown"))
+
+
+def parse_status_json(text, name):
+    """State of resource ``name`` from DRBD 9's ``drbdsetup status --json``.
+
+    A list without ``name`` means the resource is not up here.
+    """
+    try:
+        resources = json.loads(text)
+    except ValueError:
+        raise ValueError("drbdsetup status --json printed no JSON: %r" % text[:200])
+    if not isinstance(resources, list):
+        raise ValueError("drbdsetup status --json printed no list: %r" % text[:200])
+    for resource in resources:
+        if isinstance(resource, dict) and resource.get("name") == name:
+            try:
+                return _state_from_json(name, resource)
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise ValueError("drbdsetup status --json for %s lacks %s" % (name, exc))
+    return ResourceState.unconfigured(name)
+
+
+def parse_status_text(text, name):
+    """State of resource ``name`` from DRBD 9's ``drbdadm status`` (or drbdsetup's).
+
+    The layout, by indentation: the resource line; at 2 its volumes
+    (``disk:``) and its connections (peer name, ``connection:`` unless
+    Connected, ``role:`` when Connected); at 4 a connection's peer volumes
+    (``replication:`` unless Established, ``peer-disk:``). drbdsetup wraps
+    long lines, indenting the rest further. No block for ``name`` means the
+    resource is not up here.
+    """
+    block = _status_block(_COLOUR.sub("", text), name)
+    if block is None:
+        return ResourceState.unconfigured(name)
+    resource = block[0].split()[1:]
+    devices, connections = [], []
+    current = resource
+    for line in block[1:]:
+        indent = len(line) - len(line.lstrip(" "))
+        tokens = line.split()
+        if indent >= 6 or (indent == 4 and not connections):
+            current.extend(tokens)
+        elif indent == 2 and tokens[0].startswith(("disk:", "volume:")):
+            current = tokens
+            devices.append(current)
+        elif indent == 2:
+            current = tokens
+            connections.append((current, []))
+        elif indent == 4:
+            current = tokens
+            connections[-1][1].append(current)
+        else:
+            raise ValueError("unexpected line in drbdadm status for %s: %r" % (name, line))
+    role = _fields(resource).get("role")
+    if role not in ROLES:
+        raise ValueError("drbdadm status for %s shows no role: %r" % (name, block[0]))
+    disks = [_fields(device).get("disk") for device in devices]
+    if None in disks:
+        raise ValueError("drbdadm status for %s has a volume without disk state" % name)
+    peers = []
+    for line, volume_lines in connections:
+        fields = _fields(line)
+        volumes = [_fields(volume) for volume in volume_lines]
+        peers.append((fields.get("role", "Unknown"), fields.get("connection", "Connected"),
+                      [volume.get("replication", "Established") for volume in volumes],
+                      [volume.get("peer-disk", "DUnknown") for volume in volumes]))
+    return _resource_state(name, role, disks, peers)
+
+
+class Drbd(object):
+    """This host's DRBD, through drbdadm and drbdsetup; reads real state every call."""
+
+    def __init__(self, drbdadm="drbdadm", drbdsetup="drbdsetup", version="auto",
+                 timeout=20.0):
+        if version not in ("auto", "8.4", "9"):
+            raise BadConfig("DRBD version must be auto, 8.4 or 9, not %r" % (version,))
+        self.drbdadm = drbdadm
+        self.drbdsetup = drbdsetup
+        self.timeout = timeout
+        self._version = None if version == "auto" else version
+
+    def version(self):
+        """``"8.4"`` or ``"9"``; asks ``drbdadm --version`` once."""
+        if self._version is None:
+            result = commands.run([self.drbdadm, "--version"], timeout=self.timeout)
+            try:
+                self._version = parse_version(result.stdout)
+            except ValueError as exc:
+                raise DrbdError("cannot tell the DRBD version from %s --version: %s"
+                                % (self.drbdadm, exc), _output_lines(result))
+        return self._version
+
+    def state(self, resource):
+        """A :class:`ResourceState`; role ``Unconfigured`` when the resource is not up."""
+        if self.version() == "8.4":
+            return self._state_84(resource)
+        return self._state_9(resource)
+
+    def promote(self, resource, force=False):
+        """Make ``resource`` Primary here; returns the state read back afterwards.
+
+        ``force`` promotes without UpToDate data (DRBD's ``--force``).
+        """
+        argv = [self.drbdadm, "primary"] + (["--force"] if force else []) + [resource]
+        result = self._run(argv)
+        if result.returncode != 0:
+            if _is_down(result):
+                raise DrbdError("cannot promote %s: it is not up on this host; start it "
+                                "with 'drbdadm up %s'" % (resource, resource),
+                                _output_lines(result))
+            raise _refusal("promote", resource, result)
+        state = self.state(resource)
+        if not state.is_primary:
+            raise DrbdError("drbdadm primary %s succeeded but %s is %s; check the kernel "
+                            "log (dmesg)" % (resource, resource, state.role))
+        return state
+
+    def demote(self, resource):
+        """Make ``resource`` Secondary here; a resource that is not up counts as done."""
+        result = self._run([self.drbdadm, "secondary", resource])
+        if result.returncode != 0:
+            if _is_down(result):
+                return ResourceState.unconfigured(resource)
+            raise _refusal("demote", resource, result)
+        state = self.state(resource)
+        if state.is_primary:
+            raise DrbdError("drbdadm secondary %s succeeded but %s is still Primary; check "
+                            "the kernel log (dmesg)" % (resource, resource))
+        return state
+
+    def device(self, resource):
+        """The block device of ``resource`` (its first volume), e.g. ``/dev/drbd0``."""
+        result = self._run([self.drbdadm, "sh-dev", resource])
+        paths = result.stdout.split()
+        if result.returncode != 0 or not paths:
+            raise _unknown_resource(resource, result)
+        return paths[0]
+
+    def knows(self, resource):
+        """Whether this host's DRBD configuration defines ``resource``."""
+        result = self._run([self.drbdadm, "sh-dev", resource])
+        if result.returncode == 0:
+            return True
+        if _NOT_DEFINED.search(_output(result)):
+            return False
+        raise _unknown_resource(resource, result)
+
+    def _state_84(self, resource):
+        outputs = []
+        for query in ("role", "cstate", "dstate"):
+            result = self._run([self.drbdadm, query, resource])
+            if result.returncode != 0:
+                if _is_down(result):
+                    return ResourceState.unconfigured(resource)
+                raise _query_failed(resource, result)
+            outputs.append(result.stdout)
+        try:
+            return parse_84(outputs[0], outputs[1], outputs[2], resource)
+        except ValueError as exc:
+            raise DrbdError("cannot read the state of %s: %s" % (resource, exc))
+
+    def _state_9(self, resource):
+        try:
+            result = self._run([self.drbdsetup, "status", "--json", resource])
+        except ToolMissing:
+            result = None
+        if result is not None:
+            if _is_down(result):
+                return ResourceState.unconfigured(resource)
+            if result.returncode == 0:
+                try:
+                    return parse_status_json(result.stdout, resource)
+                except ValueError:
+                    pass  # the text status below says the same in an older format
+        result = self._run([self.drbdadm, "status", resource])
+        if result.returncode != 0:
+            if _is_down(result):
+                return ResourceState.unconfigured(resource)
+            raise _query_failed(resource, result)
+        try:
+            return parse_status_text(result.stdout, resource)
+        except ValueError as exc:
+            raise DrbdError("cannot read the state of %s: %s" % (resource, exc),
+                            _output_lines(result))
+
+    def _run(self, argv):
+        """Run a DRBD tool; its exit code is for the caller to judge, a timeout raises."""
+        try:
+            return commands.run(argv, timeout=self.timeout)
+        except CommandFailed as exc:
+            if exc.timed_out:
+                raise
+            return commands.Result(exc.argv, exc.returncode, exc.stdout or "",
+                                   exc.stderr or "", None)
+
+
+def _lines(text):
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _word(value, what):
+    if not _WORD.match(value):
+        raise ValueError("unexpected DRBD %s %r" % (what, value))
+    return value
+
+
+def _split_pair(line, what):
+    """``local/peer`` as printed by DRBD 8.4's role and dstate."""
+    parts = line.split("/")
+    if len(parts) != 2:
+        raise ValueError("DRBD %s %r is not local/peer" % (what, line))
+    return _word(parts[0], what), _word(parts[1], what)
+
+
+def _worst(states, default):
+    """The worst of several disk states; a name DRBD may add later counts as worst."""
+    states = list(states)
+    if not states:
+        return default
+    return min(states, key=lambda state: _DISK_STATES.index(state)
+               if state in _DISK_STATES else -1)
+
+
+def _resource_state(name, role, disks, peers):
+    """The state from what DRBD 9 lists: peers are (role, connection state,
+    replication states, peer disk states), one of the latter per volume."""
+    peer = _pick_peer(peers)
+    if peer is None:
+        return ResourceState(name, role, disk=_worst(disks, "Diskless"))
+    peer_role, connection_state, replications, peer_disks = peer
+    return ResourceState(name, role, peer_role, _connection_9(connection_state, replications),
+                         _worst(disks, "Diskless"), _worst(peer_disks, "DUnknown"))
+
+
+def _pick_peer(peers):
+    """The peer to report when there are several (e.g. a diskless tie-breaker node):
+    a Primary one, which is what a promotion must know about, else one with a disk."""
+    for peer in peers:
+        if peer[0] == "Primary":
+            return peer
+    for peer in peers:
+        if any(disk != "Diskless" for disk in peer[3]):
+            return peer
+    return peers[0] if peers else None
+
+
+def _connection_9(connection_state, replication_states):
+    if connection_state != "Connected":
+        return connection_state
+    for replication in replication_states:
+        if replication != "Established":
+            return replication
+    return "Connected"
+
+
+def _state_from_json(name, resource):
+    peers = [(connection["peer-role"], connection["connection-state"],
+              [volume["replication-state"] for volume in connection["peer_devices"]],
+              [volume["peer-disk-state"] for volume in connection["peer_devices"]])
+             for connection in resource["connections"]]
+    return _resource_state(name, resource["role"],
+                           [device["disk-state"] for device in resource["devices"]], peers)
+
+
+def _status_block(text, name):
+    """The lines of resource ``name`` in a status listing, or None."""
+    block = None
+    for line in text.splitlines():
+        if block is None:
+            if line.split()[:1] == [name] and not line.startswith(" "):
+                block = [line]
+        elif not line.strip() or not line.startswith(" "):
+            break
+        else:
+            block.append(line)
+    return block
+
+
+def _fields(tokens):
+    return dict(token.split(":", 1) for token in tokens if ":" in token)
+
+
+def _output(result):
+    return (result.stderr or "") + (result.stdout or "")
+
+
+def _output_lines(result):
+    return _lines(_output(result))
+
+
+def _is_down(result):
+    return result.returncode != 0 and bool(_DOWN.search(_output(result)))
+
+
+def _drbd_says(result):
+    """DRBD's own message: the first line that is not drbdadm's exit-code wrapper."""
+    for line in _output_lines(result):
+        if not _DRBDADM_WRAPPER.match(line):
+            return line
+    return "no message, exit code %s" % result.returncode
+
+
+def _query_failed(resource, result):
+    return DrbdError("cannot read the state of %s: '%s' failed: %s"
+                     % (resource, " ".join(result.argv), _drbd_says(result)),
+                     _output_lines(result))
+
+
+def _unknown_resource(resource, result):
+    if _NOT_DEFINED.search(_output(result)):
+        return DrbdError("DRBD resource %s is not defined on this host (%s); check the "
+                         "resource name and /etc/drbd.d/" % (resource, _drbd_says(result)),
+                         _output_lines(result))
+    return DrbdError("cannot find the device of %s: '%s' failed: %s"
+                     % (resource, " ".join(result.argv), _drbd_says(result)),
+                     _output_lines(result))
+
+
+def _refusal(action, resource, result):
+    """The iscsi-ha error for a failed ``drbdadm primary/secondary``."""
+    match = _STATE_CHANGE_FAILED.search(_output(result))
+    if match is None:
+        return DrbdError("cannot %s %s: '%s' failed: %s"
+                         % (action, resource, " ".join(result.argv), _drbd_says(result)),
+                         _output_lines(result))
+    code = int(match.group(1))
+    fix = _FIXES.get(code, "see DRBD's message and the kernel log (dmesg)")
+    message = 'cannot %s %s: DRBD refused with "(%d) %s"; %s' % (
+        action, resource, code, match.group(2).strip(), fix)
+    return _ERROR_TYPES.get(code, DrbdError)(message, _output_lines(result))
