@@ -1,0 +1,366 @@
+"""Promote, demote and status of this host's storage role.
+
+Each action is three parts: observe the real state (DRBD, target, VIP), plan
+(a pure function from what was observed to an ordered list of steps, or a
+refusal), and execute the plan, undoing the completed steps in reverse when one
+fails. Promote goes DRBD -> target -> VIP, so the portal is serving before the
+VIP answers; demote goes VIP -> target -> DRBD, so no initiator can reach a
+target whose disk is about to become read-only.
+"""
+
+import json
+import logging
+import socket
+import time
+
+from iscsi_ha import __version__
+from iscsi_ha.drbd import Drbd
+from iscsi_ha.errors import (DiskNotUpToDate, DrbdError, IscsiHaError, PeerPrimary,
+                             StepFailed, TargetDaemonDown, TargetError, VipInUse)
+from iscsi_ha.target import TgtTarget
+from iscsi_ha.vip import FloatingIp
+
+LOG = logging.getLogger("iscsi-ha")
+
+
+class Observation(object):
+    """What this host looks like now, as read from DRBD, tgtd and the kernel."""
+
+    def __init__(self, resources, daemon_running, target, vip_local,
+                 vip_answered_elsewhere=False):
+        self.resources = resources  # name -> drbd.ResourceState
+        self.daemon_running = daemon_running
+        self.target = target  # target.TargetInfo of our IQN, or None
+        self.vip_local = vip_local
+        self.vip_answered_elsewhere = vip_answered_elsewhere
+
+
+class Step(object):
+    """One change to the host; ``inverse()`` is the change that undoes it."""
+
+    INVERSES = {
+        "drbd-primary": "drbd-secondary", "drbd-secondary": "drbd-primary",
+        "target-build": "target-remove", "target-remove": "target-build",
+        "lun-add": "lun-delete", "lun-delete": "lun-add",
+        "target-bind": "target-unbind", "target-unbind": "target-bind",
+        "target-online": "target-offline", "target-offline": "target-online",
+        "vip-claim": "vip-release", "vip-release": "vip-claim",
+    }
+
+    def __init__(self, kind, subject, force=False):
+        self.kind = kind
+        self.subject = subject
+        self.force = force
+
+    def inverse(self):
+        return Step(self.INVERSES[self.kind], self.subject)
+
+    def __eq__(self, other):
+        return (self.kind, self.subject, self.force) == (other.kind, other.subject,
+                                                         other.force)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __repr__(self):
+        return "Step(%r, %r%s)" % (self.kind, self.subject, ", force=True" if self.force else "")
+
+
+class Plan(object):
+    """Steps to run, and what was found already in place (for the result)."""
+
+    def __init__(self, steps, already):
+        self.steps = steps
+        self.already = already
+
+
+def plan_promote(config, observed, force=False):
+    """Steps that make this host serve the storage, or raise the refusal."""
+    for resource in config.resources:
+        state = observed.resources[resource.name]
+        if not state.configured:
+            raise DrbdError("DRBD resource %s is not up on this host; bring it up "
+                            "(drbdadm up %s) and retry" % (resource.name, resource.name))
+        if state.peer_is_primary:
+            raise PeerPrimary("DRBD resource %s is Primary on the peer host; demote the "
+                              "other host first (fn=demote there)" % resource.name)
+        if not state.is_primary and not state.disk_up_to_date and not force:
+            raise DiskNotUpToDate(
+                "DRBD resource %s: local disk is %s, not UpToDate; promoting it would serve "
+                "stale data. Wait for the resync to finish, or pass force=true if you know "
+                "this copy is the one to keep" % (resource.name, state.disk))
+    if not observed.daemon_running:
+        raise TargetDaemonDown("tgtd is not running on this host; start it (service tgtd "
+                               "start) and retry")
+    if not observed.vip_local and observed.vip_answered_elsewhere:
+        raise VipInUse("another host answers for the floating IP %s/%d; find and demote "
+                       "it (fn=demote on that host) before promoting this one"
+                       % (config.vip_address, config.vip_prefix))
+    _refuse_foreign_target(config, observed.target)
+
+    steps, already = [], []
+    for resource in config.resources:
+        if observed.resources[resource.name].is_primary:
+            already.append("DRBD %s is Primary" % resource.name)
+        else:
+            steps.append(Step("drbd-primary", resource.name, force=force))
+    target = observed.target
+    if target is None:
+        steps.append(Step("target-build", config.iqn))
+    else:
+        present = set(lun.lun for lun in target.luns)
+        for resource in config.resources:
+            if resource.lun in present:
+                already.append("LUN %d (%s) is exported" % (resource.lun, resource.name))
+            else:
+                steps.append(Step("lun-add", resource.name))
+        for address in config.initiators:
+            if address in target.acl:
+                already.append("initiators %s allowed" % address)
+            else:
+                steps.append(Step("target-bind", address))
+        if target.state == "ready":
+            already.append("target %s is online" % config.iqn)
+        else:
+            steps.append(Step("target-online", config.iqn))
+    if observed.vip_local:
+        already.append("VIP %s is on this host" % config.vip_address)
+    else:
+        steps.append(Step("vip-claim", config.vip_address))
+    return Plan(steps, already)
+
+
+def _refuse_foreign_target(config, target):
+    """Refuse when tgtd holds something under our IQN that we did not put there."""
+    if target is None:
+        return
+    if target.tid != config.tid:
+        raise TargetError("target %s exists with tid %d, but the config says tid %d; remove "
+                          "it (tgtadm --op delete --mode target --tid %d) or fix [target] tid"
+                          % (config.iqn, target.tid, config.tid, target.tid))
+    devices = dict((r.lun, r.device) for r in config.resources)
+    for lun in target.luns:
+        if lun.lun in devices and lun.backing_path != devices[lun.lun]:
+            raise TargetError("target %s LUN %d is backed by %s, not by %s as configured; "
+                              "demote this host to clear it" % (config.iqn, lun.lun,
+                                                                 lun.backing_path,
+                                                                 devices[lun.lun]))
+
+
+def plan_demote(config, observed):
+    """Steps that make this host stop serving, VIP first."""
+    steps, already = [], []
+    if observed.vip_local:
+        steps.append(Step("vip-release", config.vip_address))
+    else:
+        already.append("VIP %s is not on this host" % config.vip_address)
+    if observed.target is not None:
+        steps.append(Step("target-remove", config.iqn))
+    elif observed.daemon_running:
+        already.append("no target %s on this host" % config.iqn)
+    else:
+        already.append("tgtd is not running, so no target is exported")
+    for resource in config.resources:
+        state = observed.resources[resource.name]
+        if state.is_primary:
+            steps.append(Step("drbd-secondary", resource.name))
+        else:
+            already.append("DRBD %s is %s" % (resource.name, state.role))
+    return Plan(steps, already)
+
+
+class Host(object):
+    """The system-touching side: DRBD, tgtd and the VIP of this host, per config."""
+
+    def __init__(self, config):
+        self.config = config
+        tools, timeout = config.tools, config.command_timeout
+        self.drbd = Drbd(drbdadm=tools["drbdadm"], drbdsetup=tools["drbdsetup"],
+                         version=config.drbd_version, timeout=timeout)
+        self.target = TgtTarget(tgtadm=tools["tgtadm"], control_port=config.tgt_control_port,
+                                timeout=timeout)
+        self.vip = FloatingIp(config.vip_address, config.vip_prefix, config.vip_interface,
+                              ip=tools["ip"], arping=tools["arping"], dad_wait=config.dad_wait,
+                              announcements=config.arp_announcements, timeout=timeout)
+        self._resources = dict((r.name, r) for r in config.resources)
+
+    def observe(self, detect_vip_elsewhere=False):
+        resources = dict((r.name, self.drbd.state(r.name)) for r in self.config.resources)
+        daemon_running = self.target.daemon_running()
+        target = self.target.find(self.config.iqn) if daemon_running else None
+        vip_local = self.vip.is_local()
+        elsewhere = detect_vip_elsewhere and not vip_local and self.vip.answered_elsewhere()
+        return Observation(resources, daemon_running, target, vip_local, elsewhere)
+
+    def apply(self, step):
+        getattr(self, "_" + step.kind.replace("-", "_"))(step)
+
+    def _drbd_primary(self, step):
+        self.drbd.promote(step.subject, force=step.force)
+
+    def _drbd_secondary(self, step):
+        self.drbd.demote(step.subject)
+
+    def _target_build(self, step):
+        self.target.create(self.config.tid, self.config.iqn)
+        try:
+            for resource in self.config.resources:
+                self._add_lun(resource)
+            for address in self.config.initiators:
+                self.target.bind(self.config.tid, address)
+            self.target.set_state(self.config.tid, "ready")
+        except IscsiHaError:
+            self.target.delete(self.config.tid)
+            raise
+
+    def _add_lun(self, resource):
+        self.target.add_lun(self.config.tid, resource.lun, resource.device, resource.scsi_id,
+                            resource.scsi_sn, resource.vendor_id, resource.product_id)
+
+    def _target_remove(self, step):
+        self.target.delete(self.config.tid)
+
+    def _lun_add(self, step):
+        self._add_lun(self._resources[step.subject])
+
+    def _lun_delete(self, step):
+        self.target.delete_lun(self.config.tid, self._resources[step.subject].lun)
+
+    def _target_bind(self, step):
+        self.target.bind(self.config.tid, step.subject)
+
+    def _target_unbind(self, step):
+        self.target.unbind(self.config.tid, step.subject)
+
+    def _target_online(self, step):
+        self.target.set_state(self.config.tid, "ready")
+
+    def _target_offline(self, step):
+        self.target.set_state(self.config.tid, "offline")
+
+    def _vip_claim(self, step):
+        self.vip.claim()
+
+    def _vip_release(self, step):
+        self.vip.release()
+
+
+def execute(action, plan, host, reason):
+    """Run the plan's steps in order; on a failure undo the done ones, newest first."""
+    started = time.time()
+    records, done = [], []
+    for step in plan.steps:
+        step_started = time.time()
+        try:
+            host.apply(step)
+        except IscsiHaError as exc:
+            records.append(_record(step, "failed", step_started, exc.message))
+            LOG.error("%s: step %s %s failed: %s (reason: %s)", action, step.kind,
+                      step.subject, exc.message, reason)
+            records.extend(_roll_back(action, done, host))
+            result = _result(action, plan, records, started, reason, changed=False)
+            raise StepFailed(
+                "%s failed at step %s %s: %s; %s" % (
+                    action, step.kind, step.subject, exc.message,
+                    _rollback_summary(done, records)),
+                details=[json.dumps(result, sort_keys=True)])
+        records.append(_record(step, "done", step_started))
+        done.append(step)
+        LOG.info("%s: %s %s done (reason: %s)", action, step.kind, step.subject, reason)
+    return _result(action, plan, records, started, reason, changed=bool(done))
+
+
+def _roll_back(action, done, host):
+    records = []
+    for step in reversed(done):
+        undo = step.inverse()
+        undo_started = time.time()
+        try:
+            host.apply(undo)
+        except IscsiHaError as exc:
+            records.append(_record(undo, "rollback-failed", undo_started, exc.message))
+            LOG.error("%s: rollback %s %s failed: %s", action, undo.kind, undo.subject,
+                      exc.message)
+        else:
+            records.append(_record(undo, "rolled-back", undo_started))
+            LOG.warning("%s: rolled back with %s %s", action, undo.kind, undo.subject)
+    return records
+
+
+def _rollback_summary(done, records):
+    if not done:
+        return "nothing had been changed"
+    failed = [r for r in records if r["outcome"] == "rollback-failed"]
+    if failed:
+        return ("rollback FAILED for %s: check this host by hand (fn=status)"
+                % ", ".join("%s %s" % (r["step"], r["subject"]) for r in failed))
+    return "the %d completed step%s were rolled back" % (len(done), "" if len(done) == 1 else "s")
+
+
+def _record(step, outcome, started, error=None):
+    record = {"step": step.kind, "subject": step.subject, "outcome": outcome,
+              "seconds": round(time.time() - started, 4)}
+    if error:
+        record["error"] = error
+    return record
+
+
+def _result(action, plan, records, started, reason, changed):
+    return {"action": action, "host": socket.gethostname(), "reason": reason,
+            "changed": changed, "steps": records, "already": plan.already,
+            "seconds": round(time.time() - started, 4),
+            "summary": _summary(action, records, plan.already)}
+
+
+def _summary(action, records, already):
+    done = ["%s %s" % (r["step"], r["subject"]) for r in records if r["outcome"] == "done"]
+    if not done:
+        return "%s: nothing to do, already in place (%s)" % (action, "; ".join(already))
+    return "%s: %s" % (action, ", ".join(done))
+
+
+def promote(config, host, force=False, reason=""):
+    observed = host.observe(detect_vip_elsewhere=True)
+    plan = plan_promote(config, observed, force=force)
+    return execute("promote", plan, host, reason)
+
+
+def demote(config, host, reason=""):
+    plan = plan_demote(config, host.observe())
+    return execute("demote", plan, host, reason)
+
+
+def status(config, host, manual_mode):
+    """This host's view: DRBD per resource, target, VIP, config digest."""
+    observed = host.observe()
+    target = observed.target
+    return {
+        "host": socket.gethostname(),
+        "version": __version__,
+        "config_digest": config.digest(),
+        "manual_mode": manual_mode,
+        "role": storage_role(observed),
+        "resources": [dict(observed.resources[r.name].as_dict(), device=r.device, lun=r.lun)
+                      for r in config.resources],
+        "target": {
+            "daemon_running": observed.daemon_running,
+            "iqn": config.iqn,
+            "exported": target is not None,
+            "state": target.state if target else None,
+            "luns": [lun.lun for lun in target.luns if lun.lun != 0] if target else [],
+            "sessions": target.sessions if target else 0,
+        },
+        "vip": {"address": config.vip_address, "prefix": config.vip_prefix,
+                "interface": config.vip_interface, "local": observed.vip_local},
+    }
+
+
+def storage_role(observed):
+    """``primary`` when everything serves here, ``secondary`` when nothing does, else ``mixed``."""
+    serving = [state.is_primary for state in observed.resources.values()]
+    serving += [observed.target is not None, observed.vip_local]
+    if all(serving):
+        return "primary"
+    if not any(serving):
+        return "secondary"
+    return "mixed"

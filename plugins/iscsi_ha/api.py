@@ -1,0 +1,105 @@
+"""The plugin's functions as library calls: config, lock and logging around actions.
+
+Each function reads the config afresh (the file is the single source of truth),
+and every function that changes the host holds the host lock.
+"""
+
+import os
+import platform
+
+from iscsi_ha import __version__, actions, config as config_module, logs, report
+from iscsi_ha.commands import find_tool
+from iscsi_ha.errors import IscsiHaError
+from iscsi_ha.lock import host_lock
+from iscsi_ha.vip import interface_exists
+
+
+def _load():
+    config = config_module.load()
+    logs.configure(config.log_file)
+    return config
+
+
+def version():
+    return {"version": __version__, "python": platform.python_version()}
+
+
+def status(output_format="json"):
+    config = _load()
+    result = actions.status(config, actions.Host(config), _manual_mode(config))
+    return report.status_table(result) if output_format == "table" else result
+
+
+def promote(force=False, reason=""):
+    config = _load()
+    with host_lock(config.lock_path, config.lock_wait):
+        return actions.promote(config, actions.Host(config), force=force, reason=reason)
+
+
+def demote(reason=""):
+    config = _load()
+    with host_lock(config.lock_path, config.lock_wait):
+        return actions.demote(config, actions.Host(config), reason=reason)
+
+
+def set_manual_mode(enabled, reason=""):
+    """Manual mode tells the controller to leave this pool's storage to the sysadmin."""
+    config = _load()
+    with host_lock(config.lock_path, config.lock_wait):
+        was = _manual_mode(config)
+        if enabled and not was:
+            with open(config.manual_mode_path, "w") as flag:
+                flag.write(reason + "\n")
+        elif was and not enabled:
+            os.remove(config.manual_mode_path)
+        if was != enabled:
+            logs.configure(config.log_file).warning(
+                "manual mode %s (reason: %s)", "on" if enabled else "off", reason)
+    return {"manual_mode": enabled, "changed": was != enabled}
+
+
+def _manual_mode(config):
+    return os.path.exists(config.manual_mode_path)
+
+
+def check():
+    """Validate config and environment without changing anything."""
+    config = _load()
+    host = actions.Host(config)
+    checks = []
+
+    def record(name, ok, detail=""):
+        checks.append({"check": name, "ok": bool(ok), "detail": detail})
+
+    for tool in sorted(config.tools):
+        path = find_tool(config.tools[tool])
+        record("tool %s" % tool, path, path or "%s not found; install it or set [tools] %s"
+               % (config.tools[tool], tool))
+    for label, interface in (("vip interface", config.vip_interface),
+                             ("replication interface", config.replication_interface)):
+        exists = _quietly(lambda: interface_exists(interface, config.tools["ip"],
+                                                   config.command_timeout))
+        record("%s %s" % (label, interface), exists is True,
+               "present" if exists is True else "missing: %s" % (exists or "no such interface"))
+    for resource in config.resources:
+        known = _quietly(lambda: host.drbd.knows(resource.name))
+        record("DRBD resource %s" % resource.name, known is True,
+               "known to DRBD" if known is True else
+               "not known to DRBD (%s); define it in /etc/drbd.d" % (known or "drbdadm said no"))
+        if known is True:
+            device = _quietly(lambda: host.drbd.device(resource.name))
+            record("DRBD device of %s" % resource.name, device == resource.device,
+                   "DRBD says %s, config says %s" % (device, resource.device))
+    running = _quietly(host.target.daemon_running)
+    record("tgtd", running is True, "answering on control port %d" % config.tgt_control_port
+           if running is True else "not answering (%s); start tgtd" % (running or "down"))
+    return {"ok": all(c["ok"] for c in checks), "config": config.path,
+            "config_digest": config.digest(), "checks": checks}
+
+
+def _quietly(probe):
+    """The probe's answer, or the error message (a string) when it failed."""
+    try:
+        return probe()
+    except IscsiHaError as exc:
+        return exc.message

@@ -1,0 +1,36 @@
+"""Readable tables for people; scripts use the JSON these are made from."""
+
+
+def table(headers, rows):
+    """A plain text table with columns padded to their widest cell."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row]
+                                           for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+             for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines) + "\n"
+
+
+def status_table(status):
+    """One host's ``status`` result as text."""
+    target, vip = status["target"], status["vip"]
+    head = ("host %s: %s  (iscsi-ha %s, config %s%s)\n" % (
+        status["host"], status["role"], status["version"], status["config_digest"],
+        ", MANUAL MODE" if status["manual_mode"] else ""))
+    resources = table(
+        ["resource", "device", "lun", "role", "peer", "connection", "disk", "peer disk"],
+        [[r["name"], r["device"], r["lun"], r["role"], r["peer_role"], r["connection"],
+          r["disk"], r["peer_disk"]] for r in status["resources"]])
+    if not target["daemon_running"]:
+        serving = "tgtd not running"
+    elif target["exported"]:
+        serving = "%s %s, LUNs %s, %d session(s)" % (
+            target["iqn"], target["state"], ",".join(str(l) for l in target["luns"]) or "none",
+            target["sessions"])
+    else:
+        serving = "%s not exported" % target["iqn"]
+    tail = "target: %s\nvip:    %s/%d on %s: %s\n" % (
+        serving, vip["address"], vip["prefix"], vip["interface"],
+        "here" if vip["local"] else "not here")
+    return head + resources + tail

@@ -1,0 +1,55 @@
+"""Run the iscsi-ha plugin file the way xapi does, and decode its answer."""
+
+import os
+import subprocess
+import sys
+
+try:
+    import xmlrpclib as xmlrpc_client
+except ImportError:  # Python 3
+    import xmlrpc.client as xmlrpc_client
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PLUGIN = os.path.join(REPO, "plugins", "iscsi-ha")
+XENAPIPLUGIN_DIR = os.path.join(REPO, "tests", "xapi_plugin")
+
+
+class PluginReply(object):
+    """The decoded methodResponse plus what the process wrote to stderr."""
+
+    def __init__(self, status, value, error, stdout, stderr):
+        self.status = status
+        self.value = value
+        self.error = error  # ErrorDescription list on failure
+        self.stdout = stdout
+        self.stderr = stderr
+
+    @property
+    def ok(self):
+        return self.status == "Success"
+
+
+def plugin_env(config_path=None, extra=None):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([XENAPIPLUGIN_DIR, os.path.join(REPO, "plugins")])
+    if config_path:
+        env["ISCSI_HA_CONF"] = config_path
+    env.update(extra or {})
+    return env
+
+
+def call(fn, args=None, config_path=None, python=None, netns=None, env=None):
+    """Execute the plugin with argv[1] = methodCall(fn, (session, args))."""
+    request = xmlrpc_client.dumps(("OpaqueRef:test-session", dict(args or {})), fn)
+    argv = [python or sys.executable, PLUGIN, request]
+    if netns:
+        argv = ["ip", "netns", "exec", netns] + argv
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env or plugin_env(config_path))
+    stdout, stderr = process.communicate()
+    stdout, stderr = stdout.decode("utf-8"), stderr.decode("utf-8")
+    assert process.returncode == 0, "plugin exited %d: %s%s" % (process.returncode, stdout,
+                                                                  stderr)
+    (reply,), _ = xmlrpc_client.loads(stdout)
+    return PluginReply(reply["Status"], reply.get("Value"), reply.get("ErrorDescription"),
+                       stdout, stderr)

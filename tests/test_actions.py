@@ -1,0 +1,181 @@
+"""Promote/demote planning: a pure function from observed state to steps or a refusal."""
+
+import pytest
+
+from iscsi_ha import actions, config
+from iscsi_ha.actions import Observation, Step
+from iscsi_ha.drbd import ResourceState
+from iscsi_ha.errors import (DiskNotUpToDate, DrbdError, PeerPrimary, TargetDaemonDown,
+                             TargetError, VipInUse)
+from iscsi_ha.target import LunInfo, TargetInfo
+
+RESOURCES = [
+    {"name": "r0", "device": "/dev/drbd0", "lun": 1, "scsi_id": "a0", "scsi_sn": "SN0"},
+    {"name": "r1", "device": "/dev/drbd1", "lun": 2, "scsi_id": "a1", "scsi_sn": "SN1"},
+]
+CONFIG = config.parse(config.render_sample(resources=RESOURCES), "test.conf")
+IQN = CONFIG.iqn
+
+
+def drbd(role="Secondary", peer_role="Secondary", disk="UpToDate", peer_disk="UpToDate",
+         connection="Connected", name="r0"):
+    return ResourceState(name=name, role=role, peer_role=peer_role, connection=connection,
+                         disk=disk, peer_disk=peer_disk)
+
+
+def target(luns=(1, 2), state="ready", acl=("ALL",), tid=1, devices=None):
+    devices = devices or {1: "/dev/drbd0", 2: "/dev/drbd1"}
+    info = TargetInfo(tid, IQN)
+    info.state, info.acl = state, list(acl)
+    for number in luns:
+        lun = LunInfo(number)
+        lun.backing_path = devices[number]
+        info.luns.append(lun)
+    return info
+
+
+def observed(r0=None, r1=None, daemon=True, target=None, vip_local=False, elsewhere=False):
+    return Observation({"r0": r0 or drbd(), "r1": r1 or drbd(name="r1")}, daemon, target,
+                       vip_local, elsewhere)
+
+
+def serving():
+    return observed(drbd("Primary"), drbd("Primary", name="r1"), target=target(),
+                    vip_local=True)
+
+
+def test_promote_from_standby_goes_drbd_then_target_then_vip():
+    plan = actions.plan_promote(CONFIG, observed())
+    assert plan.steps == [Step("drbd-primary", "r0"), Step("drbd-primary", "r1"),
+                          Step("target-build", IQN), Step("vip-claim", "192.0.2.100")]
+
+
+def test_promote_when_serving_already_is_a_noop_that_says_so():
+    plan = actions.plan_promote(CONFIG, serving())
+    assert plan.steps == []
+    assert "DRBD r0 is Primary" in plan.already
+    assert "VIP 192.0.2.100 is on this host" in plan.already
+
+
+def test_promote_completes_a_half_done_promotion():
+    half = observed(drbd("Primary"), drbd("Secondary", name="r1"),
+                    target=target(luns=(1,), state="offline", acl=()))
+    plan = actions.plan_promote(CONFIG, half)
+    assert plan.steps == [Step("drbd-primary", "r1"), Step("lun-add", "r1"),
+                          Step("target-bind", "ALL"), Step("target-online", IQN),
+                          Step("vip-claim", "192.0.2.100")]
+
+
+def test_promote_refuses_while_the_peer_is_primary_even_with_force():
+    with pytest.raises(PeerPrimary) as caught:
+        actions.plan_promote(CONFIG, observed(r1=drbd(peer_role="Primary", name="r1")),
+                             force=True)
+    assert "r1 is Primary on the peer host; demote the other host first" in caught.value.message
+
+
+def test_promote_refuses_a_disk_that_is_not_uptodate_unless_forced():
+    outdated = observed(r0=drbd(disk="Outdated", connection="WFConnection",
+                                peer_role="Unknown", peer_disk="DUnknown"))
+    with pytest.raises(DiskNotUpToDate) as caught:
+        actions.plan_promote(CONFIG, outdated)
+    assert "local disk is Outdated" in caught.value.message
+    assert "force=true" in caught.value.message
+    plan = actions.plan_promote(CONFIG, outdated, force=True)
+    assert plan.steps[0] == Step("drbd-primary", "r0", force=True)
+
+
+def test_promote_refuses_an_unconfigured_resource():
+    with pytest.raises(DrbdError) as caught:
+        actions.plan_promote(CONFIG, observed(r0=drbd(role="Unconfigured", disk="Unconfigured",
+                                                      peer_role="Unknown",
+                                                      connection="Unconfigured")))
+    assert "drbdadm up r0" in caught.value.message
+
+
+def test_promote_refuses_without_tgtd():
+    with pytest.raises(TargetDaemonDown):
+        actions.plan_promote(CONFIG, observed(daemon=False))
+
+
+def test_promote_refuses_when_another_host_answers_for_the_vip():
+    with pytest.raises(VipInUse) as caught:
+        actions.plan_promote(CONFIG, observed(elsewhere=True))
+    assert "192.0.2.100/24" in caught.value.message
+
+
+def test_promote_refuses_a_target_it_did_not_make():
+    with pytest.raises(TargetError) as caught:
+        actions.plan_promote(CONFIG, observed(target=target(tid=7)))
+    assert "tid 7" in caught.value.message
+    with pytest.raises(TargetError) as caught:
+        actions.plan_promote(CONFIG, observed(target=target(devices={1: "/dev/sdz",
+                                                                     2: "/dev/drbd1"})))
+    assert "backed by /dev/sdz" in caught.value.message
+
+
+def test_demote_goes_vip_then_target_then_drbd():
+    plan = actions.plan_demote(CONFIG, serving())
+    assert plan.steps == [Step("vip-release", "192.0.2.100"), Step("target-remove", IQN),
+                          Step("drbd-secondary", "r0"), Step("drbd-secondary", "r1")]
+
+
+def test_demote_of_a_standby_is_a_noop():
+    plan = actions.plan_demote(CONFIG, observed())
+    assert plan.steps == []
+    assert "DRBD r0 is Secondary" in plan.already
+
+
+def test_demote_without_tgtd_still_demotes_drbd():
+    plan = actions.plan_demote(CONFIG, observed(drbd("Primary"), daemon=False, vip_local=True))
+    assert plan.steps == [Step("vip-release", "192.0.2.100"), Step("drbd-secondary", "r0")]
+    assert "tgtd is not running, so no target is exported" in plan.already
+
+
+class RecordingHost(object):
+    """Applies steps to nothing but a journal; fails on a chosen step."""
+
+    def __init__(self, fail_on=None, fail_undo=None):
+        self.journal = []
+        self.fail_on = fail_on
+        self.fail_undo = fail_undo
+
+    def apply(self, step):
+        if (step.kind, step.subject) in (self.fail_on, self.fail_undo):
+            raise TargetError("simulated failure of %s" % step.kind)
+        self.journal.append((step.kind, step.subject))
+
+
+def test_execute_reports_each_step_with_its_time():
+    host = RecordingHost()
+    result = actions.execute("promote", actions.plan_promote(CONFIG, observed()), host, "test")
+    assert result["changed"] is True
+    assert [s["outcome"] for s in result["steps"]] == ["done"] * 4
+    assert all(s["seconds"] >= 0 for s in result["steps"])
+    assert result["reason"] == "test"
+
+
+def test_a_failed_step_rolls_back_the_done_ones_newest_first():
+    from iscsi_ha.errors import StepFailed
+    host = RecordingHost(fail_on=("target-build", IQN))
+    with pytest.raises(StepFailed) as caught:
+        actions.execute("promote", actions.plan_promote(CONFIG, observed()), host, "test")
+    assert host.journal == [("drbd-primary", "r0"), ("drbd-primary", "r1"),
+                            ("drbd-secondary", "r1"), ("drbd-secondary", "r0")]
+    message = caught.value.message
+    assert "promote failed at step target-build" in message
+    assert "the 2 completed steps were rolled back" in message
+
+
+def test_a_failed_rollback_is_reported_loudly():
+    from iscsi_ha.errors import StepFailed
+    host = RecordingHost(fail_on=("vip-claim", "192.0.2.100"),
+                         fail_undo=("target-remove", IQN))
+    with pytest.raises(StepFailed) as caught:
+        actions.execute("promote", actions.plan_promote(CONFIG, observed()), host, "test")
+    assert "rollback FAILED for target-remove" in caught.value.message
+
+
+def test_storage_role_summarises_the_host():
+    assert actions.storage_role(serving()) == "primary"
+    assert actions.storage_role(observed()) == "secondary"
+    assert actions.storage_role(observed(drbd("Primary"))) == "mixed"
