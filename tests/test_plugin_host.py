@@ -1,0 +1,383 @@
+"""The plugin on a host: real tgtd in a network namespace, the DRBD double, a client.
+
+The plugin runs as xapi runs it (tests/support/plugin.py) on the Python running
+these tests, inside the host namespace; the client namespace reaches the LUN
+through the floating IP with libiscsi's tools, as an initiator would.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from iscsi_ha import config as config_module
+from tests.support import netns, plugin
+from tests.support.tgtd import start_tgtd
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOUBLE = os.path.join(REPO, "tests", "drbd_double.py")
+IQN = "iqn.2026-01.org.example:iscsi-ha-test"
+HOST_ADDRESS, CLIENT_ADDRESS, VIP = "192.0.2.11", "192.0.2.50", "192.0.2.100"
+LUN_URL = "iscsi://%s/%s/1" % (VIP, IQN)
+SCSI_ID, SCSI_SN = "1fa0c0de0001", "IHA-R0-SERIAL"
+
+
+def python3():
+    """The DRBD double is Python 3 test infrastructure, whatever runs the tests."""
+    for candidate in (os.environ.get("PY3"), "/root/.pyenv/versions/3.11.7/bin/python",
+                      "python3"):
+        if candidate and (os.sep not in candidate or os.path.exists(candidate)):
+            return candidate
+    raise RuntimeError("no python3 for the DRBD double")
+
+
+def double(*args):
+    output = subprocess.check_output([python3(), DOUBLE] + list(args))
+    return output.decode("utf-8")
+
+
+class Network(object):
+    """Host and client namespaces on one link, with a real tgtd on the host."""
+
+    def __init__(self):
+        self.lab = netns.Lab()
+        try:
+            self.host = self.lab.namespace("host")
+            self.client = self.lab.namespace("client")
+            link = self.lab.link(self.host, HOST_ADDRESS + "/24", self.client,
+                                 CLIENT_ADDRESS + "/24")
+            self.interface = link.name_a
+            self.tgtd = start_tgtd(self.host)
+        except BaseException:
+            self.lab.cleanup()
+            raise
+
+    def close(self):
+        try:
+            if self.tgtd.running():
+                self.tgtd.stop()
+        finally:
+            self.lab.cleanup()
+
+    def client_run(self, argv, timeout=10):
+        """(exit code, output) of ``argv`` in the client namespace; timeout counts as failure."""
+        process = subprocess.Popen(self.client.exec_argv(argv), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT)
+        killer = _kill_after(process, timeout)
+        try:
+            output = process.communicate()[0].decode("utf-8", "replace")
+        finally:
+            killer.cancel()
+        return process.returncode, output
+
+    def vip_here(self):
+        output = self.host.run(["ip", "-o", "-4", "addr", "show"]).stdout
+        return (" %s/" % VIP) in output
+
+    def targets(self):
+        return self.tgtd.target().show()
+
+
+def _kill_after(process, seconds):
+    import threading
+    timer = threading.Timer(seconds, process.kill)
+    timer.start()
+    return timer
+
+
+@pytest.fixture(scope="module")
+def network():
+    network = Network()
+    yield network
+    network.close()
+
+
+class Host(object):
+    """One test's host: a fresh DRBD pool (hostA here, hostB the peer) and a config."""
+
+    def __init__(self, network, directory, drbd_version, lock_wait=10, ip_tool="ip"):
+        self.network = network
+        self.directory = directory
+        self.state = os.path.join(directory, "drbd")
+        double("init", "--state", self.state, "--version", drbd_version,
+               "--hosts", "hostA,hostB", "--resource", "r0:0:16",
+               "--netns", "hostA=%s" % network.host.name)
+        for host in ("hostA", "hostB"):
+            double("install-wrappers", "--state", self.state, "--host", host,
+                   "--bin", os.path.join(directory, host))
+        self.device = os.path.join(self.state, "hostA", "dev", "drbd0")
+        self.config_path = os.path.join(directory, "iscsi-ha.conf")
+        self.write_config(lock_wait=lock_wait, ip_tool=ip_tool)
+
+    def write_config(self, lock_wait=10, ip_tool="ip"):
+        bin_dir = os.path.join(self.directory, "hostA")
+        text = config_module.render_sample(
+            iqn=IQN, vip=VIP + "/24", vip_interface=self.network.interface,
+            replication_interface="lo", drbd_version="auto",
+            tgt_control_port=self.network.tgtd.control_port,
+            tools={"drbdadm": os.path.join(bin_dir, "drbdadm"),
+                   "drbdsetup": os.path.join(bin_dir, "drbdsetup"),
+                   "tgtadm": "tgtadm", "ip": ip_tool, "arping": "arping"},
+            state_dir=os.path.join(self.directory, "run"),
+            log_file=os.path.join(self.directory, "iscsi-ha.log"),
+            resources=[{"name": "r0", "device": self.device, "lun": 1,
+                        "scsi_id": SCSI_ID, "scsi_sn": SCSI_SN}])
+        text = text.replace("lock_wait = 10", "lock_wait = %s" % lock_wait)
+        with open(self.config_path, "w") as handle:
+            handle.write(text)
+
+    def call(self, fn, **args):
+        return plugin.call(fn, args, config_path=self.config_path,
+                           netns=self.network.host.name)
+
+    def peer(self, *args):
+        """Run the peer's (hostB's) drbdadm."""
+        return subprocess.call([os.path.join(self.directory, "hostB", "drbdadm")] + list(args))
+
+    def drbd_role(self):
+        return json.loads(double("show", "--state", self.state))
+
+    def role_of(self, host):
+        output = subprocess.check_output(
+            [os.path.join(self.directory, host, "drbdadm"), "role", "r0"]).decode("utf-8")
+        return output.strip().split("/")[0]
+
+    def reset(self):
+        """Leave the shared network as found: no target, no VIP, no open device."""
+        self.network.tgtd.target().delete(1)
+        if self.network.vip_here():
+            self.network.host.run(["ip", "addr", "del", VIP + "/24", "dev",
+                                   self.network.interface])
+
+
+@pytest.fixture(params=["9", "8.4"])
+def host(request, network):
+    directory = tempfile.mkdtemp(prefix="iha-host-")
+    try:
+        host = Host(network, directory, request.param)
+    except BaseException:
+        shutil.rmtree(directory)
+        raise
+    yield host
+    try:
+        host.reset()
+    finally:
+        shutil.rmtree(directory)
+
+
+@pytest.fixture
+def host9(network):
+    directory = tempfile.mkdtemp(prefix="iha-host-")
+    try:
+        host = Host(network, directory, "9")
+    except BaseException:
+        shutil.rmtree(directory)
+        raise
+    yield host
+    try:
+        host.reset()
+    finally:
+        shutil.rmtree(directory)
+
+
+def reachable(network):
+    code, output = network.client_run(["iscsi-inq", LUN_URL], timeout=3)
+    return code == 0 and "ISCSIHA" in output
+
+
+def assert_untouched(host):
+    """What a refusal must leave behind: standby as it was."""
+    assert host.role_of("hostA") == "Secondary"
+    assert not host.network.vip_here()
+    assert host.network.targets() == []
+
+
+def test_promote_serves_the_lun_through_the_vip_and_demote_withdraws_it(host):
+    network = host.network
+    reply = host.call("promote", reason="test promote")
+    assert reply.ok, reply.error
+    result = json.loads(reply.value)
+    assert result["changed"] is True
+    assert [s["step"] for s in result["steps"]] == ["drbd-primary", "target-build",
+                                                    "vip-claim"]
+    assert result["reason"] == "test promote"
+    assert reachable(network)
+    code, listing = network.client_run(["iscsi-ls", "iscsi://%s" % VIP])
+    assert code == 0 and IQN in listing
+
+    again = json.loads(host.call("promote").value)
+    assert again["changed"] is False
+    assert again["steps"] == []
+    assert again["summary"].startswith("promote: nothing to do, already in place")
+
+    reply = host.call("demote", reason="test demote")
+    assert reply.ok, reply.error
+    assert [s["step"] for s in json.loads(reply.value)["steps"]] == [
+        "vip-release", "target-remove", "drbd-secondary"]
+    assert not reachable(network)
+    assert host.role_of("hostA") == "Secondary"
+    assert json.loads(host.call("demote").value)["changed"] is False
+
+
+def test_the_lun_carries_the_configured_scsi_identity(host9):
+    assert host9.call("promote").ok
+    code, output = host9.network.client_run(["iscsi-inq", "-e", "1", "-c", "128", LUN_URL])
+    assert code == 0
+    assert SCSI_SN in output
+
+
+def test_status_reports_roles_target_vip_and_digest(host9):
+    before = json.loads(host9.call("status").value)
+    assert before["role"] == "secondary"
+    assert before["resources"][0]["role"] == "Secondary"
+    assert before["resources"][0]["peer_role"] == "Secondary"
+    assert before["target"]["exported"] is False
+    assert before["vip"]["local"] is False
+    assert len(before["config_digest"]) == 16
+    host9.call("promote")
+    after = json.loads(host9.call("status").value)
+    assert after["role"] == "primary"
+    assert after["target"] == {"daemon_running": True, "iqn": IQN, "exported": True,
+                               "state": "ready", "luns": [1], "sessions": 0}
+    table = host9.call("status", format="table").value
+    assert "primary" in table and "r0" in table and "here" in table
+
+
+def test_promote_is_refused_while_the_peer_is_primary(host9):
+    assert host9.peer("primary", "r0") == 0
+    try:
+        reply = host9.call("promote", force="true")
+        assert reply.error[0] == "ISCSI_HA_PEER_PRIMARY"
+        assert "demote the other host first" in reply.error[1]
+        assert_untouched(host9)
+    finally:
+        host9.peer("secondary", "r0")
+
+
+def test_an_outdated_disk_is_refused_unless_forced(host9):
+    assert host9.peer("primary", "r0") == 0
+    double("net-cut", "--state", host9.state)
+    assert host9.peer("secondary", "r0") == 0
+    reply = host9.call("promote")
+    assert reply.error[0] == "ISCSI_HA_DISK_NOT_UPTODATE"
+    assert "Outdated" in reply.error[1] and "force=true" in reply.error[1]
+    assert_untouched(host9)
+    reply = host9.call("promote", force="true")
+    assert reply.ok, reply.error
+    assert reachable(host9.network)
+
+
+def test_promote_is_refused_while_another_host_answers_for_the_vip(host9):
+    network = host9.network
+    network.client.run(["ip", "addr", "add", VIP + "/24", "dev", network.lab.links[0].name_b])
+    try:
+        reply = host9.call("promote")
+        assert reply.error[0] == "ISCSI_HA_VIP_IN_USE"
+        assert_untouched(host9)
+    finally:
+        network.client.run(["ip", "addr", "del", VIP + "/24", "dev",
+                            network.lab.links[0].name_b])
+
+
+def test_a_failing_step_rolls_back_what_promote_did(host9):
+    failing_ip = os.path.join(host9.directory, "ip-that-cannot-add")
+    with open(failing_ip, "w") as script:
+        script.write('#!/bin/sh\ncase "$*" in "addr add"*) echo "RTNETLINK answers: '
+                     'Operation not permitted" >&2; exit 2;; esac\nexec ip "$@"\n')
+    os.chmod(failing_ip, 0o755)
+    host9.write_config(ip_tool=failing_ip)
+    reply = host9.call("promote")
+    assert reply.error[0] == "ISCSI_HA_STEP_FAILED"
+    assert "promote failed at step vip-claim" in reply.error[1]
+    assert "Operation not permitted" in reply.error[1]
+    assert "the 2 completed steps were rolled back" in reply.error[1]
+    steps = json.loads(reply.error[2])["steps"]
+    assert [(s["step"], s["outcome"]) for s in steps] == [
+        ("drbd-primary", "done"), ("target-build", "done"), ("vip-claim", "failed"),
+        ("target-remove", "rolled-back"), ("drbd-secondary", "rolled-back")]
+    assert_untouched(host9)
+
+
+def test_demote_does_not_hang_on_a_connected_initiator(host9):
+    network = host9.network
+    assert host9.call("promote").ok
+    reader = subprocess.Popen(network.client.exec_argv(
+        ["iscsi-perf", "-m", "1", LUN_URL]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_session(network)
+        reply = host9.call("demote")
+        assert reply.ok, reply.error
+        assert host9.role_of("hostA") == "Secondary"
+        assert network.targets() == []
+    finally:
+        reader.kill()
+        reader.wait()
+
+
+def _wait_for_session(network):
+    import time
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        targets = network.targets()
+        if targets and targets[0].sessions:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the initiator never logged in")
+
+
+def test_without_tgtd_promote_is_refused_and_nothing_changes(network, tmp_path):
+    lab = netns.Lab()
+    try:
+        lonely = lab.namespace("notgtd")
+        directory = str(tmp_path)
+        double("init", "--state", os.path.join(directory, "drbd"), "--version", "9",
+               "--hosts", "hostA,hostB", "--resource", "r0:0:16")
+        double("install-wrappers", "--state", os.path.join(directory, "drbd"),
+               "--host", "hostA", "--bin", os.path.join(directory, "hostA"))
+        config_path = os.path.join(directory, "c.conf")
+        with open(config_path, "w") as handle:
+            handle.write(config_module.render_sample(
+                iqn=IQN, vip=VIP + "/24", vip_interface="lo", replication_interface="lo",
+                tgt_control_port=network.tgtd.control_port + 1,
+                tools={"drbdadm": os.path.join(directory, "hostA", "drbdadm"),
+                       "drbdsetup": os.path.join(directory, "hostA", "drbdsetup"),
+                       "tgtadm": "tgtadm", "ip": "ip", "arping": "arping"},
+                state_dir=directory, log_file=os.path.join(directory, "log"),
+                resources=[{"name": "r0", "device": "/dev/null", "lun": 1,
+                            "scsi_id": SCSI_ID, "scsi_sn": SCSI_SN}]))
+        reply = plugin.call("promote", {}, config_path=config_path, netns=lonely.name)
+        assert reply.error[0] == "ISCSI_HA_TARGET_DAEMON_DOWN"
+        assert "start" in reply.error[1]
+        role = subprocess.check_output([os.path.join(directory, "hostA", "drbdadm"), "role",
+                                        "r0"]).decode("utf-8")
+        assert role.startswith("Secondary")
+    finally:
+        lab.cleanup()
+
+
+def test_a_second_action_waits_for_the_lock_then_fails_busy(host9):
+    host9.write_config(lock_wait=0.5)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        os.makedirs(os.path.join(host9.directory, "run"))
+        with open(os.path.join(host9.directory, "run", "action.lock"), "w") as lock:
+            lock.write("%d\n" % holder.pid)
+        reply = host9.call("promote")
+        assert reply.error[0] == "ISCSI_HA_BUSY"
+        assert "pid %d" % holder.pid in reply.error[1]
+        assert_untouched(host9)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert host9.call("promote").ok  # a dead holder's lock is broken, not obeyed
+
+
+def test_check_passes_on_a_ready_host(host9):
+    answer = json.loads(host9.call("check").value)
+    failed = [c for c in answer["checks"] if not c["ok"]]
+    assert failed == []
+    assert answer["ok"] is True
