@@ -134,6 +134,8 @@ def test_demote_without_tgtd_still_demotes_drbd():
 class RecordingHost(object):
     """Applies steps to nothing but a journal; fails on a chosen step."""
 
+    config = CONFIG
+
     def __init__(self, fail_on=None, fail_undo=None):
         self.journal = []
         self.fail_on = fail_on

@@ -111,3 +111,12 @@ def test_check_command_reports_validity(tmp_path, capsys):
     path.write_text(sample())
     assert config.main(["check", str(path)]) == 0
     assert "valid" in capsys.readouterr().out
+
+
+def test_host_uuid_comes_from_the_dom0_inventory(tmp_path):
+    inventory = tmp_path / "xensource-inventory"
+    inventory.write_text(u"PRODUCT_BRAND='XCP-ng'\nINSTALLATION_UUID='8d1f6c2e-0000-4000-8000-000000000001'\n")
+    parsed = config.parse(sample(inventory=str(inventory)), "c")
+    assert parsed.host_uuid() == "8d1f6c2e-0000-4000-8000-000000000001"
+    missing = config.parse(sample(inventory=str(tmp_path / "none")), "c")
+    assert missing.host_uuid() is None

@@ -181,7 +181,8 @@ class Host(object):
                                 timeout=timeout)
         self.vip = FloatingIp(config.vip_address, config.vip_prefix, config.vip_interface,
                               ip=tools["ip"], arping=tools["arping"], dad_wait=config.dad_wait,
-                              announcements=config.arp_announcements, timeout=timeout)
+                              announcements=config.arp_announcements, timeout=timeout,
+                              announcer_pid_file=config.announcer_pid_path)
         self._resources = dict((r.name, r) for r in config.resources)
 
     def observe(self, detect_vip_elsewhere=False):
@@ -245,6 +246,10 @@ class Host(object):
         self.vip.release()
 
 
+def host_identity(config):
+    return {"host": socket.gethostname(), "host_uuid": config.host_uuid()}
+
+
 def execute(action, plan, host, reason):
     """Run the plan's steps in order; on a failure undo the done ones, newest first."""
     started = time.time()
@@ -258,7 +263,7 @@ def execute(action, plan, host, reason):
             LOG.error("%s: step %s %s failed: %s (reason: %s)", action, step.kind,
                       step.subject, exc.message, reason)
             records.extend(_roll_back(action, done, host))
-            result = _result(action, plan, records, started, reason, changed=False)
+            result = _result(action, plan, records, started, reason, False, host.config)
             raise StepFailed(
                 "%s failed at step %s %s: %s; %s" % (
                     action, step.kind, step.subject, exc.message,
@@ -267,7 +272,7 @@ def execute(action, plan, host, reason):
         records.append(_record(step, "done", step_started))
         done.append(step)
         LOG.info("%s: %s %s done (reason: %s)", action, step.kind, step.subject, reason)
-    return _result(action, plan, records, started, reason, changed=bool(done))
+    return _result(action, plan, records, started, reason, bool(done), host.config)
 
 
 def _roll_back(action, done, host):
@@ -305,11 +310,12 @@ def _record(step, outcome, started, error=None):
     return record
 
 
-def _result(action, plan, records, started, reason, changed):
-    return {"action": action, "host": socket.gethostname(), "reason": reason,
-            "changed": changed, "steps": records, "already": plan.already,
-            "seconds": round(time.time() - started, 4),
-            "summary": _summary(action, records, plan.already)}
+def _result(action, plan, records, started, reason, changed, config):
+    result = {"action": action, "reason": reason, "changed": changed, "steps": records,
+              "already": plan.already, "seconds": round(time.time() - started, 4),
+              "summary": _summary(action, records, plan.already)}
+    result.update(host_identity(config))
+    return result
 
 
 def _summary(action, records, already):
@@ -334,8 +340,8 @@ def status(config, host, manual_mode):
     """This host's view: DRBD per resource, target, VIP, config digest."""
     observed = host.observe()
     target = observed.target
-    return {
-        "host": socket.gethostname(),
+    result = host_identity(config)
+    result.update({
         "version": __version__,
         "config_digest": config.digest(),
         "manual_mode": manual_mode,
@@ -352,7 +358,8 @@ def status(config, host, manual_mode):
         },
         "vip": {"address": config.vip_address, "prefix": config.vip_prefix,
                 "interface": config.vip_interface, "local": observed.vip_local},
-    }
+    })
+    return result
 
 
 def storage_role(observed):

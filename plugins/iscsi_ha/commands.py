@@ -100,13 +100,27 @@ def run(argv, timeout=20.0, check=True):
 
 
 def spawn_detached(argv):
-    """Start ``argv`` and do not wait for it (e.g. gratuitous ARP repeats)."""
+    """Start ``argv`` in its own session without waiting for it; return its pid."""
     argv = [str(a) for a in argv]
     devnull = open(os.devnull, "r+b")
     try:
-        subprocess.Popen(argv, stdin=devnull, stdout=devnull, stderr=devnull,
-                         close_fds=True, preexec_fn=os.setsid)
+        return subprocess.Popen(argv, stdin=devnull, stdout=devnull, stderr=devnull,
+                                close_fds=True, preexec_fn=os.setsid).pid
     except OSError as exc:
         raise ToolMissing("%s: cannot run it (%s)" % (argv[0], os.strerror(exc.errno)))
     finally:
         devnull.close()
+
+
+def stop_detached(pid, name):
+    """End a process started by :func:`spawn_detached` if it still runs as ``name``."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as cmdline:
+            program = cmdline.read().split(b"\0")[0]
+    except (IOError, OSError):
+        return
+    if os.path.basename(program.decode("utf-8", "replace")) == name:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass

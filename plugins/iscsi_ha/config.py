@@ -37,7 +37,8 @@ _SCHEMA = {
     "replication": {"interface": None, "drbd_version": "auto"},
     "timeouts": {"lock_wait": "10", "command": "20"},
     "tools": dict((tool, tool) for tool in TOOLS),
-    "host": {"state_dir": "/var/run/iscsi-ha", "log_file": "/var/log/iscsi-ha.log"},
+    "host": {"state_dir": "/var/run/iscsi-ha", "log_file": "/var/log/iscsi-ha.log",
+             "inventory": "/etc/xensource-inventory"},
 }
 _RESOURCE_SCHEMA = {"device": None, "lun": None, "scsi_id": None, "scsi_sn": None,
                     "vendor_id": "ISCSIHA", "product_id": "HA-DISK"}
@@ -92,6 +93,7 @@ class Config(object):
         self.tools = dict(values["tools"])
         self.state_dir = values["host"]["state_dir"]
         self.log_file = values["host"]["log_file"]
+        self.inventory = values["host"]["inventory"]
         self.resources = resources
 
     @property
@@ -99,8 +101,24 @@ class Config(object):
         return os.path.join(self.state_dir, "action.lock")
 
     @property
+    def announcer_pid_path(self):
+        return os.path.join(self.state_dir, "arp-announcer.pid")
+
+    @property
     def manual_mode_path(self):
         return os.path.join(self.state_dir, "manual-mode")
+
+    def host_uuid(self):
+        """This dom0's XAPI host UUID (INSTALLATION_UUID in the inventory), or None."""
+        try:
+            with open(self.inventory) as handle:
+                for line in handle:
+                    key, _, value = line.strip().partition("=")
+                    if key == "INSTALLATION_UUID":
+                        return value.strip("'\"")
+        except (IOError, OSError):
+            pass
+        return None
 
     def pool_wide(self):
         """The settings both hosts must share."""
@@ -240,7 +258,7 @@ def _validate(values, resources, problems):
                         % (values["replication"]["drbd_version"], ", ".join(_DRBD_VERSIONS)))
     for key in sorted(values["timeouts"]):
         _check_number(problems, "[timeouts] %s" % key, values["timeouts"][key])
-    for key in ("state_dir", "log_file"):
+    for key in ("state_dir", "log_file", "inventory"):
         if not os.path.isabs(values["host"][key]):
             problems.append("[host] %s: '%s' must be an absolute path"
                             % (key, values["host"][key]))
@@ -349,6 +367,7 @@ SAMPLE_VALUES = {
     "tools": dict((tool, tool) for tool in TOOLS),
     "state_dir": "/var/run/iscsi-ha",
     "log_file": "/var/log/iscsi-ha.log",
+    "inventory": "/etc/xensource-inventory",
     "resources": [{"name": "iscsi1", "device": "/dev/drbd1", "lun": 1,
                    "scsi_id": "1fa0c0de0001", "scsi_sn": "IHA-ISCSI1"}],
 }

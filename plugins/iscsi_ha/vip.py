@@ -1,5 +1,7 @@
 """The floating IP: is it here, is another host answering for it, claim, release."""
 
+import os
+
 from iscsi_ha import commands
 from iscsi_ha.errors import CommandFailed, VipError
 
@@ -27,7 +29,7 @@ class FloatingIp(object):
     """The VIP on one interface of this host, read back from the kernel every time."""
 
     def __init__(self, address, prefix, interface, ip="ip", arping="arping", dad_wait=1,
-                 announcements=3, timeout=20.0):
+                 announcements=3, timeout=20.0, announcer_pid_file=None):
         self.address = address
         self.prefix = prefix
         self.interface = interface
@@ -36,6 +38,9 @@ class FloatingIp(object):
         self.dad_wait = dad_wait
         self.announcements = announcements
         self.timeout = timeout
+        # The background arping -U must stop when the VIP is released: its
+        # announcements would make the next owner's duplicate check fail.
+        self.announcer_pid_file = announcer_pid_file
 
     @property
     def cidr(self):
@@ -70,10 +75,24 @@ class FloatingIp(object):
             raise VipError("cannot add %s to %s: %s" % (self.cidr, self.interface,
                                                          exc.message))
         if self.announcements:
-            commands.spawn_detached([self.arping, "-U", "-q", "-c", str(self.announcements),
-                                     "-I", self.interface, self.address])
+            pid = commands.spawn_detached([self.arping, "-U", "-q", "-c",
+                                           str(self.announcements), "-I", self.interface,
+                                           self.address])
+            if self.announcer_pid_file:
+                with open(self.announcer_pid_file, "w") as handle:
+                    handle.write("%d\n" % pid)
+
+    def stop_announcing(self):
+        try:
+            with open(self.announcer_pid_file) as handle:
+                pid = int(handle.read())
+        except (IOError, OSError, ValueError, TypeError):
+            return
+        commands.stop_detached(pid, os.path.basename(self.arping))
+        os.remove(self.announcer_pid_file)
 
     def release(self):
+        self.stop_announcing()
         try:
             commands.run([self.ip, "addr", "del", self.cidr, "dev", self.interface],
                          timeout=self.timeout)

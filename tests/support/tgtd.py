@@ -117,6 +117,43 @@ class Tgtd(object):
             time.sleep(0.02)
 
 
+class _StartedElsewhere(object):
+    """The process part of a tgtd that an earlier command (the lab's ``up``) started."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def poll(self):
+        try:
+            os.waitpid(self.pid, os.WNOHANG)  # collect it when we are its parent after all
+        except OSError:
+            pass
+        return None if process_alive(self.pid) else 0
+
+    def send_signal(self, sig):
+        try:
+            os.kill(self.pid, sig)
+        except OSError:
+            pass
+
+
+def process_alive(pid):
+    """True while ``pid`` runs (a zombie, or a pid reaped already, is not running)."""
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except (IOError, OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def attach_tgtd(namespace, control_port, pid, log_path, portal="0.0.0.0:3260"):
+    """A :class:`Tgtd` for a daemon started by another process, known by its pid."""
+    daemon = Tgtd(namespace, control_port, _StartedElsewhere(pid), log_path, portal)
+    daemon.owns_socket = True
+    return daemon
+
+
 def _remove(path):
     try:
         os.unlink(path)
