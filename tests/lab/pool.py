@@ -1,0 +1,537 @@
+"""The two-host pool lab: namespaced hosts, real tgtd, the DRBD double, the XAPI simulator.
+
+Owns building and tearing down one simulated pool on this machine, and the
+events a pool lives through (planned master change, a host dying and coming
+back, the replication link breaking), each driven the way the real thing is:
+master changes through XAPI, storage moves through ``host.call_plugin`` of the
+installed plugin. Everything the lab makes is recorded in ``STATE/lab.json`` so
+that any later command, including ``down``, finds it again.
+
+Network (addresses from the documentation ranges only)::
+
+    hostA xenbr0 192.0.2.11 --+                      +-- client eth0 192.0.2.50
+                              +-- switch (bridge) ---+
+    hostB xenbr0 192.0.2.12 --+      VIP 192.0.2.100 lives on the master's xenbr0
+    hostA repl0 198.51.100.1 <---- direct link ----> hostB repl0 198.51.100.2
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import XenAPI
+
+from iscsi_ha import commands, config as config_module
+from iscsi_ha.errors import CommandFailed
+from tests.drbd_double import crash as drbd_crash, cut as drbd_cut, heal as drbd_heal
+from tests.drbd_double import init_pool, install_wrappers, revive as drbd_revive
+from tests.support import netns
+from tests.support.tgtd import attach_tgtd, process_alive, start_tgtd
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB_FILE = "lab.json"
+USERNAME, PASSWORD = "root", "lab-password"
+IQN = "iqn.2026-01.org.example.lab:iscsi-ha"
+VIP, PREFIX = "192.0.2.100", 24
+CLIENT_ADDRESS = "192.0.2.50"
+HOSTS = (("hostA", "192.0.2.11", "198.51.100.1"), ("hostB", "192.0.2.12", "198.51.100.2"))
+STORAGE_INTERFACE, REPLICATION_INTERFACE, CLIENT_INTERFACE = "xenbr0", "repl0", "eth0"
+# One replicated disk: DRBD resource iscsi1 on minor 1, 64 MiB, exported as LUN 1.
+RESOURCE = {"name": "iscsi1", "minor": 1, "size_mib": 64, "lun": 1,
+            "scsi_id": "1fa0c0de0001", "scsi_sn": "IHA-LAB-ISCSI1"}
+SIMULATOR_START_SECONDS = 15
+
+
+class LabError(Exception):
+    """The lab cannot do what was asked; the message says why."""
+
+
+class Lab(object):
+    """One pool, loaded from (and saved to) its state directory."""
+
+    def __init__(self, state_dir, record):
+        self.state_dir = os.path.abspath(state_dir)
+        self.record = record
+
+    # -- state ---------------------------------------------------------------
+
+    @classmethod
+    def load(cls, state_dir):
+        path = os.path.join(state_dir, LAB_FILE)
+        if not os.path.exists(path):
+            raise LabError("no lab in %s: run `python -m tests.lab up --state %s` first"
+                           % (state_dir, state_dir))
+        with open(path) as handle:
+            return cls(state_dir, json.load(handle))
+
+    def save(self):
+        path = os.path.join(self.state_dir, LAB_FILE)
+        with open(path + ".new", "w") as handle:
+            json.dump(self.record, handle, indent=2, sort_keys=True)
+        os.rename(path + ".new", path)
+
+    def path(self, *parts):
+        return os.path.join(self.state_dir, *parts)
+
+    def namespace(self, role):
+        return netns.Namespace(self.record["namespaces"][role])
+
+    @property
+    def hosts(self):
+        return self.record["hosts"]
+
+    def other_host(self, name):
+        self.check_host(name)
+        return [other for other in self.hosts if other != name][0]
+
+    def check_host(self, name):
+        if name not in self.hosts:
+            raise LabError("no host %r in this lab; hosts are %s"
+                           % (name, ", ".join(sorted(self.hosts))))
+
+    # -- XAPI ----------------------------------------------------------------
+
+    def session(self):
+        """A XenAPI session with the pool master (the official client module)."""
+        session = XenAPI.Session(self.record["xapi"]["urls"]["pool"])
+        session.xenapi.login_with_password(USERNAME, PASSWORD, "2.0", "iscsi-ha-lab")
+        return session
+
+    def control(self, call, *args):
+        import xmlrpc.client
+        proxy = xmlrpc.client.ServerProxy(self.record["xapi"]["urls"]["control"])
+        reply = getattr(proxy.lab, call)(*args)
+        if reply.get("Status") != "Success":
+            raise LabError("XAPI simulator refused lab.%s: %s" % (call, reply))
+        return reply.get("Value")
+
+    def call_plugin(self, session, host, fn, **args):
+        """``host.call_plugin`` on ``host``; returns the decoded JSON result."""
+        ref = session.xenapi.host.get_by_uuid(self.hosts[host]["uuid"])
+        started = time.time()
+        try:
+            value = session.xenapi.host.call_plugin(ref, "iscsi-ha", fn, args)
+        except XenAPI.Failure as failure:
+            return {"host": host, "fn": fn, "ok": False, "error": failure.details,
+                    "seconds": round(time.time() - started, 3)}
+        return {"host": host, "fn": fn, "ok": True, "result": json.loads(value),
+                "seconds": round(time.time() - started, 3)}
+
+    def master(self, session):
+        pool = session.xenapi.pool.get_all()[0]
+        master_ref = session.xenapi.pool.get_master(pool)
+        master_uuid = session.xenapi.host.get_uuid(master_ref)
+        return [name for name, host in self.hosts.items() if host["uuid"] == master_uuid][0]
+
+    def move_storage(self, session, old, new, reason):
+        """What the controller will do: demote the old master, then promote the new one.
+
+        Nothing moves when the new master's disks are not UpToDate (its promote
+        would be refused after the old one stopped serving), and a failed demote
+        stops the move: promoting while the old side may still write would make
+        two writers.
+        """
+        steps = [self.call_plugin(session, new, "status")]
+        if not steps[0]["ok"]:
+            return steps
+        stale = [r["name"] for r in steps[0]["result"]["resources"]
+                 if not r["disk_up_to_date"]]
+        if stale:
+            steps[0]["refused"] = ("not moving the storage: %s on %s is not UpToDate"
+                                   % (", ".join(stale), new))
+            return steps
+        if old is not None and self.hosts[old]["alive"]:
+            steps.append(self.call_plugin(session, old, "demote", reason=reason))
+            if not steps[-1]["ok"]:
+                return steps
+        steps.append(self.call_plugin(session, new, "promote", reason=reason))
+        return steps
+
+    # -- tgtd ----------------------------------------------------------------
+
+    def start_tgtd(self, name):
+        daemon = start_tgtd(self.namespace(name))
+        self.hosts[name]["tgtd"] = {"pid": daemon.pid, "control_port": daemon.control_port,
+                                    "log": daemon.log_path}
+        return daemon
+
+    def tgtd(self, name):
+        info = self.hosts[name].get("tgtd")
+        if not info:
+            return None
+        return attach_tgtd(self.namespace(name), info["control_port"], info["pid"],
+                           info["log"])
+
+
+# -- building ------------------------------------------------------------------
+
+def up(state_dir, drbd_version="9", plugin_python=None):
+    """Build the pool, make hostA master and promote it; return the lab's description."""
+    state_dir = os.path.abspath(state_dir)
+    if os.path.exists(os.path.join(state_dir, LAB_FILE)):
+        raise LabError("a lab is already up in %s; run `down` first" % state_dir)
+    if not os.path.isdir(state_dir):
+        os.makedirs(state_dir)
+    prefix = netns.unique_prefix()
+    lab = Lab(state_dir, {
+        "prefix": prefix,
+        "namespaces": {"hostA": prefix + "-a", "hostB": prefix + "-b",
+                       "client": prefix + "-c", "switch": prefix + "-sw"},
+        "plugin_python": plugin_python or sys.executable,
+        "drbd_version": drbd_version,
+        "hosts": dict((name, {"uuid": str(uuid.uuid4()), "address": address,
+                              "replication_address": replication, "alive": True})
+                      for name, address, replication in HOSTS),
+    })
+    lab.save()  # from here on, `down` can clean up whatever the next steps leave
+    try:
+        _build_network(lab)
+        _build_drbd(lab)
+        for name in lab.hosts:
+            lab.start_tgtd(name)
+            _install_host(lab, name)
+        lab.save()
+        _start_simulator(lab)
+        lab.save()
+        session = lab.session()
+        try:
+            promoted = lab.call_plugin(session, "hostA", "promote", reason="lab up")
+        finally:
+            session.xenapi.session.logout()
+        if not promoted["ok"]:
+            raise LabError("promoting hostA failed: %s" % promoted["error"])
+    except BaseException:
+        down(state_dir)
+        raise
+    return describe(lab)
+
+
+def describe(lab):
+    record = lab.record
+    return {
+        "xapi_url": record["xapi"]["urls"]["pool"], "username": USERNAME,
+        "password": PASSWORD, "vip": VIP, "iqn": IQN, "luns": [RESOURCE["lun"]],
+        "lun_urls": ["iscsi://%s/%s/%d" % (VIP, IQN, RESOURCE["lun"])],
+        "client_netns": record["namespaces"]["client"], "master": record.get("master",
+                                                                             "hostA"),
+        "state": lab.state_dir,
+        "hosts": dict((name, {"uuid": host["uuid"], "netns": record["namespaces"][name],
+                              "address": host["address"],
+                              "replication_address": host["replication_address"],
+                              "xapi_url": record["xapi"]["urls"]["hosts"][name]["loopback"],
+                              "alive": host["alive"]})
+                      for name, host in lab.hosts.items()),
+    }
+
+
+def _ip(*argv):
+    commands.run(["ip"] + list(argv), timeout=10)
+
+
+def _build_network(lab):
+    names = lab.record["namespaces"]
+    for role in ("switch", "hostA", "hostB", "client"):
+        netns.Namespace.create(names[role])
+    switch = names["switch"]
+    _ip("-n", switch, "link", "add", "br0", "type", "bridge")
+    _ip("-n", switch, "link", "set", "br0", "up")
+    ports = [("hostA", STORAGE_INTERFACE, lab.hosts["hostA"]["address"]),
+             ("hostB", STORAGE_INTERFACE, lab.hosts["hostB"]["address"]),
+             ("client", CLIENT_INTERFACE, CLIENT_ADDRESS)]
+    for role, interface, address in ports:
+        port = "port-" + role
+        _ip("link", "add", interface, "netns", names[role], "type", "veth", "peer", "name",
+            port, "netns", switch)
+        _ip("-n", switch, "link", "set", port, "master", "br0", "up")
+        netns.check_lab_address("%s/%d" % (address, PREFIX))
+        _ip("-n", names[role], "addr", "add", "%s/%d" % (address, PREFIX), "dev", interface)
+        _ip("-n", names[role], "link", "set", interface, "up")
+    _ip("link", "add", REPLICATION_INTERFACE, "netns", names["hostA"], "type", "veth", "peer",
+        "name", REPLICATION_INTERFACE, "netns", names["hostB"])
+    for name in ("hostA", "hostB"):
+        _ip("-n", names[name], "addr", "add",
+            "%s/24" % lab.hosts[name]["replication_address"], "dev", REPLICATION_INTERFACE)
+        _ip("-n", names[name], "link", "set", REPLICATION_INTERFACE, "up")
+
+
+def _build_drbd(lab):
+    names = lab.record["namespaces"]
+    init_pool(lab.path("drbd"), lab.record["drbd_version"], sorted(lab.hosts),
+              [(RESOURCE["name"], RESOURCE["minor"], RESOURCE["size_mib"])],
+              dict((name, names[name]) for name in lab.hosts))
+    for name in lab.hosts:
+        install_wrappers(lab.path("drbd"), name, lab.path("hosts", name, "bin"))
+
+
+def _install_host(lab, name):
+    """Put the plugin where xapi looks for it, with its library and config."""
+    host_dir = lab.path("hosts", name)
+    plugin_dir = os.path.join(host_dir, "plugins")
+    if os.path.exists(plugin_dir):
+        shutil.rmtree(plugin_dir)
+    shutil.copytree(os.path.join(REPO, "plugins", "iscsi_ha"),
+                    os.path.join(plugin_dir, "iscsi_ha"),
+                    ignore=shutil.ignore_patterns("*.pyc", "__pycache__"))
+    shutil.copy(os.path.join(REPO, "tests", "xapi_plugin", "XenAPIPlugin.py"), plugin_dir)
+    with open(os.path.join(REPO, "plugins", "iscsi-ha")) as source:
+        lines = source.readlines()
+    lines[0] = "#!%s\n" % lab.record["plugin_python"]
+    plugin = os.path.join(plugin_dir, "iscsi-ha")
+    with open(plugin, "w") as target:
+        target.writelines(lines)
+    os.chmod(plugin, 0o755)
+    bin_dir = os.path.join(host_dir, "bin")
+    text = config_module.render_sample(
+        iqn=IQN, vip="%s/%d" % (VIP, PREFIX), vip_interface=STORAGE_INTERFACE,
+        replication_interface=REPLICATION_INTERFACE,
+        tgt_control_port=lab.hosts[name]["tgtd"]["control_port"],
+        tools={"drbdadm": os.path.join(bin_dir, "drbdadm"),
+               "drbdsetup": os.path.join(bin_dir, "drbdsetup"),
+               "tgtadm": "tgtadm", "ip": "ip", "arping": "arping"},
+        state_dir=os.path.join(host_dir, "run"),
+        log_file=os.path.join(host_dir, "iscsi-ha.log"),
+        inventory=os.path.join(host_dir, "xensource-inventory"),
+        resources=[{"name": RESOURCE["name"], "lun": RESOURCE["lun"],
+                    "device": lab.path("drbd", name, "dev", "drbd%d" % RESOURCE["minor"]),
+                    "scsi_id": RESOURCE["scsi_id"], "scsi_sn": RESOURCE["scsi_sn"]}])
+    config_path = os.path.join(host_dir, "iscsi-ha.conf")
+    with open(config_path, "w") as handle:
+        handle.write(text)
+    with open(os.path.join(host_dir, "xensource-inventory"), "w") as handle:
+        handle.write("INSTALLATION_UUID='%s'\n" % lab.hosts[name]["uuid"])
+    lab.hosts[name]["plugin_dir"] = plugin_dir
+    lab.hosts[name]["config"] = config_path
+
+
+def _start_simulator(lab):
+    names = lab.record["namespaces"]
+    simulator_config = {
+        "username": USERNAME, "password": PASSWORD, "master": "hostA",
+        "pool_name": "iscsi-ha-lab", "audit_log": lab.path("xapi", "audit.log"),
+        "hosts": [{"name": name, "uuid": host["uuid"], "address": host["address"],
+                   "netns": names[name], "plugin_dir": host["plugin_dir"],
+                   "plugin_env": {"ISCSI_HA_CONF": host["config"]},
+                   "pool_conf": lab.path("hosts", name, "pool.conf")}
+                  for name, host in sorted(lab.hosts.items())],
+    }
+    os.makedirs(lab.path("xapi"))
+    config_path, ready = lab.path("xapi", "config.json"), lab.path("xapi", "ready.json")
+    with open(config_path, "w") as handle:
+        json.dump(simulator_config, handle, indent=2)
+    with open(lab.path("xapi", "simulator.log"), "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.lab.xapi_sim", "--config", config_path,
+             "--ready", ready], cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join([REPO,
+                                                              os.path.join(REPO, "plugins")])))
+    lab.record["xapi"] = {"pid": process.pid}
+    lab.save()
+    deadline = time.time() + SIMULATOR_START_SECONDS
+    while not os.path.exists(ready):
+        if process.poll() is not None or time.time() > deadline:
+            with open(lab.path("xapi", "simulator.log")) as log:
+                raise LabError("the XAPI simulator did not start: %s" % log.read()[-2000:])
+        time.sleep(0.05)
+    with open(ready) as handle:
+        urls = json.load(handle)
+    urls.pop("pid")
+    lab.record["xapi"]["urls"] = urls
+    lab.record["master"] = "hostA"
+
+
+# -- events --------------------------------------------------------------------
+
+def status(state_dir):
+    lab = Lab.load(state_dir)
+    session = lab.session()
+    try:
+        master = lab.master(session)
+        hosts = {}
+        for name, host in sorted(lab.hosts.items()):
+            if host["alive"]:
+                hosts[name] = lab.call_plugin(session, name, "status")
+            else:
+                hosts[name] = {"host": name, "fn": "status", "ok": False,
+                               "error": ["HOST_OFFLINE", host["uuid"]]}
+    finally:
+        session.xenapi.session.logout()
+    return {"master": master, "hosts": hosts}
+
+
+def designate_master(state_dir, name, move_storage=True):
+    """A planned master change, as ``xe pool-designate-new-master``."""
+    lab = Lab.load(state_dir)
+    lab.check_host(name)
+    session = lab.session()
+    try:
+        old = lab.master(session)
+        if old == name:
+            raise LabError("%s is the master already" % name)
+        started = time.time()
+        session.xenapi.pool.designate_new_master(
+            session.xenapi.host.get_by_uuid(lab.hosts[name]["uuid"]))
+    finally:
+        session.xenapi.session.logout()
+    lab.record["master"] = name
+    lab.save()
+    result = {"master": name, "previous_master": old, "storage": []}
+    if move_storage:
+        session = lab.session()
+        try:
+            result["storage"] = lab.move_storage(session, old, name,
+                                                 "planned master change to %s" % name)
+        finally:
+            session.xenapi.session.logout()
+    result["seconds"] = round(time.time() - started, 3)
+    return result
+
+
+def fail_host(state_dir, name, move_storage=True):
+    """``name`` dies; the survivor becomes master as HA would, then serves the storage."""
+    lab = Lab.load(state_dir)
+    lab.check_host(name)
+    if not lab.hosts[name]["alive"]:
+        raise LabError("%s is down already" % name)
+    survivor = lab.other_host(name)
+    started = time.time()
+    namespace = lab.namespace(name)
+    for interface in (STORAGE_INTERFACE, REPLICATION_INTERFACE):
+        namespace.run(["ip", "link", "set", interface, "down"])
+    daemon = lab.tgtd(name)
+    if daemon is not None:
+        os.kill(daemon.pid, signal.SIGKILL)
+        daemon.stop(timeout=2)  # reaps what SIGKILL left and removes its socket files
+    drbd_crash(lab.path("drbd"), name)
+    lab.control("fail_host", name)
+    lab.hosts[name]["alive"] = False
+    lab.hosts[name]["tgtd"] = None
+    was_master = lab.record.get("master") == name
+    result = {"failed": name, "survivor": survivor, "storage": []}
+    if was_master:
+        _emergency_transition(lab, survivor)
+        lab.record["master"] = survivor
+    lab.save()
+    if move_storage:
+        session = lab.session()
+        try:
+            result["storage"] = lab.move_storage(session, None, survivor,
+                                                 "%s failed" % name)
+        finally:
+            session.xenapi.session.logout()
+    result["master"] = lab.record["master"]
+    result["seconds"] = round(time.time() - started, 3)
+    return result
+
+
+def _emergency_transition(lab, survivor):
+    """What the HA layer does on the surviving slave when the master is gone."""
+    session = XenAPI.Session(lab.record["xapi"]["urls"]["hosts"][survivor]["loopback"])
+    session.slave_local_login_with_password(USERNAME, PASSWORD)
+    try:
+        session.xenapi.pool.emergency_transition_to_master()
+    finally:
+        session.logout()
+
+
+def restore_host(state_dir, name):
+    """``name`` boots again: no VIP, a fresh tgtd, DRBD Secondary, back in the pool as slave."""
+    lab = Lab.load(state_dir)
+    lab.check_host(name)
+    if lab.hosts[name]["alive"]:
+        raise LabError("%s is up already" % name)
+    namespace = lab.namespace(name)
+    # A rebooted dom0 comes up without the floating IP.
+    namespace.run(["ip", "addr", "flush", "dev", STORAGE_INTERFACE])
+    namespace.run(["ip", "addr", "add", "%s/%d" % (lab.hosts[name]["address"], PREFIX),
+                   "dev", STORAGE_INTERFACE])
+    for interface in (STORAGE_INTERFACE, REPLICATION_INTERFACE):
+        namespace.run(["ip", "link", "set", interface, "up"])
+    lab.start_tgtd(name)
+    _install_host(lab, name)  # the control port is new
+    drbd_revive(lab.path("drbd"), name)
+    lab.control("restore_host", name)
+    lab.hosts[name]["alive"] = True
+    lab.save()
+    return {"restored": name, "master": lab.record["master"]}
+
+
+def cut_replication(state_dir):
+    lab = Lab.load(state_dir)
+    for name in lab.hosts:
+        if lab.hosts[name]["alive"]:
+            lab.namespace(name).run(["ip", "link", "set", REPLICATION_INTERFACE, "down"])
+    drbd_cut(lab.path("drbd"))
+    return {"replication": "cut"}
+
+
+def heal_replication(state_dir):
+    lab = Lab.load(state_dir)
+    for name in lab.hosts:
+        if lab.hosts[name]["alive"]:
+            lab.namespace(name).run(["ip", "link", "set", REPLICATION_INTERFACE, "up"])
+    drbd_heal(lab.path("drbd"))
+    return {"replication": "healed"}
+
+
+def down(state_dir):
+    """Remove every namespace, process and file of the lab; fine to run twice."""
+    state_dir = os.path.abspath(state_dir)
+    path = os.path.join(state_dir, LAB_FILE)
+    if not os.path.exists(path):
+        if os.path.isdir(state_dir) and not os.listdir(state_dir):
+            os.rmdir(state_dir)
+        return {"down": True, "was_up": False}
+    lab = Lab.load(state_dir)
+    problems = []
+    simulator = lab.record.get("xapi", {}).get("pid")
+    if simulator:
+        _terminate(simulator, problems)
+    for name in lab.hosts:
+        try:
+            daemon = lab.tgtd(name)
+            if daemon is not None:
+                daemon.stop()
+        except Exception as exc:  # keep tearing down; report at the end
+            problems.append("tgtd of %s: %s" % (name, exc))
+    for role in ("client", "hostA", "hostB", "switch"):
+        try:
+            lab.namespace(role).delete()
+        except CommandFailed as exc:
+            problems.append("namespace %s: %s" % (role, exc.message))
+    shutil.rmtree(state_dir, ignore_errors=True)
+    if problems:
+        raise LabError("down finished with problems: %s" % "; ".join(problems))
+    return {"down": True, "was_up": True}
+
+
+def _terminate(pid, problems, seconds=5):
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        _reap(pid)
+        if not process_alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    _reap(pid)
+    problems.append("the XAPI simulator (pid %d) ignored SIGTERM and was killed" % pid)
+
+
+def _reap(pid):
+    """Collect ``pid`` when this process started it (a test calling ``up`` and ``down``)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

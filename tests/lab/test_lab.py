@@ -1,0 +1,178 @@
+"""The two-host pool lab, driven through its command line as other tools drive it.
+
+The client namespace reads and writes the LUN through the floating IP, so what
+these tests check is what a VM's storage would see across a master change, a
+host failure and a cut replication link.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import XenAPI
+
+from tests.lab import pool
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "plugins")]))
+PY27 = os.environ.get("PY27", "/root/.pyenv/versions/2.7.18/bin/python")
+
+
+def lab_command(*args):
+    process = subprocess.run([sys.executable, "-m", "tests.lab"] + list(args), cwd=REPO,
+                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True, timeout=120)
+    assert "Traceback" not in process.stderr, process.stderr
+    return process.returncode, json.loads(process.stdout)
+
+
+class RunningLab(object):
+    def __init__(self, state, description):
+        self.state = state
+        self.description = description
+        self.url = description["lun_urls"][0]
+
+    def __call__(self, *args):
+        code, answer = lab_command(*(list(args) + ["--state", self.state]))
+        assert code == 0, answer
+        return answer
+
+    def client(self, *argv):
+        """Run ``argv`` in the client namespace: (exit code, stdout)."""
+        process = subprocess.run(["ip", "netns", "exec", self.description["client_netns"]]
+                                 + list(argv), cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, universal_newlines=True,
+                                 timeout=60)
+        return process.returncode, process.stdout
+
+    def io(self, *args):
+        code, output = self.client(sys.executable, "-m", "tests.lab.iscsi_io", self.url,
+                                   *args)
+        assert code in (0, 1), output
+        return json.loads(output)
+
+    def vpd(self, page):
+        return self.io("vpd", "--page", page)["hex"]
+
+    def roles(self):
+        status = self("status")
+        return dict((name, host["result"]["role"] if host["ok"] else None)
+                    for name, host in status["hosts"].items())
+
+
+def start_lab(tmp_path, *options):
+    state = str(tmp_path / "lab")
+    code, description = lab_command("up", "--state", state, *options)
+    assert code == 0, description
+    return RunningLab(state, description)
+
+
+@pytest.fixture
+def lab(tmp_path):
+    running = start_lab(tmp_path)
+    yield running
+    lab_command("down", "--state", running.state)
+
+
+def assert_same_storage(lab, seed, identity):
+    assert lab.io("verify", "--seed", seed, "--blocks", "256")["ok"] is True
+    assert (lab.vpd("0x80"), lab.vpd("0x83")) == identity
+
+
+def test_up_serves_the_lun_through_the_vip_from_the_master(lab):
+    assert lab.description["master"] == "hostA"
+    assert lab.roles() == {"hostA": "primary", "hostB": "secondary"}
+    code, inquiry = lab.client("iscsi-inq", lab.url)
+    assert code == 0 and "DIRECT_ACCESS" in inquiry
+    code, listing = lab.client("iscsi-ls", "iscsi://%s" % pool.VIP)
+    assert code == 0 and pool.IQN in listing
+
+
+def test_planned_master_change_keeps_data_and_scsi_identity(lab):
+    lab.io("write", "--seed", "before-switch", "--blocks", "256")
+    identity = (lab.vpd("0x80"), lab.vpd("0x83"))
+    moved = lab("designate-master", "hostB")
+    assert moved["master"] == "hostB"
+    assert [(step["host"], step["fn"], step["ok"]) for step in moved["storage"]] == [
+        ("hostB", "status", True), ("hostA", "demote", True), ("hostB", "promote", True)]
+    assert lab.roles() == {"hostA": "secondary", "hostB": "primary"}
+    code, _ = lab.client("iscsi-inq", lab.url)
+    assert code == 0
+    assert_same_storage(lab, "before-switch", identity)
+
+
+def test_master_failure_moves_storage_to_the_survivor_without_losing_writes(lab):
+    lab.io("write", "--seed", "before-failure", "--blocks", "256")
+    identity = (lab.vpd("0x80"), lab.vpd("0x83"))
+    failed = lab("fail-host", "hostA")
+    assert failed["master"] == "hostB"
+    assert failed["storage"][-1]["fn"] == "promote" and failed["storage"][-1]["ok"]
+    assert_same_storage(lab, "before-failure", identity)
+    status = lab("status")
+    assert status["master"] == "hostB"
+    assert status["hosts"]["hostA"]["error"][0] == "HOST_OFFLINE"
+
+    lab.io("write", "--seed", "while-alone", "--blocks", "256")
+    lab("restore-host", "hostA")
+    resource = lab("status")["hosts"]["hostA"]["result"]["resources"][0]
+    assert (resource["role"], resource["connection"], resource["disk"]) == (
+        "Secondary", "Connected", "UpToDate")
+    lab("designate-master", "hostA")
+    assert_same_storage(lab, "while-alone", identity)
+
+
+def test_a_cut_replication_link_stops_a_move_to_the_outdated_host(lab):
+    lab("cut-replication")
+    moved = lab("designate-master", "hostB")
+    assert "not UpToDate" in moved["storage"][0]["refused"]
+    assert len(moved["storage"]) == 1  # the old master was not demoted
+    assert lab.roles() == {"hostA": "primary", "hostB": "secondary"}
+    code, _ = lab.client("iscsi-inq", lab.url)
+    assert code == 0
+
+
+def test_down_removes_everything_and_can_run_twice(tmp_path):
+    running = start_lab(tmp_path)
+    namespaces = set(running.description["hosts"][name]["netns"] for name in ("hostA", "hostB"))
+    namespaces.add(running.description["client_netns"])
+    with open(os.path.join(running.state, pool.LAB_FILE)) as handle:
+        record = json.load(handle)
+    pids = [record["xapi"]["pid"]] + [host["tgtd"]["pid"] for host in record["hosts"].values()]
+    assert lab_command("down", "--state", running.state) == (0, {"down": True,
+                                                                  "was_up": True})
+    listed = subprocess.check_output(["ip", "netns", "list"], universal_newlines=True)
+    assert not [name for name in namespaces if name in listed]
+    assert not [pid for pid in pids if pool.process_alive(pid)]
+    assert not os.path.exists(running.state)
+    assert lab_command("down", "--state", running.state) == (0, {"down": True,
+                                                                  "was_up": False})
+
+
+def test_commands_on_a_missing_lab_say_how_to_start_one(tmp_path):
+    code, answer = lab_command("status", "--state", str(tmp_path / "none"))
+    assert code == 1
+    assert "run `python -m tests.lab up" in answer["error"]
+
+
+def test_the_plugin_runs_on_python_27_through_xapi(tmp_path):
+    running = start_lab(tmp_path, "--plugin-python", PY27, "--drbd-version", "8.4")
+    try:
+        status = running("status")
+        assert status["hosts"]["hostA"]["result"]["role"] == "primary"
+        with open(os.path.join(running.state, "xapi", "audit.log")) as audit:
+            calls = [json.loads(line) for line in audit]
+        assert any(call["method"] == "host.call_plugin" for call in calls)
+        session = XenAPI.Session(running.description["xapi_url"])
+        session.xenapi.login_with_password(pool.USERNAME, pool.PASSWORD)
+        try:
+            host = session.xenapi.host.get_by_uuid(running.description["hosts"]["hostA"]["uuid"])
+            version = json.loads(session.xenapi.host.call_plugin(host, "iscsi-ha", "version", {}))
+        finally:
+            session.xenapi.session.logout()
+        assert version["python"].startswith("2.7.")
+        moved = running("designate-master", "hostB")
+        assert [step["ok"] for step in moved["storage"]] == [True, True, True]
+    finally:
+        lab_command("down", "--state", running.state)
