@@ -31,5 +31,5 @@ demo: deps
 	$(PY3) -m tests.lab.demo
 
 clean:
-	$(PY3) -m tests.support.cleanup
+	$(PY3) -m tests.support.netns cleanup
 	rm -rf .deps build *.egg-info

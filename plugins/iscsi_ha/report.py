@@ -15,8 +15,9 @@ def table(headers, rows):
 def status_table(status):
     """One host's ``status`` result as text."""
     target, vip = status["target"], status["vip"]
-    head = ("host %s: %s  (iscsi-ha %s, config %s%s)\n" % (
-        status["host"], status["role"], status["version"], status["config_digest"],
+    head = ("host %s%s: %s  (iscsi-ha %s, config %s%s)\n" % (
+        status["host"], " uuid %s" % status["host_uuid"] if status.get("host_uuid") else "",
+        status["role"], status["version"], status["config_digest"],
         ", MANUAL MODE" if status["manual_mode"] else ""))
     resources = table(
         ["resource", "device", "lun", "role", "peer", "connection", "disk", "peer disk"],
