@@ -250,9 +250,13 @@ def host_identity(config):
     return {"host": socket.gethostname(), "host_uuid": config.host_uuid()}
 
 
-def execute(action, plan, host, reason):
-    """Run the plan's steps in order; on a failure undo the done ones, newest first."""
-    started = time.time()
+def execute(action, plan, host, reason, observed_seconds=0.0):
+    """Run the plan's steps in order; on a failure undo the done ones, newest first.
+
+    ``observed_seconds`` is what reading the state (and the VIP check) took
+    before planning; the result's ``seconds`` includes it.
+    """
+    started = time.time() - observed_seconds
     records, done = [], []
     for step in plan.steps:
         step_started = time.time()
@@ -263,7 +267,8 @@ def execute(action, plan, host, reason):
             LOG.error("%s: step %s %s failed: %s (reason: %s)", action, step.kind,
                       step.subject, exc.message, reason)
             records.extend(_roll_back(action, done, host))
-            result = _result(action, plan, records, started, reason, False, host.config)
+            result = _result(action, plan, records, started, reason, False, host.config,
+                             observed_seconds)
             raise StepFailed(
                 "%s failed at step %s %s: %s; %s" % (
                     action, step.kind, step.subject, exc.message,
@@ -272,7 +277,8 @@ def execute(action, plan, host, reason):
         records.append(_record(step, "done", step_started))
         done.append(step)
         LOG.info("%s: %s %s done (reason: %s)", action, step.kind, step.subject, reason)
-    return _result(action, plan, records, started, reason, bool(done), host.config)
+    return _result(action, plan, records, started, reason, bool(done), host.config,
+                   observed_seconds)
 
 
 def _roll_back(action, done, host):
@@ -310,9 +316,10 @@ def _record(step, outcome, started, error=None):
     return record
 
 
-def _result(action, plan, records, started, reason, changed, config):
+def _result(action, plan, records, started, reason, changed, config, observed_seconds):
     result = {"action": action, "reason": reason, "changed": changed, "steps": records,
               "already": plan.already, "seconds": round(time.time() - started, 4),
+              "observe_seconds": round(observed_seconds, 4),
               "summary": _summary(action, records, plan.already)}
     result.update(host_identity(config))
     return result
@@ -326,14 +333,16 @@ def _summary(action, records, already):
 
 
 def promote(config, host, force=False, reason=""):
+    started = time.time()
     observed = host.observe(detect_vip_elsewhere=True)
     plan = plan_promote(config, observed, force=force)
-    return execute("promote", plan, host, reason)
+    return execute("promote", plan, host, reason, time.time() - started)
 
 
 def demote(config, host, reason=""):
+    started = time.time()
     plan = plan_demote(config, host.observe())
-    return execute("demote", plan, host, reason)
+    return execute("demote", plan, host, reason, time.time() - started)
 
 
 def status(config, host, manual_mode):
