@@ -45,7 +45,8 @@ setup(
     packages=["iscsi_ha"],
     data_files=[
         ("/etc/xapi.d/plugins", [PLUGIN]),
-        ("share/iscsi-ha/templates", ["templates/iscsi-ha.conf.j2"]),
+        ("share/iscsi-ha/templates", ["templates/iscsi-ha.conf.j2",
+                                      "templates/drbd-resource.res.j2"]),
     ],
     install_requires=["jinja2", "lockfile", "six"],
     cmdclass={"install_data": InstallData},
