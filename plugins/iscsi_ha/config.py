@@ -44,7 +44,7 @@ _RESOURCE_SCHEMA = {"device": None, "lun": None, "scsi_id": None, "scsi_sn": Non
                     "vendor_id": "ISCSIHA", "product_id": "HA-DISK"}
 
 _IQN = re.compile(r"^iqn\.\d{4}-\d{2}\.[a-z0-9][a-z0-9.-]*(:[^\s]+)?$")
-_RESOURCE_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_RESOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # what both DRBD parsers accept
 _INTERFACE = re.compile(r"^[^\s/:]{1,15}$")
 _SCSI_TEXT = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces
 _SCSI_ID = re.compile(r"^[0-9a-fA-F]{1,31}$")
@@ -218,7 +218,7 @@ def _read_resources(parser, problems):
         name = section[len(RESOURCE_PREFIX):].strip()
         if not _RESOURCE_NAME.match(name):
             problems.append("[%s]: bad resource name; use the DRBD resource name "
-                            "(letters, digits, _ . + -)" % section)
+                            "(letters, digits, _ . -)" % section)
             continue
         values = _read_keys(parser, section, _RESOURCE_SCHEMA, problems)
         if len(values) != len(_RESOURCE_SCHEMA):
