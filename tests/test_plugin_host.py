@@ -154,11 +154,11 @@ class Host(object):
                                    self.network.interface])
 
 
-@pytest.fixture(params=["9", "8.4"])
-def host(request, network):
+def fresh_host(network, drbd_version):
+    """A Host in its own temporary directory, reset and removed afterwards."""
     directory = tempfile.mkdtemp(prefix="iha-host-")
     try:
-        host = Host(network, directory, request.param)
+        host = Host(network, directory, drbd_version)
     except BaseException:
         shutil.rmtree(directory)
         raise
@@ -167,21 +167,18 @@ def host(request, network):
         host.reset()
     finally:
         shutil.rmtree(directory)
+
+
+@pytest.fixture(params=["9", "8.4"])
+def host(request, network):
+    for each in fresh_host(network, request.param):
+        yield each
 
 
 @pytest.fixture
 def host9(network):
-    directory = tempfile.mkdtemp(prefix="iha-host-")
-    try:
-        host = Host(network, directory, "9")
-    except BaseException:
-        shutil.rmtree(directory)
-        raise
-    yield host
-    try:
-        host.reset()
-    finally:
-        shutil.rmtree(directory)
+    for each in fresh_host(network, "9"):
+        yield each
 
 
 def reachable(network):

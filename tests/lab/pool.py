@@ -462,21 +462,21 @@ def restore_host(state_dir, name):
 
 
 def cut_replication(state_dir):
-    lab = Lab.load(state_dir)
-    for name in lab.hosts:
-        if lab.hosts[name]["alive"]:
-            lab.namespace(name).run(["ip", "link", "set", REPLICATION_INTERFACE, "down"])
-    drbd_cut(lab.path("drbd"))
-    return {"replication": "cut"}
+    return _set_replication(state_dir, connected=False)
 
 
 def heal_replication(state_dir):
+    return _set_replication(state_dir, connected=True)
+
+
+def _set_replication(state_dir, connected):
     lab = Lab.load(state_dir)
     for name in lab.hosts:
         if lab.hosts[name]["alive"]:
-            lab.namespace(name).run(["ip", "link", "set", REPLICATION_INTERFACE, "up"])
-    drbd_heal(lab.path("drbd"))
-    return {"replication": "healed"}
+            lab.namespace(name).run(["ip", "link", "set", REPLICATION_INTERFACE,
+                                     "up" if connected else "down"])
+    (drbd_heal if connected else drbd_cut)(lab.path("drbd"))
+    return {"replication": "healed" if connected else "cut"}
 
 
 def down(state_dir):
