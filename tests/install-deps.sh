@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 stamps="$here/.deps"
 mkdir -p "$stamps"
 
-apt_packages="tgt libiscsi-bin libiscsi-dev drbd-utils kmod iproute2 iputils-arping procps psmisc"
+apt_packages="tgt libiscsi-bin drbd-utils kmod iproute2 iputils-arping util-linux"
 if [ ! -e "$stamps/apt" ] || ! dpkg -s $apt_packages >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
