@@ -11,7 +11,8 @@ import re
 import sys
 
 from setuptools import setup
-from setuptools.command.install_data import install_data
+# After setuptools, so that Pythons without distutils get setuptools' copy.
+from distutils.command.install_data import install_data  # pylint: disable=wrong-import-order
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLUGIN = "plugins/iscsi-ha"

@@ -38,10 +38,20 @@ def plugin_env(config_path=None, extra=None):
     return env
 
 
+def request(fn, args):
+    """The methodCall xapi passes as argv[1]: params (session ref, args dict)."""
+    return xmlrpc_client.dumps(("OpaqueRef:test-session", dict(args)), fn)
+
+
+def decode(stdout):
+    """The struct of the methodResponse a plugin printed."""
+    (reply,), _ = xmlrpc_client.loads(stdout)
+    return reply
+
+
 def call(fn, args=None, config_path=None, python=None, netns=None, env=None):
     """Execute the plugin with argv[1] = methodCall(fn, (session, args))."""
-    request = xmlrpc_client.dumps(("OpaqueRef:test-session", dict(args or {})), fn)
-    argv = [python or sys.executable, PLUGIN, request]
+    argv = [python or sys.executable, PLUGIN, request(fn, args or {})]
     if netns:
         argv = ["ip", "netns", "exec", netns] + argv
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -50,6 +60,6 @@ def call(fn, args=None, config_path=None, python=None, netns=None, env=None):
     stdout, stderr = stdout.decode("utf-8"), stderr.decode("utf-8")
     assert process.returncode == 0, "plugin exited %d: %s%s" % (process.returncode, stdout,
                                                                   stderr)
-    (reply,), _ = xmlrpc_client.loads(stdout)
+    reply = decode(stdout)
     return PluginReply(reply["Status"], reply.get("Value"), reply.get("ErrorDescription"),
                        stdout, stderr)
