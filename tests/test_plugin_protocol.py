@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from iscsi_ha import config as config_module
 from tests.support import plugin
 

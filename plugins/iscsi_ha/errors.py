@@ -88,7 +88,3 @@ class StepFailed(IscsiHaError):
     """A promote/demote step failed; earlier steps were rolled back."""
 
     code = "ISCSI_HA_STEP_FAILED"
-
-
-class CheckFailed(IscsiHaError):
-    code = "ISCSI_HA_CHECK_FAILED"

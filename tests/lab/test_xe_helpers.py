@@ -1,0 +1,65 @@
+"""The xe helper scripts against the lab pool, with a stand-in for dom0's xe."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from tests.lab import pool
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def xe(lab, tmp_path):
+    """An ``xe`` executable talking to the lab's XAPI as root."""
+    path = str(tmp_path / "xe")
+    with open(path, "w") as script:
+        script.write("#!/bin/sh\nPYTHONPATH=%s exec %s -m tests.lab.xe -s %s -u %s -pw %s "
+                     "\"$@\"\n" % (REPO, sys.executable, lab.description["xapi_url"],
+                                   pool.USERNAME, pool.PASSWORD))
+    os.chmod(path, stat.S_IRWXU)
+    return path
+
+
+def helper(xe_path, name, *args):
+    process = subprocess.run([os.path.join(REPO, "xe-helpers", name)] + list(args),
+                             env=dict(os.environ, XE=xe_path), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+    return process.returncode, process.stdout
+
+
+def test_status_shows_every_host_as_a_table(lab, xe):
+    code, output = helper(xe, "iscsi-ha-status")
+    assert code == 0, output
+    for name, role in (("hostA", "primary"), ("hostB", "secondary")):
+        uuid = lab.description["hosts"][name]["uuid"]
+        assert "uuid %s: %s" % (uuid, role) in output
+
+
+def test_move_demotes_the_others_then_promotes_the_chosen_host(lab, xe):
+    target = lab.description["hosts"]["hostB"]["uuid"]
+    code, output = helper(xe, "iscsi-ha-move", target, "test move")
+    assert code == 0, output
+    assert output.index("demoting") < output.index("promoting %s" % target)
+    assert lab.roles() == {"hostA": "secondary", "hostB": "primary"}
+    code, _ = lab.client("iscsi-inq", lab.url)
+    assert code == 0
+
+
+def test_move_to_an_outdated_host_leaves_the_storage_where_it_is(lab, xe):
+    lab("cut-replication")
+    code, output = helper(xe, "iscsi-ha-move", lab.description["hosts"]["hostB"]["uuid"])
+    assert code == 1
+    assert "not moving: a DRBD disk on" in output
+    assert "demoting" not in output
+    assert lab.roles() == {"hostA": "primary", "hostB": "secondary"}
+
+
+def test_move_to_an_unknown_host_changes_nothing(lab, xe):
+    code, output = helper(xe, "iscsi-ha-move", "00000000-0000-0000-0000-000000000000")
+    assert code == 1
+    assert "no host with uuid 00000000-0000-0000-0000-000000000000 in this pool" in output
+    assert lab.roles() == {"hostA": "primary", "hostB": "secondary"}
