@@ -181,3 +181,25 @@ def test_storage_role_summarises_the_host():
     assert actions.storage_role(serving()) == "primary"
     assert actions.storage_role(observed()) == "secondary"
     assert actions.storage_role(observed(drbd("Primary"))) == "mixed"
+
+
+def test_any_exception_in_a_step_still_rolls_back():
+    from iscsi_ha.errors import StepFailed
+
+    class BrokenHost(RecordingHost):
+        def apply(self, step):
+            if step.kind == "vip-claim":
+                raise OSError(28, "No space left on device")
+            RecordingHost.apply(self, step)
+
+    host = BrokenHost()
+    with pytest.raises(StepFailed) as caught:
+        actions.execute("promote", actions.plan_promote(CONFIG, observed()), host, "test")
+    assert "OSError" in caught.value.message and "No space left" in caught.value.message
+    assert host.journal[-2:] == [("drbd-secondary", "r1"), ("drbd-secondary", "r0")]
+
+
+def test_a_rolled_back_release_checks_the_vip_before_claiming_it_again():
+    undo = Step("vip-release", "192.0.2.100").inverse()
+    assert (undo.kind, undo.recheck) == ("vip-claim", True)
+    assert Step("drbd-primary", "r0").inverse().recheck is False

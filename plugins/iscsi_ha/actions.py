@@ -47,13 +47,17 @@ class Step(object):
         "vip-claim": "vip-release", "vip-release": "vip-claim",
     }
 
-    def __init__(self, kind, subject, force=False):
+    def __init__(self, kind, subject, force=False, recheck=False):
         self.kind = kind
         self.subject = subject
         self.force = force
+        # Set on a VIP claim that undoes a release: promote checked the address
+        # before planning, a rollback has to check it again.
+        self.recheck = recheck
 
     def inverse(self):
-        return Step(self.INVERSES[self.kind], self.subject)
+        return Step(self.INVERSES[self.kind], self.subject,
+                    recheck=self.kind == "vip-release")
 
     def __eq__(self, other):
         return (self.kind, self.subject, self.force) == (other.kind, other.subject,
@@ -210,9 +214,13 @@ class Host(object):
             for address in self.config.initiators:
                 self.target.bind(self.config.tid, address)
             self.target.set_state(self.config.tid, "ready")
-        except IscsiHaError:
-            self.target.delete(self.config.tid)
-            raise
+        except IscsiHaError as exc:
+            try:
+                self.target.delete(self.config.tid)
+            except IscsiHaError as cleanup:
+                LOG.error("could not remove the half-built target %s: %s", self.config.iqn,
+                          cleanup.message)
+            raise exc
 
     def _add_lun(self, resource):
         self.target.add_lun(self.config.tid, resource.lun, resource.device, resource.scsi_id,
@@ -240,6 +248,9 @@ class Host(object):
         self.target.set_state(self.config.tid, "offline")
 
     def _vip_claim(self, step):
+        if step.recheck and self.vip.answered_elsewhere():
+            raise VipInUse("another host answers for %s now; not claiming it back"
+                           % self.vip.cidr)
         self.vip.claim()
 
     def _vip_release(self, step):
@@ -262,17 +273,17 @@ def execute(action, plan, host, reason, observed_seconds=0.0):
         step_started = time.time()
         try:
             host.apply(step)
-        except IscsiHaError as exc:
-            records.append(_record(step, "failed", step_started, exc.message))
+        except Exception as exc:  # whatever broke, what was started is undone
+            error = _describe(exc)
+            records.append(_record(step, "failed", step_started, error))
             LOG.error("%s: step %s %s failed: %s (reason: %s)", action, step.kind,
-                      step.subject, exc.message, reason)
+                      step.subject, error, reason, exc_info=not isinstance(exc, IscsiHaError))
             records.extend(_roll_back(action, done, host))
             result = _result(action, plan, records, started, reason, False, host.config,
                              observed_seconds)
             raise StepFailed(
                 "%s failed at step %s %s: %s; %s" % (
-                    action, step.kind, step.subject, exc.message,
-                    _rollback_summary(done, records)),
+                    action, step.kind, step.subject, error, _rollback_summary(done, records)),
                 details=[json.dumps(result, sort_keys=True)])
         records.append(_record(step, "done", step_started))
         done.append(step)
@@ -288,14 +299,21 @@ def _roll_back(action, done, host):
         undo_started = time.time()
         try:
             host.apply(undo)
-        except IscsiHaError as exc:
-            records.append(_record(undo, "rollback-failed", undo_started, exc.message))
-            LOG.error("%s: rollback %s %s failed: %s", action, undo.kind, undo.subject,
-                      exc.message)
+        except Exception as exc:  # keep undoing the rest; the summary says what failed
+            error = _describe(exc)
+            records.append(_record(undo, "rollback-failed", undo_started, error))
+            LOG.error("%s: rollback %s %s failed: %s", action, undo.kind, undo.subject, error,
+                      exc_info=not isinstance(exc, IscsiHaError))
         else:
             records.append(_record(undo, "rolled-back", undo_started))
             LOG.warning("%s: rolled back with %s %s", action, undo.kind, undo.subject)
     return records
+
+
+def _describe(exc):
+    if isinstance(exc, IscsiHaError):
+        return exc.message
+    return "%s: %s" % (exc.__class__.__name__, exc)
 
 
 def _rollback_summary(done, records):
