@@ -1,10 +1,12 @@
 """A stand-in for xapi on a two-host XenServer/XCP-ng pool, for the lab (Python 3 only).
 
-Owns: the pool database (the pool, its hosts, their metrics, messages) with the
-generation counts behind ``event.from``; the XML-RPC listeners that answer as each
-host (inside its network namespace and on loopback) and as whichever host is master;
-``host.call_plugin``, run the way xapi runs host plugins; the lab controls (a host
-dies, comes back, the audit trail); the audit log and each host's ``pool.conf``.
+Owns: the simulated pool as a whole (:class:`XapiSimulator`): its config and its
+validation; the API methods, who may call them where (sessions, master and
+slaves) and what each does, including ``host.call_plugin``, run the way xapi
+runs host plugins; the lab controls (a host dies, comes back, the audit trail);
+the audit log and each host's ``pool.conf``; and the command line.  The
+database and ``event.from``'s generations live in ``xapi_db``; the listeners,
+network namespaces and the XML-RPC encoding in ``xapi_listeners``.
 
     python3 -m tests.lab.xapi_sim --config lab/xapi.json [--ready lab/ready.json]
 
@@ -41,32 +43,31 @@ calls return ``""``.  Simplifications a reader of lab results should know:
 
 import argparse
 import copy
-import ctypes
 import datetime
-import http.server
 import json
 import os
 import signal
-import socket
-import socketserver
 import subprocess
 import sys
 import threading
 import time
 import traceback
 import uuid
-import xml.parsers.expat
 import xmlrpc.client
 
-NULL_REF = "OpaqueRef:NULL"
+from .xapi_db import (NULL_REF, TABLES, Database, Subscriptions, XapiFailure, make_token,
+                      new_ref, parse_token, xapi_now)
+from .xapi_listeners import MALFORMED_XMLRPC, Listener, in_netns
+
+# What callers import from here; in_netns and XapiFailure live in the modules above.
+__all__ = ["XapiSimulator", "XapiFailure", "load_config", "validate_config", "plugin_result",
+           "in_netns", "main"]
+
 # What PAM's failure reads as in xapi's SESSION_AUTHENTICATION_FAILED.
 AUTHENTICATION_FAILURE = "Authentication failure"
 REDACTED = "********"
 XAPI_PORT = 80
 DEFAULT_PLUGIN_TIMEOUT = 60.0
-# How often a listener's accept loop looks for a shutdown request; it bounds how
-# long lab.fail_host holds the state lock.
-ACCEPT_POLL_SECONDS = 0.05
 
 # Calls a slave answers (with a session from slave_local_login_with_password).
 EMERGENCY_METHODS = frozenset(["pool.emergency_transition_to_master", "session.local_logout"])
@@ -74,13 +75,6 @@ EMERGENCY_METHODS = frozenset(["pool.emergency_transition_to_master", "session.l
 METHOD_ALIASES = {"event_from": "event.from"}
 # message.create's cls values that name a class this lab has objects of.
 MESSAGE_CLASS_TABLES = {"Host": "host", "Pool": "pool"}
-# Classes that are database tables in xapi; messages live outside the database.
-TABLES = ("pool", "host", "host_metrics")
-
-_CLONE_NEWNET = 0x40000000
-# Lets a namespace listener bind before the lab has put the address on an interface.
-_IP_FREEBIND = 15
-_libc = ctypes.CDLL(None, use_errno=True)
 
 CONFIG_KEYS = {"username", "password", "pool_name", "audit_log", "master", "hosts",
                "plugin_timeout", "ip_tool"}
@@ -88,54 +82,8 @@ HOST_KEYS = {"name", "uuid", "address", "netns", "plugin_dir", "plugin_interpret
              "plugin_env", "pool_conf"}
 
 
-class XapiFailure(Exception):
-    """A XAPI error: ``description`` is the ErrorDescription a client receives."""
-
-    def __init__(self, code, *params):
-        Exception.__init__(self, code, *params)
-        self.description = [code] + [str(param) for param in params]
-
-
 class ConnectionDropped(Exception):
     """The host behind a listener died (or restarted as a slave) during the call."""
-
-
-def new_ref():
-    return "OpaqueRef:%s" % uuid.uuid4()
-
-
-def xapi_now():
-    """The time as a dateTime.iso8601 value written the way xapi writes them (UTC, Z)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return xmlrpc.client.DateTime(now.strftime("%Y%m%dT%H:%M:%SZ"))
-
-
-def _setns(fd):
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, "setns: %s" % os.strerror(error))
-
-
-def in_netns(netns, make):
-    """Call ``make()`` with this thread in network namespace ``netns``.
-
-    A socket keeps the namespace it was created in, so a listener made here
-    accepts connections inside ``netns`` whichever thread serves it later.
-    setns(CLONE_NEWNET) moves only the calling thread.
-    """
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(os.path.join("/var/run/netns", netns), os.O_RDONLY)
-        try:
-            _setns(target)
-            try:
-                return make()
-            finally:
-                _setns(home)
-        finally:
-            os.close(target)
-    finally:
-        os.close(home)
 
 
 def write_atomically(path, text):
@@ -188,114 +136,6 @@ def validate_config(config):
     return result
 
 
-class _Row(object):
-    __slots__ = ("cls", "ref", "record", "created", "modified")
-
-    def __init__(self, cls, ref, record, generation):
-        self.cls = cls
-        self.ref = ref
-        self.record = record
-        self.created = generation
-        self.modified = generation
-
-
-class Database(object):
-    """Objects by ref, each stamped with the generation that created and last changed it.
-
-    Not locked itself: the simulator holds its lock around every use.
-    """
-
-    def __init__(self):
-        self.generation = 0
-        self._rows = {}
-
-    def add(self, cls, record):
-        self.generation += 1
-        ref = new_ref()
-        self._rows[ref] = _Row(cls, ref, record, self.generation)
-        return ref
-
-    def update(self, ref, changes):
-        self.generation += 1
-        row = self._rows[ref]
-        row.record.update(changes)
-        row.modified = self.generation
-
-    def row(self, cls, ref):
-        row = self._rows.get(ref) if isinstance(ref, str) else None
-        if row is None or row.cls != cls:
-            raise XapiFailure("HANDLE_INVALID", cls, ref)
-        return row
-
-    def record(self, cls, ref):
-        return copy.deepcopy(self.row(cls, ref).record)
-
-    def rows(self, cls):
-        return sorted((row for row in self._rows.values() if row.cls == cls),
-                      key=lambda row: row.created)
-
-    def ref_by_uuid(self, cls, object_uuid):
-        for row in self.rows(cls):
-            if row.record["uuid"] == object_uuid:
-                return row.ref
-        raise XapiFailure("UUID_INVALID", cls, object_uuid)
-
-    def counts(self):
-        return {table: len(self.rows(table)) for table in TABLES}
-
-    def changes_since(self, generation, subscriptions):
-        """event.from's events for rows added or changed after ``generation``."""
-        changed = []
-        for row in self._rows.values():
-            if row.modified <= generation or not subscriptions.matches(row.cls, row.ref):
-                continue
-            if row.created > generation:
-                changed.append((row.created, "add", row))
-            else:
-                changed.append((row.modified, "mod", row))
-        changed.sort(key=lambda change: change[0])
-        return [{"id": str(stamp), "timestamp": "0.0", "class": row.cls,
-                 "operation": operation, "ref": row.ref,
-                 "snapshot": copy.deepcopy(row.record)}
-                for stamp, operation, row in changed]
-
-
-class Subscriptions(object):
-    """event.from's class list: ``*``, a class name, or ``class/ref``."""
-
-    def __init__(self, classes):
-        if not isinstance(classes, list):
-            raise XapiFailure("FIELD_TYPE_ERROR", "classes")
-        self.everything = "*" in classes
-        self.classes = set()
-        self.objects = set()
-        for entry in classes:
-            cls, _, ref = str(entry).partition("/")
-            if ref:
-                self.objects.add((cls.lower(), ref))
-            else:
-                self.classes.add(cls.lower())
-
-    def matches(self, cls, ref):
-        return self.everything or cls in self.classes or (cls, ref) in self.objects
-
-
-def parse_token(token):
-    """The generation an event.from token stands for ("" means: from the start)."""
-    if token == "":
-        return 0
-    parts = str(token).split(",")
-    if len(parts) != 2 or not all(part.isdigit() for part in parts):
-        raise XapiFailure("EVENT_FROM_TOKEN_PARSE_FAILURE", token)
-    return int(parts[0])
-
-
-def make_token(generation):
-    # xapi's token is "<database generation>,<message generation>", zero-padded so
-    # tokens compare as strings; here messages share the database's generation.
-    return "%020d,%020d" % (generation, generation)
-
-
 class _Host(object):
     """One host of the pool as configured, with its database refs and liveness."""
 
@@ -340,129 +180,6 @@ class _Call(object):
         self.listener = listener
         self.host = host
         self.session_ref = None
-
-
-class _HttpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    daemon_threads = True
-    # Handler threads may sit in keep-alive reads; closing must not wait for them.
-    block_on_close = False
-    allow_reuse_address = True
-
-    def __init__(self, address, listener, freebind):
-        self.listener = listener
-        self.freebind = freebind
-        self.connections = set()
-        self.connections_lock = threading.Lock()
-        socketserver.TCPServer.__init__(self, address, _RequestHandler)
-
-    def server_bind(self):
-        # Not HTTPServer.server_bind: it resolves the address's name (DNS traffic).
-        if self.freebind:
-            self.socket.setsockopt(socket.SOL_IP, _IP_FREEBIND, 1)
-        socketserver.TCPServer.server_bind(self)
-
-    def process_request(self, request, client_address):
-        with self.connections_lock:
-            self.connections.add(request)
-        socketserver.ThreadingMixIn.process_request(self, request, client_address)
-
-    def shutdown_request(self, request):
-        with self.connections_lock:
-            self.connections.discard(request)
-        socketserver.TCPServer.shutdown_request(self, request)
-
-    def drop_connections(self):
-        """Cut every open connection, as a dying host would."""
-        with self.connections_lock:
-            connections = list(self.connections)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def handle_error(self, request, client_address):
-        # Clients that hang up and hosts the lab kills are normal here.
-        if not isinstance(sys.exc_info()[1], OSError):
-            socketserver.TCPServer.handle_error(self, request, client_address)
-
-
-class _RequestHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Buffered, so headers and body leave in one send: two small sends meet the
-    # client's delayed ACK (Nagle) and cost ~40 ms per call.
-    wbufsize = -1
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        reply = self.server.listener.answer(body)
-        if reply is None:
-            self.close_connection = True
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/xml")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-        pass  # the audit log records every call
-
-
-class Listener(object):
-    """One XML-RPC endpoint; it can close (connections refused) and open again.
-
-    ``kind`` is "host" (answers as ``host_name``), "pool" (answers as the current
-    master) or "control" (lab calls only).  Lab calls are accepted on loopback only.
-    """
-
-    def __init__(self, simulator, name, kind, address, port=0, host_name=None, netns=None):
-        self.simulator = simulator
-        self.name = name
-        self.kind = kind
-        self.address = address
-        self.port = port
-        self.host_name = host_name
-        self.netns = netns
-        self._server = None
-
-    @property
-    def loopback(self):
-        return self.netns is None
-
-    @property
-    def is_open(self):
-        return self._server is not None
-
-    @property
-    def url(self):
-        return "http://%s:%d/" % (self.address, self.port)
-
-    def open(self):
-        if self._server is not None:
-            return
-
-        def make():
-            return _HttpServer((self.address, self.port), self, freebind=not self.loopback)
-
-        server = in_netns(self.netns, make) if self.netns else make()
-        # The first open picks a free port; reopening keeps the URL the lab handed out.
-        self.port = server.server_address[1]
-        thread = threading.Thread(target=server.serve_forever, args=(ACCEPT_POLL_SECONDS,),
-                                  name="xapi-sim " + self.name, daemon=True)
-        thread.start()
-        self._server = server
-
-    def close(self):
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        server.drop_connections()
-
-    def answer(self, body):
-        return self.simulator.answer(self, body)
 
 
 class XapiSimulator(object):
@@ -648,16 +365,14 @@ class XapiSimulator(object):
             self._pool_listener.open()
         self._lock.notify_all()
 
-    # -- the wire --------------------------------------------------------------
+    # -- calls: who may call what, and the audit trail -------------------------
 
-    def answer(self, listener, body):
-        """The HTTP body replying to one XML-RPC request, or None to drop the connection."""
+    def answer(self, listener, method, params):
+        """The reply struct to one call arriving at ``listener``, or None to drop the connection.
+
+        Every call, whatever its outcome, goes to the audit trail.
+        """
         started = time.monotonic()
-        try:
-            params, method = xmlrpc.client.loads(body)
-        except (xml.parsers.expat.ExpatError, xmlrpc.client.ResponseError, ValueError) as exc:
-            fault = xmlrpc.client.Fault(400, "malformed XML-RPC request: %s" % exc)
-            return xmlrpc.client.dumps(fault, methodresponse=True).encode("utf-8")
         with self._lock:
             behind = self._host_behind(listener)
         try:
@@ -674,9 +389,7 @@ class XapiSimulator(object):
             outcome = "INTERNAL_ERROR"
         self._record(listener, behind.name if behind else None, method, params, outcome,
                      time.monotonic() - started)
-        if reply is None:
-            return None
-        return xmlrpc.client.dumps((reply,), methodresponse=True, allow_none=True).encode("utf-8")
+        return reply
 
     def _host_behind(self, listener):
         if listener.kind == "host":
@@ -958,7 +671,7 @@ def plugin_result(returncode, stdout, stderr):
     except xmlrpc.client.Fault as fault:
         raise XapiFailure("XENAPI_PLUGIN_FAILURE", "fault", fault.faultCode,
                           fault.faultString) from None
-    except (xml.parsers.expat.ExpatError, xmlrpc.client.ResponseError, ValueError) as exc:
+    except MALFORMED_XMLRPC as exc:
         raise XapiFailure("XENAPI_PLUGIN_FAILURE", "failed to parse plugin output", stdout,
                           exc) from None
     response = params[0] if method is None and len(params) == 1 else None
