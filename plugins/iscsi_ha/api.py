@@ -4,14 +4,20 @@ Each function reads the config afresh (the file is the single source of truth),
 and every function that changes the host holds the host lock.
 """
 
+import io
+import logging
 import os
 import platform
 
+import six
+
 from iscsi_ha import __version__, actions, config as config_module, logs, report
 from iscsi_ha.commands import find_tool
-from iscsi_ha.errors import IscsiHaError
+from iscsi_ha.errors import IscsiHaError, StepFailed
 from iscsi_ha.lock import host_lock
 from iscsi_ha.vip import interface_exists
+
+LOG = logging.getLogger("iscsi-ha")
 
 
 def _load():
@@ -32,14 +38,25 @@ def status(output_format="json"):
 
 def promote(force=False, reason=""):
     config = _load()
-    with host_lock(config.lock_path, config.lock_wait):
-        return actions.promote(config, actions.Host(config), force=force, reason=reason)
+    return _locked_action(config, "promote", reason, lambda host: actions.promote(
+        config, host, force=force, reason=reason))
 
 
 def demote(reason=""):
     config = _load()
-    with host_lock(config.lock_path, config.lock_wait):
-        return actions.demote(config, actions.Host(config), reason=reason)
+    return _locked_action(config, "demote", reason, lambda host: actions.demote(
+        config, host, reason=reason))
+
+
+def _locked_action(config, name, reason, run):
+    """``run(host)`` under the host lock; a refusal is logged as well as returned."""
+    try:
+        with host_lock(config.lock_path, config.lock_wait):
+            return run(actions.Host(config))
+    except IscsiHaError as exc:
+        if not isinstance(exc, StepFailed):  # a failed step was logged step by step
+            LOG.warning("%s refused: %s (reason: %s)", name, exc.message, reason)
+        raise
 
 
 def set_manual_mode(enabled, reason=""):
@@ -48,13 +65,12 @@ def set_manual_mode(enabled, reason=""):
     with host_lock(config.lock_path, config.lock_wait):
         was = _manual_mode(config)
         if enabled and not was:
-            with open(config.manual_mode_path, "w") as flag:
-                flag.write(reason + "\n")
+            with io.open(config.manual_mode_path, "w", encoding="utf-8") as flag:
+                flag.write(six.text_type(reason) + u"\n")
         elif was and not enabled:
             os.remove(config.manual_mode_path)
         if was != enabled:
-            logs.configure(config.log_file).warning(
-                "manual mode %s (reason: %s)", "on" if enabled else "off", reason)
+            LOG.warning("manual mode %s (reason: %s)", "on" if enabled else "off", reason)
     return {"manual_mode": enabled, "changed": was != enabled}
 
 
