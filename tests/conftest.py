@@ -6,4 +6,4 @@ import sys
 # on the dom0 Pythons only the library and the plugin are tested.
 collect_ignore = []
 if sys.version_info < (3, 7):
-    collect_ignore += ["lab", "test_drbd_double.py"]
+    collect_ignore += ["lab", "drbd_double", "test_drbd_double.py"]

@@ -1,4 +1,4 @@
-"""Behaviour of the DRBD double (tests/drbd_double.py), checked as its users see it.
+"""Behaviour of the DRBD double (tests/drbd_double/), checked as its users see it.
 
 Python 3 only. Each test builds its own pool in a tmp dir; only the netns test
 creates kernel objects, and it removes them again.
@@ -16,6 +16,7 @@ import pytest
 
 from tests import drbd_double
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOSTS = ["hostA", "hostB"]
 BLOCK = 4096
 
@@ -481,10 +482,10 @@ def replica_unlocked(state, host):
 
 def test_admin_command_line_builds_and_breaks_a_pool(tmp_path):
     state = str(tmp_path / "state")
-    double = [sys.executable, drbd_double.__file__]
+    double = [sys.executable, "-m", "tests.drbd_double"]
 
     def admin(*args):
-        return subprocess.run(double + list(args) + ["--state", state],
+        return subprocess.run(double + list(args) + ["--state", state], cwd=REPO,
                               capture_output=True, timeout=10, text=True)
 
     assert admin("init", "--version", "9", "--hosts", "hostA,hostB",

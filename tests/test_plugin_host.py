@@ -19,7 +19,6 @@ from tests.support import netns, plugin
 from tests.support.tgtd import start_tgtd
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOUBLE = os.path.join(REPO, "tests", "drbd_double.py")
 IQN = "iqn.2026-01.org.example:iscsi-ha-test"
 HOST_ADDRESS, CLIENT_ADDRESS, VIP = "192.0.2.11", "192.0.2.50", "192.0.2.100"
 LUN_URL = "iscsi://%s/%s/1" % (VIP, IQN)
@@ -36,7 +35,8 @@ def python3():
 
 
 def double(*args):
-    output = subprocess.check_output([python3(), DOUBLE] + list(args))
+    output = subprocess.check_output([python3(), "-m", "tests.drbd_double"] + list(args),
+                                     cwd=REPO)
     return output.decode("utf-8")
 
 

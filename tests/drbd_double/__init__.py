@@ -1,0 +1,32 @@
+"""The DRBD double: drbdadm/drbdsetup stand-ins for a two-host pool without a kernel module.
+
+Owns everything about simulated DRBD in tests and the two-host lab (Python 3 only),
+and exports what its users call. Read it module by module:
+
+* ``model``: one pool (two hosts, N resources) kept in a STATE directory as
+  ``state.json`` plus one data file per replica; roles, disk states, generations,
+  fencing, split brain, and the device each host sees;
+* ``holders``: which processes hold a device open (a Primary in use cannot demote);
+* ``drbdsetup`` and ``drbdadm``: the emulated command lines, with the output,
+  messages and exit codes of drbd-utils 9.22 on a DRBD 8.4.11 or 9.1.17 kernel;
+* ``admin``: creating a pool, the ``flock`` every command takes, the audit trail
+  ``STATE/commands.log``, and breaking a pool from outside (net cut/heal, crash,
+  revive) or reading it (show, data-path);
+* ``cli``: running one emulated command, the wrapper scripts that act as a host,
+  and the command line ``python3 -m tests.drbd_double``;
+* ``errors``: the double's own error and the kernel's refusals with their codes.
+
+Real tools are imitated only as far as the iscsi-ha code and lab need; anything
+else fails loudly with exit code 20.
+"""
+
+from .admin import COMMANDS_LOG, LOCK_FILE, crash, cut, data_path, heal, init_pool, revive, show
+from .cli import install_wrappers, main, run_tool
+from .errors import DoubleError
+from .model import DATA_DIR, KERNEL_LOG, STATE_FILE
+
+__all__ = [
+    "COMMANDS_LOG", "DATA_DIR", "KERNEL_LOG", "LOCK_FILE", "STATE_FILE", "DoubleError",
+    "crash", "cut", "data_path", "heal", "init_pool", "install_wrappers", "main",
+    "revive", "run_tool", "show",
+]

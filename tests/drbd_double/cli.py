@@ -1,0 +1,173 @@
+"""The DRBD double's entry points: emulated tools, their wrapper scripts, the command line.
+
+Owns ``run_tool`` (one drbdadm or drbdsetup command on one host, under the STATE
+lock, logged), the ``drbdadm``/``drbdsetup`` scripts that make a host's commands
+run it, and ``python3 -m tests.drbd_double``: either a tool emulation
+(``--as TOOL --state STATE --host HOST ARGS...``) or an admin command (``init``,
+``install-wrappers``, ``net-cut``, ``net-heal``, ``crash``, ``revive``, ``show``,
+``data-path``).
+"""
+
+import argparse
+import collections
+import json
+import os
+import re
+import shlex
+import sys
+
+from .admin import (admin, crash, cut, data_path, heal, host_named, init_pool, locked_pool,
+                    log_command, revive, show)
+from .drbdadm import run_drbdadm
+from .drbdsetup import Output, run_drbdsetup
+from .errors import E_DOUBLE, DoubleError
+from .model import KERNELS
+
+DESCRIPTION = ("The DRBD double: drbdadm/drbdsetup stand-ins for a two-host pool without a "
+               "kernel module.")
+TOOLS = {"drbdadm": run_drbdadm, "drbdsetup": run_drbdsetup}
+
+ToolResult = collections.namedtuple("ToolResult", "returncode stdout stderr")
+
+
+def run_tool(state_dir, host, tool, args):
+    """Run emulated ``tool`` (drbdadm or drbdsetup) on ``host``; a ToolResult."""
+    output = Output()
+    with locked_pool(state_dir) as pool:
+        try:
+            if host not in pool.hosts:
+                raise DoubleError("unknown host %s (the pool has %s)"
+                                  % (host, ", ".join(pool.hosts)))
+            if not pool.alive(host):
+                raise DoubleError("%s is crashed; a crashed host runs no commands" % host)
+            code = TOOLS[tool](pool, host, list(args), output)
+        except DoubleError as error:
+            # Raised before anything changed, so the saved model stays as it was.
+            output = Output()
+            output.err("drbd-double: %s" % error)
+            code = E_DOUBLE
+        log_command(state_dir, host, [tool] + list(args), code)
+    return ToolResult(code, "".join(output.stdout), "".join(output.stderr))
+
+
+def install_wrappers(state_dir, host, bin_dir):
+    """Write ``bin_dir/drbdadm`` and ``bin_dir/drbdsetup`` that act as ``host``."""
+    admin(state_dir, ["install-wrappers", host, bin_dir], lambda pool: host_named(pool, host))
+    os.makedirs(bin_dir, exist_ok=True)
+    # Wrappers run from any cwd (inside `ip netns exec` too), so -m finds this package
+    # through PYTHONPATH; PYTHONSAFEPATH (Python 3.11+) keeps a cwd holding another
+    # `tests` package from shadowing it.
+    environment = ["PYTHONPATH=" + import_root(), "PYTHONSAFEPATH=1"]
+    for tool in TOOLS:
+        command = [sys.executable, "-S", "-m", __package__, "--as", tool,
+                   "--state", os.path.realpath(state_dir), "--host", host]
+        path = os.path.join(bin_dir, tool)
+        with open(path, "w") as wrapper:
+            wrapper.write("#!/bin/sh\nexport %s\nexec %s \"$@\"\n"
+                          % (shell_words(environment), shell_words(command)))
+        os.chmod(path, 0o755)
+
+
+def import_root():
+    """The directory that ``python -m`` needs on sys.path to import this package."""
+    root = os.path.dirname(os.path.realpath(__file__))
+    for _ in __package__.split("."):
+        root = os.path.dirname(root)
+    return root
+
+
+def shell_words(words):
+    return " ".join(shlex.quote(word) for word in words)
+
+
+RESOURCE_SPEC = re.compile(r"^([A-Za-z0-9_.-]+):(\d+):(\d+)$")
+
+
+def resource_spec(text):
+    match = RESOURCE_SPEC.match(text)
+    if not match or int(match.group(3)) < 1:
+        raise argparse.ArgumentTypeError("expected NAME:MINOR:SIZE_MIB, got %r" % text)
+    return match.group(1), int(match.group(2)), int(match.group(3))
+
+
+def netns_spec(text):
+    host, _, namespace = text.partition("=")
+    if not host or not namespace:
+        raise argparse.ArgumentTypeError("expected HOST=NETNS, got %r" % text)
+    return host, namespace
+
+
+def admin_parser():
+    parser = argparse.ArgumentParser(prog="python3 -m tests.drbd_double", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True)
+    init = commands.add_parser("init", help="create a pool")
+    init.add_argument("--version", required=True, choices=sorted(KERNELS))
+    init.add_argument("--hosts", required=True, type=lambda t: t.split(","))
+    init.add_argument("--resource", required=True, action="append", type=resource_spec)
+    init.add_argument("--netns", action="append", default=[], type=netns_spec)
+    wrappers = commands.add_parser("install-wrappers", help="write drbdadm/drbdsetup scripts")
+    wrappers.add_argument("--host", required=True)
+    wrappers.add_argument("--bin", required=True)
+    for name in ("net-cut", "net-heal"):
+        commands.add_parser(name).add_argument("resource", nargs="?")
+    for name in ("crash", "revive"):
+        commands.add_parser(name).add_argument("host")
+    commands.add_parser("show", help="JSON dump of the whole model")
+    paths = commands.add_parser("data-path", help="a host's replica file")
+    paths.add_argument("host")
+    paths.add_argument("resource")
+    for sub in commands.choices.values():
+        sub.add_argument("--state", required=True)
+    return parser
+
+
+def run_admin(argv, stdout):
+    options = admin_parser().parse_args(argv)
+    state = options.state
+    if options.command == "init":
+        init_pool(state, options.version, options.hosts, options.resource, dict(options.netns))
+    elif options.command == "install-wrappers":
+        install_wrappers(state, options.host, options.bin)
+    elif options.command == "net-cut":
+        cut(state, options.resource)
+    elif options.command == "net-heal":
+        heal(state, options.resource)
+    elif options.command == "crash":
+        crash(state, options.host)
+    elif options.command == "revive":
+        revive(state, options.host)
+    elif options.command == "show":
+        stdout.write(json.dumps(show(state), indent=2, sort_keys=True) + "\n")
+    elif options.command == "data-path":
+        stdout.write(data_path(state, options.host, options.resource) + "\n")
+    return 0
+
+
+def split_emulation_args(argv):
+    """(tool, state, host, tool_args) from ``--as T --state S --host H ARGS...``."""
+    wanted = {"--as": None, "--state": None, "--host": None}
+    index = 0
+    while index + 1 < len(argv) and argv[index] in wanted:
+        wanted[argv[index]] = argv[index + 1]
+        index += 2
+    if None in wanted.values() or wanted["--as"] not in TOOLS:
+        raise DoubleError("usage: python3 -m tests.drbd_double --as drbdadm|drbdsetup --state STATE "
+                          "--host HOST [ARGS...]")
+    return wanted["--as"], wanted["--state"], wanted["--host"], argv[index:]
+
+
+def main(argv=None, stdout=None, stderr=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    try:
+        if argv and argv[0] == "--as":
+            tool, state, host, args = split_emulation_args(argv)
+            result = run_tool(state, host, tool, args)
+            stdout.write(result.stdout)
+            stderr.write(result.stderr)
+            return result.returncode
+        return run_admin(argv, stdout)
+    except DoubleError as error:
+        stderr.write("drbd-double: %s\n" % error)
+        return E_DOUBLE
