@@ -378,3 +378,63 @@ def test_check_passes_on_a_ready_host(host9):
     failed = [c for c in answer["checks"] if not c["ok"]]
     assert failed == []
     assert answer["ok"] is True
+
+
+def test_demote_rolls_back_to_serving_when_drbd_cannot_go_secondary(host9):
+    """Something else holds the DRBD device open: DRBD refuses, and the LUN stays served."""
+    network = host9.network
+    assert host9.call("promote").ok
+    holder = subprocess.Popen(network.host.exec_argv(
+        [python3(), "-c", "import sys, time\nf = open(sys.argv[1], 'rb')\nprint('open')\n"
+         "sys.stdout.flush()\ntime.sleep(60)", host9.device]), stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"open\n"
+        reply = host9.call("demote", reason="maintenance")
+        assert reply.error[0] == "ISCSI_HA_STEP_FAILED"
+        assert "demote failed at step drbd-secondary" in reply.error[1]
+        assert "held open" in reply.error[1]
+        steps = json.loads(reply.error[2])["steps"]
+        assert [(s["step"], s["outcome"]) for s in steps] == [
+            ("vip-release", "done"), ("target-remove", "done"), ("drbd-secondary", "failed"),
+            ("target-build", "rolled-back"), ("vip-claim", "rolled-back")]
+        assert reachable(network)
+        assert host9.role_of("hostA") == "Primary"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert host9.call("demote").ok
+
+
+def test_every_change_is_logged_with_its_reason(host9):
+    assert host9.call("promote", reason="move for maintenance of xcp-b").ok
+    assert host9.call("promote").ok  # a no-op: nothing more in the log
+    with open(os.path.join(host9.directory, "iscsi-ha.log")) as log:
+        lines = log.read().splitlines()
+    changes = [line for line in lines if "promote:" in line]
+    assert [line.split("promote: ")[1] for line in changes] == [
+        "drbd-primary r0 done (reason: move for maintenance of xcp-b)",
+        "target-build %s done (reason: move for maintenance of xcp-b)" % IQN,
+        "vip-claim %s done (reason: move for maintenance of xcp-b)" % VIP]
+    assert host9.peer("primary", "r0") != 0  # DRBD itself refuses a second Primary
+    host9.call("demote")
+    assert host9.peer("primary", "r0") == 0
+    try:
+        reply = host9.call("promote", reason="operator typo")
+        assert reply.error[0] == "ISCSI_HA_PEER_PRIMARY"
+    finally:
+        host9.peer("secondary", "r0")
+    with open(os.path.join(host9.directory, "iscsi-ha.log")) as log:
+        assert "promote refused: DRBD resource r0 is Primary on the peer host" in log.read()
+
+
+def test_manual_mode_is_a_flag_status_reports(host9):
+    assert host9.call("manual-mode").error[0] == "ISCSI_HA_BAD_ARGUMENT"
+    on = json.loads(host9.call("manual-mode", enabled="true", reason="disk swap").value)
+    assert on == {"manual_mode": True, "changed": True}
+    assert json.loads(host9.call("status").value)["manual_mode"] is True
+    assert "MANUAL MODE" in host9.call("status", format="table").value
+    again = json.loads(host9.call("manual-mode", enabled="yes").value)
+    assert again == {"manual_mode": True, "changed": False}
+    off = json.loads(host9.call("manual-mode", enabled="false").value)
+    assert off == {"manual_mode": False, "changed": True}
+    assert json.loads(host9.call("status").value)["manual_mode"] is False
