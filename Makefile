@@ -1,5 +1,6 @@
 # make demo   installs what it needs, runs the two-host lab demo
 # make test   installs test dependencies, runs every test on Python 2.7, 3.6 and 3.x
+# make bench  times planned switchovers and a host failure in the lab, phase by phase
 SHELL := /bin/bash
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo /root/.pyenv)
 PY27 ?= $(PYENV_ROOT)/versions/2.7.18/bin/python
@@ -8,7 +9,7 @@ PY3 ?= $(PYENV_ROOT)/versions/3.11.7/bin/python
 export PY27 PY36 PY3
 PYTEST_ARGS ?=
 
-.PHONY: deps test test-py27 test-py36 test-py3 demo clean
+.PHONY: deps test test-py27 test-py36 test-py3 demo bench clean
 
 deps:
 	sh tests/install-deps.sh
@@ -29,6 +30,10 @@ test-py3:
 
 demo: deps
 	$(PY3) -m tests.lab.demo
+
+BENCH_ARGS ?=
+bench: deps
+	$(PY3) -m tests.lab.bench $(BENCH_ARGS)
 
 clean:
 	$(PY3) -m tests.support.netns cleanup
