@@ -55,8 +55,7 @@ class Demo(object):
 
     def status_tables(self):
         lab = self.lab
-        session = lab.session()
-        try:
+        with lab.xapi() as session:
             for name, host in sorted(lab.hosts.items()):
                 if not host["alive"]:
                     self.say("host %s: DOWN\n" % name)
@@ -65,8 +64,6 @@ class Demo(object):
                 table = session.xenapi.host.call_plugin(ref, "iscsi-ha", "status",
                                                         {"format": "table"})
                 self.say("[%s] %s" % (name, table))
-        finally:
-            session.xenapi.session.logout()
 
     def through_event(self, title, action, identity):
         """Run ``action`` while a client probes the LUN; check data and identity after."""

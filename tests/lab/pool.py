@@ -15,6 +15,7 @@ Network (addresses from the documentation ranges only)::
     hostA repl0 198.51.100.1 <---- direct link ----> hostB repl0 198.51.100.2
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -96,11 +97,15 @@ class Lab(object):
 
     # -- XAPI ----------------------------------------------------------------
 
-    def session(self):
+    @contextlib.contextmanager
+    def xapi(self):
         """A XenAPI session with the pool master (the official client module)."""
         session = XenAPI.Session(self.record["xapi"]["urls"]["pool"])
         session.xenapi.login_with_password(USERNAME, PASSWORD, "2.0", "iscsi-ha-lab")
-        return session
+        try:
+            yield session
+        finally:
+            session.xenapi.session.logout()
 
     def control(self, call, *args):
         import xmlrpc.client
@@ -198,11 +203,8 @@ def up(state_dir, drbd_version="9", plugin_python=None):
         lab.save()
         _start_simulator(lab)
         lab.save()
-        session = lab.session()
-        try:
+        with lab.xapi() as session:
             promoted = lab.call_plugin(session, "hostA", "promote", reason="lab up")
-        finally:
-            session.xenapi.session.logout()
         if not promoted["ok"]:
             raise LabError("promoting hostA failed: %s" % promoted["error"])
     except BaseException:
@@ -349,8 +351,7 @@ def _start_simulator(lab):
 
 def status(state_dir):
     lab = Lab.load(state_dir)
-    session = lab.session()
-    try:
+    with lab.xapi() as session:
         master = lab.master(session)
         hosts = {}
         for name, host in sorted(lab.hosts.items()):
@@ -359,8 +360,6 @@ def status(state_dir):
             else:
                 hosts[name] = {"host": name, "fn": "status", "ok": False,
                                "error": ["HOST_OFFLINE", host["uuid"]]}
-    finally:
-        session.xenapi.session.logout()
     return {"master": master, "hosts": hosts}
 
 
@@ -368,26 +367,20 @@ def designate_master(state_dir, name, move_storage=True):
     """A planned master change, as ``xe pool-designate-new-master``."""
     lab = Lab.load(state_dir)
     lab.check_host(name)
-    session = lab.session()
-    try:
+    with lab.xapi() as session:
         old = lab.master(session)
         if old == name:
             raise LabError("%s is the master already" % name)
         started = time.time()
         session.xenapi.pool.designate_new_master(
             session.xenapi.host.get_by_uuid(lab.hosts[name]["uuid"]))
-    finally:
-        session.xenapi.session.logout()
     lab.record["master"] = name
     lab.save()
     result = {"master": name, "previous_master": old, "storage": []}
     if move_storage:
-        session = lab.session()
-        try:
+        with lab.xapi() as session:
             result["storage"] = lab.move_storage(session, old, name,
                                                  "planned master change to %s" % name)
-        finally:
-            session.xenapi.session.logout()
     result["seconds"] = round(time.time() - started, 3)
     return result
 
@@ -418,12 +411,9 @@ def fail_host(state_dir, name, move_storage=True):
         lab.record["master"] = survivor
     lab.save()
     if move_storage:
-        session = lab.session()
-        try:
+        with lab.xapi() as session:
             result["storage"] = lab.move_storage(session, None, survivor,
                                                  "%s failed" % name)
-        finally:
-            session.xenapi.session.logout()
     result["master"] = lab.record["master"]
     result["seconds"] = round(time.time() - started, 3)
     return result
