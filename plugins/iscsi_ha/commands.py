@@ -47,21 +47,39 @@ def _decode(data):
     return data
 
 
+def _kill_group(process):
+    """Kill the command and everything it started (drbdadm runs drbdsetup, handlers...).
+
+    Killing only the direct child would leave grandchildren holding the output
+    pipes open, and reading them would wait as long as the grandchildren live.
+    """
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 def _communicate(process, timeout):
     """communicate() with a deadline; returns ((stdout, stderr), timed_out)."""
     if six.PY2:
-        # 2.7's communicate() has no timeout: a timer kills the process instead.
-        timer = threading.Timer(timeout, process.kill)
+        # 2.7's communicate() has no timeout: a timer kills the process group instead.
+        expired = threading.Event()
+
+        def expire():
+            expired.set()
+            _kill_group(process)
+
+        timer = threading.Timer(timeout, expire)
         timer.start()
         try:
             output = process.communicate()
         finally:
             timer.cancel()
-        return output, process.returncode == -signal.SIGKILL
+        return output, expired.is_set()
     try:
         return process.communicate(timeout=timeout), False
     except subprocess.TimeoutExpired:  # pylint: disable=no-member
-        process.kill()
+        _kill_group(process)
         return process.communicate(), True
 
 
@@ -81,6 +99,7 @@ def run(argv, timeout=20.0, check=True):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             close_fds=True,
+            preexec_fn=os.setsid,  # its own process group, so a timeout can end all of it
         )
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.EACCES):
