@@ -120,3 +120,10 @@ def test_host_uuid_comes_from_the_dom0_inventory(tmp_path):
     assert parsed.host_uuid() == "8d1f6c2e-0000-4000-8000-000000000001"
     missing = config.parse(sample(inventory=str(tmp_path / "none")), "c")
     assert missing.host_uuid() is None
+
+
+def test_values_must_be_plain_ascii():
+    text = sample(vip_interface=u"br\u00e9", state_dir=u"/var/run/d\u00e9mo")
+    joined = u"\n".join(problems_of(text))
+    assert u"[vip] interface: 'br\u00e9' must be plain ASCII" in joined
+    assert u"[host] state_dir: '/var/run/d\u00e9mo' must be plain ASCII" in joined

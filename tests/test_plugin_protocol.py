@@ -1,5 +1,7 @@
+# -*- coding: utf-8 -*-
 """The plugin file run as xapi runs it: XML-RPC methodCall in, methodResponse out."""
 
+import io
 import json
 
 from iscsi_ha import config as config_module
@@ -88,3 +90,34 @@ def test_check_reports_every_missing_tool_and_changes_nothing(tmp_path):
     assert set("tool %s" % tool for tool in config_module.TOOLS) <= failed
     assert "tgtd" in failed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.conf", "log"]
+
+
+def test_utf8_config_and_reasons_work_without_a_locale(tmp_path):
+    # xapi may start plugins with no locale set; Python 3.6 then defaults to ASCII.
+    path = write_config(tmp_path, **dict((tool, "/nonexistent/" + tool)
+                                         for tool in config_module.TOOLS))
+    with io.open(path, "a", encoding="utf-8") as handle:
+        handle.write(u"# Stockage répliqué, géré par l'équipe système\n")
+    no_locale = plugin.plugin_env(path, {"LC_ALL": "C", "LANG": "C"})
+    no_locale.pop("PYTHONIOENCODING", None)
+    reply = plugin.call("check", {}, env=no_locale)
+    assert reply.ok, reply.error
+    reply = plugin.call("manual-mode", {"enabled": "true", "reason": "disk swap"},
+                        env=no_locale)
+    assert reply.ok, reply.error
+    # Non-ASCII in argv itself needs a UTF-8 locale (XenAPIPlugin decodes argv[1]).
+    utf8 = plugin.plugin_env(path, {"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"})
+    reply = plugin.call("manual-mode", {"enabled": "false", "reason": u"réparation du disque"},
+                        env=utf8)
+    assert reply.ok, reply.error
+    with io.open(str(tmp_path / "log"), encoding="utf-8") as log:
+        assert u"manual mode off (reason: réparation du disque)" in log.read()
+
+
+def test_a_non_ascii_argument_name_is_a_bad_argument(tmp_path):
+    env = plugin.plugin_env(str(tmp_path / "none.conf"), {"LC_ALL": "C.UTF-8",
+                                                          "LANG": "C.UTF-8"})
+    reply = plugin.call("demote", {u"réason": "x"}, env=env)
+    assert reply.error[0] == "ISCSI_HA_BAD_ARGUMENT"
+    assert reply.error[2] == u"réason"
+    assert_no_traceback(reply)

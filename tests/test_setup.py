@@ -43,7 +43,7 @@ def test_install_puts_the_plugin_library_and_templates_in_place(tmp_path):
                                cwd=str(tmp_path), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     stdout, _ = process.communicate()
-    reply = plugin.decode(stdout.decode("utf-8"))
+    reply = plugin.decode(stdout)
     assert reply["Status"] == "Success"
     sample = subprocess.check_output([sys.executable, "-m", "iscsi_ha.config", "sample"],
                                      env=env, cwd=str(tmp_path)).decode("utf-8")

@@ -11,12 +11,14 @@ interfaces, device paths, state directory) may differ.
 """
 
 import hashlib
+import io
 import json
 import os
 import re
 import socket
 import sys
 
+import six
 from six.moves import configparser
 
 from iscsi_ha.errors import BadConfig
@@ -140,8 +142,11 @@ def load(path=None):
     """Read and validate the config file; raise :class:`BadConfig` listing every problem."""
     path = path or config_path()
     try:
-        with open(path) as handle:
+        # UTF-8 whatever the locale: xapi may start plugins with none set.
+        with io.open(path, encoding="utf-8") as handle:
             text = handle.read()
+    except UnicodeDecodeError as exc:
+        raise BadConfig("%s is not UTF-8 text (%s); save it as UTF-8" % (path, exc.reason))
     except (IOError, OSError) as exc:
         raise BadConfig("cannot read config %s: %s; create it from the sample "
                         "(python -m iscsi_ha.config sample) or set %s"
@@ -171,8 +176,7 @@ def _read_string(parser, text, path):
     if hasattr(parser, "read_string"):
         parser.read_string(text, source=path)
     else:  # Python 2.7
-        import io
-        parser.readfp(io.StringIO(text if isinstance(text, type(u"")) else
+        parser.readfp(io.StringIO(text if isinstance(text, six.text_type) else
                                   text.decode("utf-8")), path)
 
 
@@ -234,6 +238,7 @@ def _read_resources(parser, problems):
 
 def _validate(values, resources, problems):
     """Check every value that is present (missing ones are reported already)."""
+    _check_ascii(values, resources, problems)
     target, vip = values["target"], values["vip"]
     if target["backend"] not in _BACKENDS:
         problems.append("[target] backend: '%s' is not supported; use one of %s"
@@ -267,6 +272,19 @@ def _validate(values, resources, problems):
     for attribute in ("lun", "scsi_id", "scsi_sn", "device"):
         _check_unique(problems, resources, attribute)
 
+
+
+def _check_ascii(values, resources, problems):
+    """Values end up in tool command lines and SCSI pages: plain ASCII only."""
+    places = [("[%s] %s" % (section, key), value)
+              for section, keys in sorted(values.items()) for key, value in sorted(keys.items())]
+    places += [("[resource %s] %s" % (r.name, key), getattr(r, key)) for r in resources
+               for key in ("device", "scsi_id", "scsi_sn", "vendor_id", "product_id")]
+    for where, value in places:
+        try:
+            value.encode("ascii")
+        except UnicodeError:
+            problems.append("%s: '%s' must be plain ASCII" % (where, value))
 
 
 def _validate_resource(problems, resource):

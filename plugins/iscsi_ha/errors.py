@@ -4,6 +4,8 @@ The plugin entry maps an :class:`IscsiHaError` to ``XenAPIPlugin.Failure(code,
 [message] + details)``; scripts match on the code, people read the message.
 """
 
+import six
+
 
 class IscsiHaError(Exception):
     """Base class: ``code`` is stable, ``message`` says what happened and the fix."""
@@ -17,7 +19,7 @@ class IscsiHaError(Exception):
 
     def params(self):
         """The strings that follow the code in a XAPI ErrorDescription."""
-        return [self.message] + [str(d) for d in self.details]
+        return [self.message] + [six.text_type(d) for d in self.details]
 
 
 class BadArgument(IscsiHaError):

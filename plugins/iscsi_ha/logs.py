@@ -21,7 +21,7 @@ def configure(log_file):
         if directory and not os.path.isdir(directory):
             os.makedirs(directory)
         handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=5 * 1024 * 1024,
-                                                       backupCount=3)
+                                                       backupCount=3, encoding="utf-8")
     except (IOError, OSError):
         handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(_FORMAT))

@@ -44,7 +44,7 @@ def request(fn, args):
 
 
 def decode(stdout):
-    """The struct of the methodResponse a plugin printed."""
+    """The struct of the methodResponse a plugin printed (bytes, as printed)."""
     (reply,), _ = xmlrpc_client.loads(stdout)
     return reply
 
@@ -56,10 +56,10 @@ def call(fn, args=None, config_path=None, python=None, netns=None, env=None):
         argv = ["ip", "netns", "exec", netns] + argv
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=env or plugin_env(config_path))
-    stdout, stderr = process.communicate()
-    stdout, stderr = stdout.decode("utf-8"), stderr.decode("utf-8")
+    raw, stderr = process.communicate()
+    stdout, stderr = raw.decode("utf-8"), stderr.decode("utf-8")
     assert process.returncode == 0, "plugin exited %d: %s%s" % (process.returncode, stdout,
                                                                   stderr)
-    reply = decode(stdout)
+    reply = decode(raw)
     return PluginReply(reply["Status"], reply.get("Value"), reply.get("ErrorDescription"),
                        stdout, stderr)
