@@ -23,20 +23,23 @@ def drbd(role="Secondary", peer_role="Secondary", disk="UpToDate", peer_disk="Up
                          disk=disk, peer_disk=peer_disk)
 
 
-def target(luns=(1, 2), state="ready", acl=("ALL",), tid=1, devices=None):
+def target(luns=(1, 2), state="ready", acl=("ALL",), tid=1, devices=None, serials=None):
     devices = devices or {1: "/dev/drbd0", 2: "/dev/drbd1"}
+    serials = serials or {1: "SN0", 2: "SN1"}
     info = TargetInfo(tid, IQN)
     info.state, info.acl = state, list(acl)
     for number in luns:
         lun = LunInfo(number)
         lun.backing_path = devices[number]
+        lun.scsi_id, lun.scsi_sn = "a%d" % (number - 1), serials[number]
         info.luns.append(lun)
     return info
 
 
-def observed(r0=None, r1=None, daemon=True, target=None, vip_local=False, elsewhere=False):
+def observed(r0=None, r1=None, daemon=True, target=None, vip_local=False, elsewhere=False,
+             tid_taken_by=None):
     return Observation({"r0": r0 or drbd(), "r1": r1 or drbd(name="r1")}, daemon, target,
-                       vip_local, elsewhere)
+                       vip_local, elsewhere, tid_taken_by)
 
 
 def serving():
@@ -111,6 +114,13 @@ def test_promote_refuses_a_target_it_did_not_make():
         actions.plan_promote(CONFIG, observed(target=target(devices={1: "/dev/sdz",
                                                                      2: "/dev/drbd1"})))
     assert "backed by /dev/sdz" in caught.value.message
+    with pytest.raises(TargetError) as caught:
+        actions.plan_promote(CONFIG, observed(target=target(serials={1: "OTHER", 2: "SN1"})))
+    assert "has SCSI ID a0 serial OTHER, not a0 serial SN0" in caught.value.message
+    with pytest.raises(TargetError) as caught:
+        actions.plan_promote(CONFIG, observed(tid_taken_by="iqn.2026-01.org.example:other"))
+    assert "tid 1 is used by another target, iqn.2026-01.org.example:other" in \
+        caught.value.message
 
 
 def test_demote_goes_vip_then_target_then_drbd():
@@ -156,16 +166,19 @@ def test_execute_reports_each_step_with_its_time():
     assert result["reason"] == "test"
 
 
-def test_a_failed_step_rolls_back_the_done_ones_newest_first():
+def test_a_failed_step_is_undone_with_the_done_ones_newest_first():
     from iscsi_ha.errors import StepFailed
     host = RecordingHost(fail_on=("target-build", IQN))
     with pytest.raises(StepFailed) as caught:
         actions.execute("promote", actions.plan_promote(CONFIG, observed()), host, "test")
+    # The failed build may have left a half-made target: its undo runs first.
     assert host.journal == [("drbd-primary", "r0"), ("drbd-primary", "r1"),
-                            ("drbd-secondary", "r1"), ("drbd-secondary", "r0")]
+                            ("target-remove", IQN), ("drbd-secondary", "r1"),
+                            ("drbd-secondary", "r0")]
     message = caught.value.message
     assert "promote failed at step target-build" in message
-    assert "the 2 completed steps were rolled back" in message
+    assert message.endswith("rolled back with target-remove %s, drbd-secondary r1, "
+                            "drbd-secondary r0" % IQN)
 
 
 def test_a_failed_rollback_is_reported_loudly():

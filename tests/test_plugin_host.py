@@ -291,11 +291,13 @@ def test_a_failing_step_rolls_back_what_promote_did(host9):
     assert reply.error[0] == "ISCSI_HA_STEP_FAILED"
     assert "promote failed at step vip-claim" in reply.error[1]
     assert "Operation not permitted" in reply.error[1]
-    assert "the 2 completed steps were rolled back" in reply.error[1]
+    assert "rolled back with vip-release %s, target-remove %s, drbd-secondary r0" % (
+        VIP, IQN) in reply.error[1]
     steps = json.loads(reply.error[2])["steps"]
     assert [(s["step"], s["outcome"]) for s in steps] == [
         ("drbd-primary", "done"), ("target-build", "done"), ("vip-claim", "failed"),
-        ("target-remove", "rolled-back"), ("drbd-secondary", "rolled-back")]
+        ("vip-release", "rolled-back"), ("target-remove", "rolled-back"),
+        ("drbd-secondary", "rolled-back")]
     assert_untouched(host9)
 
 
@@ -396,7 +398,8 @@ def test_demote_rolls_back_to_serving_when_drbd_cannot_go_secondary(host9):
         steps = json.loads(reply.error[2])["steps"]
         assert [(s["step"], s["outcome"]) for s in steps] == [
             ("vip-release", "done"), ("target-remove", "done"), ("drbd-secondary", "failed"),
-            ("target-build", "rolled-back"), ("vip-claim", "rolled-back")]
+            ("drbd-primary", "rolled-back"), ("target-build", "rolled-back"),
+            ("vip-claim", "rolled-back")]
         assert reachable(network)
         assert host9.role_of("hostA") == "Primary"
     finally:
@@ -438,3 +441,14 @@ def test_manual_mode_is_a_flag_status_reports(host9):
     off = json.loads(host9.call("manual-mode", enabled="false").value)
     assert off == {"manual_mode": False, "changed": True}
     assert json.loads(host9.call("status").value)["manual_mode"] is False
+
+
+def test_a_foreign_target_on_our_tid_is_refused_before_anything_changes(host9):
+    foreign = "iqn.2026-01.org.example:someone-else"
+    host9.network.tgtd.target().create(1, foreign)
+    reply = host9.call("promote")
+    assert reply.error[0] == "ISCSI_HA_TARGET_ERROR"
+    assert "tid 1 is used by another target, %s" % foreign in reply.error[1]
+    assert host9.role_of("hostA") == "Secondary"
+    assert not host9.network.vip_here()
+    assert [t.iqn for t in host9.network.targets()] == [foreign]

@@ -411,3 +411,26 @@ def test_cleanup_all_removes_leftovers_with_the_prefix(request):
     assert sorted(netns.cleanup_all(prefix)) == [prefix + "-x", prefix + "-y"]
     assert not left_a.exists() and not left_b.exists()
     assert other.exists()
+
+
+def _fake_tgtadm(tmp_path, script):
+    path = tmp_path / "tgtadm"
+    path.write_text(u"#!/bin/sh\n" + script)
+    os.chmod(str(path), 0o755)
+    return TgtTarget(tgtadm=str(path), control_port=7, timeout=0.5)
+
+
+def test_a_hung_tgtd_is_an_error_not_a_stopped_daemon(tmp_path):
+    hung = _fake_tgtadm(tmp_path, u"sleep 30\n")
+    with pytest.raises(TargetError) as caught:
+        hung.daemon_running()
+    assert "did not answer within 0.5s" in caught.value.message
+    assert "restart the tgt service" in caught.value.message
+
+
+def test_a_stopped_tgtd_is_reported_as_not_running(tmp_path):
+    down = _fake_tgtadm(tmp_path, u"echo 'tgtadm: failed to send request hdr to tgt daemon, "
+                                  u"Transport endpoint is not connected' >&2\nexit 107\n")
+    assert down.daemon_running() is False
+    with pytest.raises(TargetDaemonDown):
+        down.show()

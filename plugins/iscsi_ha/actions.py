@@ -27,12 +27,13 @@ class Observation(object):
     """What this host looks like now, as read from DRBD, tgtd and the kernel."""
 
     def __init__(self, resources, daemon_running, target, vip_local,
-                 vip_answered_elsewhere=False):
+                 vip_answered_elsewhere=False, tid_taken_by=None):
         self.resources = resources  # name -> drbd.ResourceState
         self.daemon_running = daemon_running
         self.target = target  # target.TargetInfo of our IQN, or None
         self.vip_local = vip_local
         self.vip_answered_elsewhere = vip_answered_elsewhere
+        self.tid_taken_by = tid_taken_by  # IQN of another target using our tid
 
 
 class Step(object):
@@ -100,7 +101,7 @@ def plan_promote(config, observed, force=False):
         raise VipInUse("another host answers for the floating IP %s/%d; find and demote "
                        "it (fn=demote on that host) before promoting this one"
                        % (config.vip_address, config.vip_prefix))
-    _refuse_foreign_target(config, observed.target)
+    _refuse_foreign_target(config, observed)
 
     steps, already = [], []
     for resource in config.resources:
@@ -134,21 +135,36 @@ def plan_promote(config, observed, force=False):
     return Plan(steps, already)
 
 
-def _refuse_foreign_target(config, target):
-    """Refuse when tgtd holds something under our IQN that we did not put there."""
+def _refuse_foreign_target(config, observed):
+    """Refuse when tgtd holds something under our IQN or tid that we did not put there."""
+    if observed.tid_taken_by is not None:
+        raise TargetError("tid %d is used by another target, %s; remove it or choose another "
+                          "[target] tid (the same on both hosts)"
+                          % (config.tid, observed.tid_taken_by))
+    target = observed.target
     if target is None:
         return
     if target.tid != config.tid:
         raise TargetError("target %s exists with tid %d, but the config says tid %d; remove "
                           "it (tgtadm --op delete --mode target --tid %d) or fix [target] tid"
                           % (config.iqn, target.tid, config.tid, target.tid))
-    devices = dict((r.lun, r.device) for r in config.resources)
+    wanted = dict((r.lun, r) for r in config.resources)
     for lun in target.luns:
-        if lun.lun in devices and lun.backing_path != devices[lun.lun]:
+        resource = wanted.get(lun.lun)
+        if resource is None:
+            continue
+        if lun.backing_path != resource.device:
             raise TargetError("target %s LUN %d is backed by %s, not by %s as configured; "
                               "demote this host to clear it" % (config.iqn, lun.lun,
                                                                  lun.backing_path,
-                                                                 devices[lun.lun]))
+                                                                 resource.device))
+        if (lun.scsi_id, lun.scsi_sn) != (resource.scsi_id, resource.scsi_sn):
+            # XenServer finds the SR by this identity: serving another one would
+            # make the LUN look like a different disk.
+            raise TargetError("target %s LUN %d has SCSI ID %s serial %s, not %s serial %s "
+                              "as configured; demote this host to clear it"
+                              % (config.iqn, lun.lun, lun.scsi_id, lun.scsi_sn,
+                                 resource.scsi_id, resource.scsi_sn))
 
 
 def plan_demote(config, observed):
@@ -192,10 +208,14 @@ class Host(object):
     def observe(self, detect_vip_elsewhere=False):
         resources = dict((r.name, self.drbd.state(r.name)) for r in self.config.resources)
         daemon_running = self.target.daemon_running()
-        target = self.target.find(self.config.iqn) if daemon_running else None
+        targets = self.target.show() if daemon_running else []
+        ours = [t for t in targets if t.iqn == self.config.iqn]
+        tid_taken_by = [t.iqn for t in targets
+                        if t.tid == self.config.tid and t.iqn != self.config.iqn]
         vip_local = self.vip.is_local()
         elsewhere = detect_vip_elsewhere and not vip_local and self.vip.answered_elsewhere()
-        return Observation(resources, daemon_running, target, vip_local, elsewhere)
+        return Observation(resources, daemon_running, ours[0] if ours else None, vip_local,
+                           elsewhere, tid_taken_by[0] if tid_taken_by else None)
 
     def apply(self, step):
         getattr(self, "_" + step.kind.replace("-", "_"))(step)
@@ -227,6 +247,10 @@ class Host(object):
                             resource.scsi_sn, resource.vendor_id, resource.product_id)
 
     def _target_remove(self, step):
+        found = self.target.get(self.config.tid)
+        if found is not None and found.iqn != self.config.iqn:
+            raise TargetError("tid %d belongs to %s, not to %s; not removing it"
+                              % (self.config.tid, found.iqn, self.config.iqn))
         self.target.delete(self.config.tid)
 
     def _lun_add(self, step):
@@ -248,6 +272,8 @@ class Host(object):
         self.target.set_state(self.config.tid, "offline")
 
     def _vip_claim(self, step):
+        if self.vip.is_local():
+            return
         if step.recheck and self.vip.answered_elsewhere():
             raise VipInUse("another host answers for %s now; not claiming it back"
                            % self.vip.cidr)
@@ -278,12 +304,16 @@ def execute(action, plan, host, reason, observed_seconds=0.0):
             records.append(_record(step, "failed", step_started, error))
             LOG.error("%s: step %s %s failed: %s (reason: %s)", action, step.kind,
                       step.subject, error, reason, exc_info=not isinstance(exc, IscsiHaError))
-            records.extend(_roll_back(action, done, host))
+            # The failed step may have done part of its work (a target set offline
+            # before its delete failed), so it is undone too; every undo is
+            # idempotent, so undoing what never happened is harmless.
+            undone = _roll_back(action, done + [step], host)
+            records.extend(undone)
             result = _result(action, plan, records, started, reason, False, host.config,
                              observed_seconds)
             raise StepFailed(
                 "%s failed at step %s %s: %s; %s" % (
-                    action, step.kind, step.subject, error, _rollback_summary(done, records)),
+                    action, step.kind, step.subject, error, _rollback_summary(undone)),
                 details=[json.dumps(result, sort_keys=True)])
         records.append(_record(step, "done", step_started))
         done.append(step)
@@ -316,14 +346,13 @@ def _describe(exc):
     return "%s: %s" % (exc.__class__.__name__, exc)
 
 
-def _rollback_summary(done, records):
-    if not done:
-        return "nothing had been changed"
-    failed = [r for r in records if r["outcome"] == "rollback-failed"]
+def _rollback_summary(undone):
+    failed = [r for r in undone if r["outcome"] == "rollback-failed"]
     if failed:
         return ("rollback FAILED for %s: check this host by hand (fn=status)"
                 % ", ".join("%s %s" % (r["step"], r["subject"]) for r in failed))
-    return "the %d completed step%s were rolled back" % (len(done), "" if len(done) == 1 else "s")
+    return "rolled back with %s" % ", ".join("%s %s" % (r["step"], r["subject"])
+                                             for r in undone)
 
 
 def _record(step, outcome, started, error=None):

@@ -241,9 +241,11 @@ class TgtTarget(object):
             return commands.run(argv, timeout=self.timeout).stdout
         except CommandFailed as exc:
             if exc.timed_out:
-                raise TargetDaemonDown(
+                # Hung is not down: a caller must not conclude no target is exported.
+                raise TargetError(
                     "tgtd on control port %s did not answer within %ss (%s); it is hung "
-                    "or overloaded" % (self.control_port, self.timeout, what),
+                    "or overloaded: restart the tgt service" % (self.control_port,
+                                                                 self.timeout, what),
                     details=[what])
             message = (exc.stderr or exc.stdout or "").strip()
             if any(marker in message for marker in _DAEMON_DOWN_MARKERS):

@@ -46,14 +46,21 @@ class FloatingIp(object):
     def cidr(self):
         return "%s/%d" % (self.address, self.prefix)
 
-    def is_local(self):
+    def local_prefix(self):
+        """The prefix length the VIP has on our interface, or None when it is not there."""
         try:
             result = commands.run([self.ip, "-o", "-4", "addr", "show", "dev", self.interface],
                                   timeout=self.timeout)
         except CommandFailed as exc:
             raise VipError("cannot read the addresses of interface %s: %s; check [vip] "
                            "interface" % (self.interface, exc.message))
-        return any(address == self.address for address, _ in parse_addresses(result.stdout))
+        for address, prefix in parse_addresses(result.stdout):
+            if address == self.address:
+                return prefix
+        return None
+
+    def is_local(self):
+        return self.local_prefix() is not None
 
     def answered_elsewhere(self):
         """True when another host answers ARP for the VIP (duplicate address detection)."""
@@ -92,10 +99,16 @@ class FloatingIp(object):
         os.remove(self.announcer_pid_file)
 
     def release(self):
+        """Remove the VIP; gone already is fine."""
         self.stop_announcing()
+        prefix = self.local_prefix()
+        if prefix is None:
+            return
+        # The kernel's prefix, not the config's: the config may have changed since.
+        cidr = "%s/%d" % (self.address, prefix)
         try:
-            commands.run([self.ip, "addr", "del", self.cidr, "dev", self.interface],
+            commands.run([self.ip, "addr", "del", cidr, "dev", self.interface],
                          timeout=self.timeout)
         except CommandFailed as exc:
-            raise VipError("cannot remove %s from %s: %s" % (self.cidr, self.interface,
+            raise VipError("cannot remove %s from %s: %s" % (cidr, self.interface,
                                                               exc.message))
