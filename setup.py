@@ -1,6 +1,9 @@
 """Installs iscsi-ha on a dom0: the XAPI plugin, its library and the templates.
 
-    python setup.py install        (or: pip install .)
+    python setup.py install
+
+(not ``pip install .``: a wheel would put the plugin under site-packages, where
+xapi does not look.)
 
 The plugin lands in /etc/xapi.d/plugins/iscsi-ha with its first line pointing at
 the Python that ran the install, so the same source serves 2.7 and 3.x dom0s.

@@ -63,3 +63,20 @@ def test_move_to_an_unknown_host_changes_nothing(lab, xe):
     assert code == 1
     assert "no host with uuid 00000000-0000-0000-0000-000000000000 in this pool" in output
     assert lab.roles() == {"hostA": "primary", "hostB": "secondary"}
+
+
+def test_status_still_shows_the_survivor_when_a_host_is_down(lab, xe):
+    lab("fail-host", "hostB")
+    code, output = helper(xe, "iscsi-ha-status")
+    assert code == 1
+    hostB = lab.description["hosts"]["hostB"]["uuid"]
+    assert "host %s: no answer from the iscsi-ha plugin" % hostB in output
+    assert "uuid %s: primary" % lab.description["hosts"]["hostA"]["uuid"] in output
+
+
+def test_move_to_a_host_without_tgtd_leaves_the_storage_where_it_is(lab, xe):
+    pool.Lab.load(lab.state).tgtd("hostB").stop()
+    code, output = helper(xe, "iscsi-ha-move", lab.description["hosts"]["hostB"]["uuid"])
+    assert code == 1
+    assert "not moving: tgtd is not running on" in output
+    assert lab.roles()["hostA"] == "primary"
