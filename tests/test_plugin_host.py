@@ -239,7 +239,8 @@ def test_status_reports_roles_target_vip_and_digest(host9):
     after = json.loads(host9.call("status").value)
     assert after["role"] == "primary"
     assert after["target"] == {"daemon_running": True, "iqn": IQN, "exported": True,
-                               "state": "ready", "luns": [1], "sessions": 0}
+                               "state": "ready", "luns": [1], "sessions": 0,
+                               "initiators": []}
     table = host9.call("status", format="table").value
     assert "primary" in table and "r0" in table and "here" in table
 
@@ -308,6 +309,8 @@ def test_demote_does_not_hang_on_a_connected_initiator(host9):
         ["iscsi-perf", "-m", "1", LUN_URL]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         _wait_for_session(network)
+        initiators = json.loads(host9.call("status").value)["target"]["initiators"]
+        assert [i["addresses"] for i in initiators] == [[CLIENT_ADDRESS]]
         reply = host9.call("demote")
         assert reply.ok, reply.error
         assert host9.role_of("hostA") == "Secondary"

@@ -411,6 +411,7 @@ def status(config, host, manual_mode):
             "state": target.state if target else None,
             "luns": [lun.lun for lun in target.luns if lun.lun != 0] if target else [],
             "sessions": target.sessions if target else 0,
+            "initiators": [i.as_dict() for i in target.initiators] if target else [],
         },
         "vip": {"address": config.vip_address, "prefix": config.vip_prefix,
                 "interface": config.vip_interface, "local": observed.vip_local},
