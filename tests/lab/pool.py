@@ -136,19 +136,22 @@ class Lab(object):
     def move_storage(self, session, old, new, reason):
         """What the controller will do: demote the old master, then promote the new one.
 
-        Nothing moves when the new master's disks are not UpToDate (its promote
-        would be refused after the old one stopped serving), and a failed demote
-        stops the move: promoting while the old side may still write would make
-        two writers.
+        Nothing moves when the new master could not serve (disks not UpToDate,
+        tgtd not running): its promote would be refused after the old one stopped
+        serving. A failed demote stops the move: promoting while the old side may
+        still write would make two writers.
         """
         steps = [self.call_plugin(session, new, "status")]
         if not steps[0]["ok"]:
             return steps
-        stale = [r["name"] for r in steps[0]["result"]["resources"]
-                 if not r["disk_up_to_date"]]
+        status = steps[0]["result"]
+        stale = [r["name"] for r in status["resources"] if not r["disk_up_to_date"]]
         if stale:
             steps[0]["refused"] = ("not moving the storage: %s on %s is not UpToDate"
                                    % (", ".join(stale), new))
+            return steps
+        if not status["target"]["daemon_running"]:
+            steps[0]["refused"] = "not moving the storage: tgtd is not running on %s" % new
             return steps
         if old is not None and self.hosts[old]["alive"]:
             steps.append(self.call_plugin(session, old, "demote", reason=reason))

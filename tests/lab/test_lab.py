@@ -114,3 +114,11 @@ def test_the_plugin_runs_on_python_27_through_xapi(tmp_path):
         assert [step["ok"] for step in moved["storage"]] == [True, True, True]
     finally:
         lab_command("down", "--state", running.state)
+
+
+def test_a_master_change_to_a_host_without_tgtd_leaves_the_storage_serving(lab):
+    pool.Lab.load(lab.state).tgtd("hostB").stop()
+    moved = lab("designate-master", "hostB")
+    assert moved["storage"][0]["refused"] == ("not moving the storage: tgtd is not running "
+                                              "on hostB")
+    assert lab.roles() == {"hostA": "primary", "hostB": "secondary"}
