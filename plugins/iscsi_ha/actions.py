@@ -2,8 +2,8 @@
 
 Each action is three parts: observe the real state (DRBD, target, VIP), plan
 (a pure function from what was observed to an ordered list of steps, or a
-refusal), and execute the plan, undoing the completed steps in reverse when one
-fails. Promote goes DRBD -> target -> VIP, so the portal is serving before the
+refusal), and execute the plan; when a step fails, its partial work and the
+completed steps are undone, newest first. Promote goes DRBD -> target -> VIP, so the portal is serving before the
 VIP answers; demote goes VIP -> target -> DRBD, so no initiator can reach a
 target whose disk is about to become read-only.
 """
@@ -227,20 +227,13 @@ class Host(object):
         self.drbd.demote(step.subject)
 
     def _target_build(self, step):
+        # A build that fails halfway is removed by execute(), which undoes the failed step.
         self.target.create(self.config.tid, self.config.iqn)
-        try:
-            for resource in self.config.resources:
-                self._add_lun(resource)
-            for address in self.config.initiators:
-                self.target.bind(self.config.tid, address)
-            self.target.set_state(self.config.tid, "ready")
-        except IscsiHaError as exc:
-            try:
-                self.target.delete(self.config.tid)
-            except IscsiHaError as cleanup:
-                LOG.error("could not remove the half-built target %s: %s", self.config.iqn,
-                          cleanup.message)
-            raise exc
+        for resource in self.config.resources:
+            self._add_lun(resource)
+        for address in self.config.initiators:
+            self.target.bind(self.config.tid, address)
+        self.target.set_state(self.config.tid, "ready")
 
     def _add_lun(self, resource):
         self.target.add_lun(self.config.tid, resource.lun, resource.device, resource.scsi_id,
@@ -288,7 +281,7 @@ def host_identity(config):
 
 
 def execute(action, plan, host, reason, observed_seconds=0.0):
-    """Run the plan's steps in order; on a failure undo the done ones, newest first.
+    """Run the plan's steps in order; on a failure undo it and the done ones, newest first.
 
     ``observed_seconds`` is what reading the state (and the VIP check) took
     before planning; the result's ``seconds`` includes it.
