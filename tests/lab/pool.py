@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
+import xmlrpc.client
 
 import XenAPI
 
@@ -108,7 +109,6 @@ class Lab(object):
             session.xenapi.session.logout()
 
     def control(self, call, *args):
-        import xmlrpc.client
         proxy = xmlrpc.client.ServerProxy(self.record["xapi"]["urls"]["control"])
         reply = getattr(proxy.lab, call)(*args)
         if reply.get("Status") != "Success":
