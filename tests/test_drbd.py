@@ -151,7 +151,7 @@ def test_state_serialises_to_json_with_every_field():
         "name": "r0", "role": "Primary", "peer_role": "Secondary",
         "connection": "SyncSource", "disk": "UpToDate", "peer_disk": "Inconsistent",
         "is_primary": True, "peer_is_primary": False, "connected": True,
-        "disk_up_to_date": True, "configured": True,
+        "disk_up_to_date": True, "configured": True, "suspended": [],
     }
 
 
@@ -267,7 +267,8 @@ REFUSALS = [
     ("8.4", "promote", "84-primary-not-uptodate.stderr", 17, DiskNotUpToDate,
      "(-2) Need access to UpToDate data", "wait for the resync to finish, or use force=true"),
     ("8.4", "promote", "84-primary-peer-not-outdated.stderr", 11, DrbdError,
-     "(-7) Refusing to be Primary while peer is not outdated", "then use force=true"),
+     "(-7) Refusing to be Primary while peer is not outdated",
+     "the peer may still be Primary: power it off or demote it first"),
     ("8.4", "demote", "84-secondary-held-open.stderr", 11, DrbdError,
      "(-12) Device is held open by someone", "stop it (e.g. the iSCSI target)"),
 ]
@@ -456,3 +457,105 @@ def test_knows_reports_a_broken_configuration_instead_of_guessing(tmpdir):
     with pytest.raises(DrbdError) as caught:
         host.knows("r0")
     assert "r0.res:5: Parse error" in caught.value.message
+
+
+def test_wrapped_suspended_flags_are_read_from_text_status():
+    text = recorded("9-wrapped.status")
+    suspended = drbd.parse_status_text(text, "sr-5f3c2a90-1b7e-4c41-9d2e-8a6f0e4b1c37")
+    assert suspended.suspended == ["no-data", "fencing", "quorum"]
+    assert drbd.parse_status_text(text, "r0").suspended == []
+
+
+@pytest.mark.parametrize("fields, reasons", [
+    ({"suspended": False}, []),
+    ({"suspended": True}, ["yes"]),
+    ({"suspended": True, "suspended-user": False, "suspended-fencing": True}, ["fencing"]),
+])
+def test_suspended_io_shows_in_json_status(fields, reasons):
+    resource = json.loads(recorded("9-connected.json"))[0]
+    resource.update(fields)
+    assert drbd.parse_status_json(json.dumps([resource]), "r0").suspended == reasons
+
+
+def test_the_minus_7_refusal_never_advises_force(tmpdir):
+    host = drbd_84(tmpdir, {"primary r0": replay(err="84-primary-peer-not-outdated.stderr",
+                                                 code=11)})
+    with pytest.raises(DrbdError) as caught:
+        host.promote("r0")
+    assert "force" not in caught.value.message
+    assert "peer_down=true only once it is known to be down" in caught.value.message
+
+
+SHOW_9 = """resource "r0" {
+    options {
+        auto-promote            no;
+    }
+    connection {
+        _peer_node_id 1;
+        net {
+            protocol            C;
+            fencing             resource-only;
+            allow-two-primaries no; # default
+        }
+    }
+}
+"""
+SHOW_84 = """resource r0 {
+    options {
+    }
+    net {
+        protocol            A;
+    }
+    disk {
+        fencing             resource-only;
+    }
+}
+"""
+
+
+def test_show_is_read_with_drbds_defaults_for_what_it_omits():
+    assert drbd.parse_show(SHOW_9, "9") == {
+        "protocol": "C", "fencing": "resource-only", "auto-promote": "no",
+        "allow-two-primaries": "no"}
+    assert drbd.parse_show(SHOW_84, "8.4") == {
+        "protocol": "A", "fencing": "resource-only", "allow-two-primaries": "no"}
+    assert drbd.parse_show("resource r0 {\n}\n", "9")["auto-promote"] == "yes"
+
+
+def test_fence_peer_handler_is_read_from_drbdadm_dump():
+    dump = ('resource r0 {\n    handlers {\n        fence-peer       '
+            '"/usr/libexec/iscsi-ha/iscsi-ha-fence-peer --config \\"/etc/x\\"";\n'
+            '    }\n}\n')
+    assert drbd.parse_fence_peer(dump) == \
+        '/usr/libexec/iscsi-ha/iscsi-ha-fence-peer --config "/etc/x"'
+    assert drbd.parse_fence_peer("resource r0 {\n}\n") is None
+
+
+def test_check_settings_flags_every_unsafe_one():
+    good = {"protocol": "C", "fencing": "resource-only", "auto-promote": "no",
+            "allow-two-primaries": "no"}
+    ours = "/usr/libexec/iscsi-ha/iscsi-ha-fence-peer"
+    assert all(ok for _, ok, _ in drbd.check_settings("r0", good, ours, "9"))
+    bad = {"protocol": "A", "fencing": "dont-care", "auto-promote": "yes",
+           "allow-two-primaries": "yes"}
+    results = dict((name, (ok, detail)) for name, ok, detail in drbd.check_settings(
+        "r0", bad, "/usr/lib/drbd/outdate-peer.sh on a a on b b", "9"))
+    assert not any(ok for ok, _ in results.values())
+    assert "A, but iscsi-ha needs C" in results["DRBD r0 protocol"][1]
+    assert "drbdadm adjust r0" in results["DRBD r0 fencing"][1]
+    assert "'/usr/lib/drbd/outdate-peer.sh" in results["DRBD r0 fence-peer handler"][1]
+    # DRBD 8.4 has no auto-promote; nothing is asked of it there.
+    assert "DRBD r0 auto-promote" not in [name for name, _, _ in drbd.check_settings(
+        "r0", good, ours, "8.4")]
+    assert not drbd.check_settings("r0", good, None, "8.4")[-1][1]
+
+
+def test_outdate_maps_drbds_refusal(tmpdir):
+    host = drbd_9(tmpdir, drbdadm={"outdate r0": replay(
+        text="r0: State change failed: (-2) Need access to UpToDate data", code=17)})
+    with pytest.raises(DrbdError) as caught:
+        host.outdate("r0")
+    assert type(caught.value) is DrbdError
+    assert caught.value.message.startswith("cannot outdate r0: '")
+    assert "(-2) Need access to UpToDate data" in caught.value.message
+    assert "force" not in caught.value.message

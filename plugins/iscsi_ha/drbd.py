@@ -53,8 +53,9 @@ _FIXES = {
     -1: "the peer is Primary: demote the other host first",
     -2: ("this host has no UpToDate data: wait for the resync to finish, or use "
          "force=true if this host's data is known to be the newest"),
-    -7: ("the peer could not be outdated (fencing): make sure the other host is down "
-         "or Secondary, then use force=true"),
+    -7: ("the fence-peer handler could not confirm that the peer is outdated or gone, so "
+         "the peer may still be Primary: power it off or demote it first (fn=demote there); "
+         "pass peer_down=true only once it is known to be down"),
     -12: ("something holds the DRBD device open (DRBD may list the openers below): "
           "stop it (e.g. the iSCSI target) and retry"),
 }
@@ -70,13 +71,16 @@ class ResourceState(object):
     """
 
     def __init__(self, name, role, peer_role="Unknown", connection="StandAlone",
-                 disk="Diskless", peer_disk="DUnknown"):
+                 disk="Diskless", peer_disk="DUnknown", suspended=()):
         self.name = name
         self.role = role
         self.peer_role = peer_role
         self.connection = connection
         self.disk = disk
         self.peer_disk = peer_disk
+        # Why I/O is suspended (DRBD 9's suspended-* flags: user, no-data, fencing,
+        # quorum); empty while I/O flows.
+        self.suspended = list(suspended)
 
     @classmethod
     def unconfigured(cls, name):
@@ -101,6 +105,11 @@ class ResourceState(object):
         return self.disk == "UpToDate"
 
     @property
+    def peer_outdated(self):
+        """DRBD knows the peer's copy is stale (a fence-peer verdict, or seen connected)."""
+        return self.peer_disk == "Outdated"
+
+    @property
     def configured(self):
         return self.role != UNCONFIGURED
 
@@ -110,7 +119,7 @@ class ResourceState(object):
             "connection": self.connection, "disk": self.disk, "peer_disk": self.peer_disk,
             "is_primary": self.is_primary, "peer_is_primary": self.peer_is_primary,
             "connected": self.connected, "disk_up_to_date": self.disk_up_to_date,
-            "configured": self.configured,
+            "configured": self.configured, "suspended": list(self.suspended),
         }
 
     def __repr__(self):
@@ -238,7 +247,74 @@ def parse_status_text(text, name):
         peers.append((fields.get("role", "Unknown"), fields.get("connection", "Connected"),
                       [volume.get("replication", "Established") for volume in volumes],
                       [volume.get("peer-disk", "DUnknown") for volume in volumes]))
-    return _resource_state(name, role, disks, peers)
+    suspended = _fields(resource).get("suspended")
+    return _resource_state(name, role, disks, peers,
+                           suspended.split(",") if suspended else ())
+
+
+# What DRBD runs with when `drbdsetup show` omits an option (drbd_genl.h defaults).
+_OPTION_DEFAULTS = {"8.4": {"protocol": "C", "fencing": "dont-care",
+                            "allow-two-primaries": "no"},
+                    "9": {"protocol": "C", "fencing": "dont-care", "auto-promote": "yes",
+                          "allow-two-primaries": "no"}}
+_OPTION_LINE = re.compile(r"^\s*([a-z0-9-]+)\s+([^;{}\s]+)\s*;")
+_FENCE_PEER_LINE = re.compile(r'^\s*fence-peer\s+("(?:[^"\\]|\\.)*"|[^;\s]+)\s*;')
+
+
+def parse_show(text, version):
+    """The options iscsi-ha relies on from ``drbdsetup show`` (either generation).
+
+    drbdsetup prints ``key value;`` lines inside sections; comments start with ``#``.
+    """
+    options = dict(_OPTION_DEFAULTS[version])
+    for line in text.splitlines():
+        match = _OPTION_LINE.match(line.split("#", 1)[0])
+        if match and match.group(1) in options:
+            options[match.group(1)] = match.group(2).strip('"')
+    return options
+
+
+def parse_fence_peer(text):
+    """The fence-peer handler command in ``drbdadm dump`` output, or None."""
+    for line in text.splitlines():
+        match = _FENCE_PEER_LINE.match(line)
+        if match:
+            value = match.group(1)
+            if value.startswith('"'):
+                value = re.sub(r'\\(.)', r'\1', value[1:-1])
+            return value
+    return None
+
+
+FENCE_PEER_HANDLER = "iscsi-ha-fence-peer"
+
+
+def check_settings(resource, options, fence_peer, version):
+    """``(check, ok, detail)`` for each running DRBD setting iscsi-ha's safety rests on."""
+    wanted = [
+        ("protocol", ("C",), "a write is acknowledged only once it is on both hosts"),
+        ("fencing", ("resource-only", "resource-and-stonith"),
+         "a disconnected Primary must fence its peer"),
+        ("allow-two-primaries", ("no",), "one writer at a time"),
+    ]
+    if version == "9":
+        wanted.append(("auto-promote", ("no",), "only iscsi-ha promotes, after its checks"))
+    results = []
+    for key, allowed, why in wanted:
+        value = options.get(key)
+        results.append(("DRBD %s %s" % (resource, key), value in allowed,
+                        "%s (%s)" % (value, why) if value in allowed else
+                        "%s, but iscsi-ha needs %s: %s; fix the resource file and run "
+                        "drbdadm adjust %s" % (value, " or ".join(allowed), why, resource)))
+    program = (fence_peer or "").split()[:1]
+    ours = bool(program) and program[0].rsplit("/", 1)[-1] == FENCE_PEER_HANDLER
+    results.append(("DRBD %s fence-peer handler" % resource, ours,
+                    fence_peer if ours else
+                    "%s; name iscsi-ha's handler (%s) in the handlers section: other handlers "
+                    "may report an unreachable peer as dead" % (
+                        "none configured" if not fence_peer else "'%s'" % fence_peer,
+                        FENCE_PEER_HANDLER)))
+    return results
 
 
 class Drbd(object):
@@ -301,6 +377,33 @@ class Drbd(object):
             raise DrbdError("drbdadm secondary %s succeeded but %s is still Primary; check "
                             "the kernel log (dmesg)" % (resource, resource))
         return state
+
+    def outdate(self, resource):
+        """Mark this host's copy of ``resource`` Outdated, so it cannot be promoted
+        without force; returns the state read back. DRBD refuses on a Primary."""
+        result = self._run([self.drbdadm, "outdate", resource])
+        if result.returncode != 0:
+            # The promote-oriented fixes of _refusal() do not apply here.
+            raise DrbdError("cannot outdate %s: '%s' failed: %s; DRBD outdates only a "
+                            "Secondary that is not connected to a Primary"
+                            % (resource, " ".join(result.argv), _drbd_says(result)),
+                            _output_lines(result))
+        return self.state(resource)
+
+    def running_options(self, resource):
+        """The options the kernel runs ``resource`` with that iscsi-ha relies on:
+        ``{"protocol", "fencing", "auto-promote", "allow-two-primaries"}``."""
+        result = self._run([self.drbdsetup, "show", "--show-defaults", resource])
+        if result.returncode != 0:
+            raise _query_failed(resource, result)
+        return parse_show(result.stdout, self.version())
+
+    def fence_peer_handler(self, resource):
+        """The fence-peer command the DRBD config names for ``resource``, or None."""
+        result = self._run([self.drbdadm, "dump", resource])
+        if result.returncode != 0:
+            raise _unknown_resource(resource, result)
+        return parse_fence_peer(result.stdout)
 
     def device(self, resource):
         """The block device of ``resource`` (its first volume), e.g. ``/dev/drbd0``."""
@@ -395,15 +498,16 @@ def _worst(states, default):
                if state in _DISK_STATES else -1)
 
 
-def _resource_state(name, role, disks, peers):
+def _resource_state(name, role, disks, peers, suspended=()):
     """The state from what DRBD 9 lists: peers are (role, connection state,
     replication states, peer disk states), one of the latter per volume."""
     peer = _pick_peer(peers)
     if peer is None:
-        return ResourceState(name, role, disk=_worst(disks, "Diskless"))
+        return ResourceState(name, role, disk=_worst(disks, "Diskless"), suspended=suspended)
     peer_role, connection_state, replications, peer_disks = peer
     return ResourceState(name, role, peer_role, _connection_9(connection_state, replications),
-                         _worst(disks, "Diskless"), _worst(peer_disks, "DUnknown"))
+                         _worst(disks, "Diskless"), _worst(peer_disks, "DUnknown"),
+                         suspended)
 
 
 def _pick_peer(peers):
@@ -433,7 +537,18 @@ def _state_from_json(name, resource):
               [volume["peer-disk-state"] for volume in connection["peer_devices"]])
              for connection in resource["connections"]]
     return _resource_state(name, resource["role"],
-                           [device["disk-state"] for device in resource["devices"]], peers)
+                           [device["disk-state"] for device in resource["devices"]], peers,
+                           _suspended_json(resource))
+
+
+def _suspended_json(resource):
+    """Why I/O is suspended: ``suspended-<why>`` flags where drbdsetup prints them,
+    else just "yes" for the single ``suspended`` flag of older drbd-utils."""
+    reasons = sorted(key[len("suspended-"):] for key, value in resource.items()
+                     if key.startswith("suspended-") and value is True)
+    if reasons:
+        return reasons
+    return ["yes"] if resource.get("suspended") is True else []
 
 
 def _status_block(text, name):
