@@ -5,8 +5,9 @@
 (not ``pip install .``: a wheel would put the plugin under site-packages, where
 xapi does not look.)
 
-The plugin lands in /etc/xapi.d/plugins/iscsi-ha with its first line pointing at
-the Python that ran the install, so the same source serves 2.7 and 3.x dom0s.
+The plugin lands in /etc/xapi.d/plugins/iscsi-ha and DRBD's fence-peer handler in
+/usr/libexec/iscsi-ha/iscsi-ha-fence-peer, each with its first line pointing at the
+Python that ran the install, so the same source serves 2.7 and 3.x dom0s.
 """
 
 import os
@@ -19,6 +20,7 @@ from distutils.command.install_data import install_data  # pylint: disable=wrong
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLUGIN = "plugins/iscsi-ha"
+FENCE_PEER = "plugins/iscsi-ha-fence-peer"
 
 
 def read_version():
@@ -27,12 +29,13 @@ def read_version():
 
 
 class InstallData(install_data):
-    """Copies data files, then points the plugin's first line at this Python."""
+    """Copies data files, then points the scripts' first lines at this Python."""
 
     def run(self):
         install_data.run(self)
+        scripts = [os.path.basename(PLUGIN), os.path.basename(FENCE_PEER)]
         for path in self.get_outputs():
-            if os.path.basename(path) == os.path.basename(PLUGIN):
+            if os.path.basename(path) in scripts:
                 with open(path) as handle:
                     lines = handle.readlines()
                 lines[0] = "#!%s\n" % sys.executable
@@ -49,6 +52,8 @@ setup(
     packages=["iscsi_ha"],
     data_files=[
         ("/etc/xapi.d/plugins", [PLUGIN]),
+        # Named by the DRBD resource files (iscsi_ha.drbdconf.FENCE_PEER).
+        ("/usr/libexec/iscsi-ha", [FENCE_PEER]),
         ("share/iscsi-ha/templates", ["templates/iscsi-ha.conf.j2",
                                       "templates/drbd-resource.res.j2"]),
     ],

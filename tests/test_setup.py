@@ -48,3 +48,21 @@ def test_install_puts_the_plugin_library_and_templates_in_place(tmp_path):
     sample = subprocess.check_output([sys.executable, "-m", "iscsi_ha.config", "sample"],
                                      env=env, cwd=str(tmp_path)).decode("utf-8")
     assert "[resource iscsi1]" in sample
+
+
+def test_install_puts_the_fence_peer_handler_where_the_drbd_files_name_it(tmp_path):
+    from iscsi_ha import drbdconf
+    root = install(tmp_path)
+    handler = os.path.join(root, drbdconf.FENCE_PEER.lstrip("/"))
+    with open(handler) as handle:
+        assert handle.readline() == "#!%s\n" % sys.executable
+    assert os.access(handler, os.X_OK)
+    library = os.path.dirname(find(root, "fence.py"))
+    # Started by hand, without DRBD's environment, it refuses (exit 1 = DRBD changes nothing).
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(library))
+    env.pop("DRBD_RESOURCE", None)
+    process = subprocess.Popen([handler], env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    _, stderr = process.communicate()
+    assert process.returncode == 1
+    assert b"DRBD_RESOURCE is not set" in stderr

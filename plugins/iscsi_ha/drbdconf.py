@@ -15,6 +15,7 @@ import sys
 
 import six
 
+from iscsi_ha import validate
 from iscsi_ha.config import templates_dir
 from iscsi_ha.errors import BadArgument, BadConfig, IscsiHaError
 
@@ -23,7 +24,8 @@ VERSIONS = ("8.4", "9")
 DEFAULT_VERSION = "9"
 DEFAULT_PORT = 7789
 HIGHEST_MINOR = 1048575  # minor numbers are 20 bits wide
-OUTDATE_PEER = "/usr/lib/drbd/outdate-peer.sh"
+# iscsi-ha's own handler, installed by setup.py: it reaches the peer through XAPI.
+FENCE_PEER = "/usr/libexec/iscsi-ha/iscsi-ha-fence-peer"
 
 # drbdadm reads unquoted words of at most 128 of these characters.
 _DRBD_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -31,7 +33,6 @@ _DRBD_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _NUMBER_OR_ADDRESS = re.compile(r"^([0-9]+[KMGs]?|[0-9]{1,3}(\.[0-9]{1,3}){3})$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
-_IPV4 = re.compile(r"^(0|[1-9][0-9]{0,2})(\.(0|[1-9][0-9]{0,2})){3}$")
 # Inside a double-quoted DRBD string: printable ASCII except the quote and the
 # escape character, at most 255 characters.
 _QUOTABLE = re.compile(r'^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,255}$')
@@ -65,15 +66,6 @@ _RESERVED = frozenset("""
 """.split())
 
 
-def default_fence_peer(hostnames):
-    """drbd-utils' ssh-based handler, reaching each host by its hostname.
-
-    The hostname resolves to the management address, so the handler does not
-    depend on the replication link whose loss it is called for.
-    """
-    return " ".join([OUTDATE_PEER] + ["on %s %s" % (name, name) for name in hostnames])
-
-
 def render(resource, minor, disk, hosts, port=DEFAULT_PORT, version=DEFAULT_VERSION,
            fence_peer=None):
     """The text of ``/etc/drbd.d/<resource>.res`` for both hosts.
@@ -81,7 +73,7 @@ def render(resource, minor, disk, hosts, port=DEFAULT_PORT, version=DEFAULT_VERS
     ``hosts`` is a list of exactly two ``(hostname, replication IPv4 address)``
     pairs, hostnames as ``uname -n`` prints them; the first gets node-id 0 on
     DRBD 9. ``version`` is ``"8.4"`` or ``"9"``. ``fence_peer`` is the handler
-    command (default: :func:`default_fence_peer`). Raises :class:`BadArgument`
+    command (default: iscsi-ha's handler, :data:`FENCE_PEER`). Raises :class:`BadArgument`
     listing every bad value and its fix; nothing is rendered then.
     """
     problems = []
@@ -97,10 +89,8 @@ def render(resource, minor, disk, hosts, port=DEFAULT_PORT, version=DEFAULT_VERS
         problems.append("version: '%s' is not supported; use 8.4 or 9, the generation "
                         "of the hosts' DRBD kernel module (DRBD_KERNEL_VERSION in "
                         "drbdadm --version)" % version)
-    if fence_peer is None and named_hosts:
-        fence_peer = default_fence_peer([name for name, _ in named_hosts])
-    if fence_peer is not None:
-        _check_fence_peer(problems, fence_peer)
+    fence_peer = FENCE_PEER if fence_peer is None else fence_peer
+    _check_fence_peer(problems, fence_peer)
     if problems:
         raise BadArgument("cannot write the DRBD resource file, %d problem%s: %s" % (
             len(problems), "" if len(problems) == 1 else "s", "; ".join(problems)),
@@ -145,16 +135,11 @@ def _check_name(problems, field, value, fix="use letters, digits, _ . - (at most
 
 
 def _check_number(problems, field, value, lowest, highest, meaning):
-    number = None
-    if isinstance(value, six.integer_types) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, six.string_types) and value.strip().isdigit():
-        number = int(value)
-    if number is None or not lowest <= number <= highest:
-        problems.append("%s: '%s' must be a whole number from %d to %d (%s)"
-                        % (field, value, lowest, highest, meaning))
+    try:
+        return validate.whole_number(value, lowest, highest)
+    except ValueError as exc:
+        problems.append("%s: %s (%s)" % (field, six.text_type(exc), meaning))
         return None
-    return number
 
 
 def _check_disk(problems, disk):
@@ -198,13 +183,12 @@ def _check_hosts(problems, hosts):
 
 
 def _check_address(problems, field, address):
-    octets = (address.split(".") if isinstance(address, six.string_types)
-              and _IPV4.match(address) else [])
-    if not octets or any(int(octet) > 255 for octet in octets):
-        problems.append("%s: '%s' must be an IPv4 address such as 198.51.100.1"
-                        % (field, address))
+    try:
+        address = validate.ipv4(address)
+    except ValueError as exc:
+        problems.append("%s: %s" % (field, six.text_type(exc)))
         return None
-    first = int(octets[0])
+    first = int(address.split(".")[0])
     if first in (0, 127) or first >= 224:
         problems.append("%s: '%s' is not a unicast address another host can reach; "
                         "use this host's address on the replication link"
@@ -247,8 +231,8 @@ def main(argv=None):
     parser.add_argument("--drbd-version", default=DEFAULT_VERSION, choices=VERSIONS,
                         help="DRBD generation to write for (default %(default)s)")
     parser.add_argument("--fence-peer", metavar="COMMAND",
-                        help="fence-peer handler (default: %s on each host by "
-                             "hostname)" % OUTDATE_PEER)
+                        help="fence-peer handler (default: iscsi-ha's own, %s)"
+                        % FENCE_PEER)
     options = parser.parse_args(argv)
     try:
         text = render(options.resource, options.minor, options.disk, options.hosts,
