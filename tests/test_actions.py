@@ -5,8 +5,8 @@ import pytest
 from iscsi_ha import actions, config
 from iscsi_ha.actions import Observation, Step
 from iscsi_ha.drbd import ResourceState
-from iscsi_ha.errors import (DiskNotUpToDate, DrbdError, PeerPrimary, TargetDaemonDown,
-                             TargetError, VipInUse)
+from iscsi_ha.errors import (BadConfig, DiskNotUpToDate, DrbdError, PeerPrimary, PeerUnknown,
+                             TargetDaemonDown, TargetError, VipInUse)
 from iscsi_ha.target import LunInfo, TargetInfo
 
 RESOURCES = [
@@ -32,14 +32,20 @@ def target(luns=(1, 2), state="ready", acl=("ALL",), tid=1, devices=None, serial
         lun = LunInfo(number)
         lun.backing_path = devices[number]
         lun.scsi_id, lun.scsi_sn = "a%d" % (number - 1), serials[number]
+        lun.write_cache = False
         info.luns.append(lun)
     return info
 
 
 def observed(r0=None, r1=None, daemon=True, target=None, vip_local=False, elsewhere=False,
-             tid_taken_by=None):
+             tid_taken_by=None, devices=None):
     return Observation({"r0": r0 or drbd(), "r1": r1 or drbd(name="r1")}, daemon, target,
-                       vip_local, elsewhere, tid_taken_by)
+                       vip_local, elsewhere, tid_taken_by, devices)
+
+
+def disconnected(disk="UpToDate", peer_disk="DUnknown", connection="Connecting", name="r0"):
+    return drbd(disk=disk, peer_role="Unknown", peer_disk=peer_disk, connection=connection,
+                name=name)
 
 
 def serving():
@@ -77,14 +83,71 @@ def test_promote_refuses_while_the_peer_is_primary_even_with_force():
 
 
 def test_promote_refuses_a_disk_that_is_not_uptodate_unless_forced():
-    outdated = observed(r0=drbd(disk="Outdated", connection="WFConnection",
-                                peer_role="Unknown", peer_disk="DUnknown"))
+    outdated = observed(r0=drbd(disk="Inconsistent", connection="SyncTarget"))
     with pytest.raises(DiskNotUpToDate) as caught:
         actions.plan_promote(CONFIG, outdated)
-    assert "local disk is Outdated" in caught.value.message
+    assert "local disk is Inconsistent" in caught.value.message
     assert "force=true" in caught.value.message
     plan = actions.plan_promote(CONFIG, outdated, force=True)
     assert plan.steps[0] == Step("drbd-primary", "r0", force=True)
+    # force is passed on to DRBD only for the disk that needs it
+    assert plan.steps[1] == Step("drbd-primary", "r1", force=False)
+
+
+@pytest.mark.parametrize("connection", ["Connecting", "WFConnection", "StandAlone",
+                                        "Disconnecting", "BrokenPipe"])
+def test_promote_refuses_while_the_peer_is_unknown(connection):
+    # After a cut link an UpToDate Secondary may be stale, or the peer may still be Primary.
+    with pytest.raises(PeerUnknown) as caught:
+        actions.plan_promote(CONFIG, observed(r1=disconnected(connection=connection,
+                                                              name="r1")))
+    message = caught.value.message
+    assert caught.value.code == "ISCSI_HA_PEER_UNKNOWN"
+    assert "r1 is not connected to its peer (%s, peer disk DUnknown)" % connection in message
+    assert "peer_down=true" in message and "drbdadm adjust r1" in message
+
+
+def test_force_does_not_override_an_unknown_peer():
+    with pytest.raises(PeerUnknown):
+        actions.plan_promote(CONFIG, observed(r0=disconnected(disk="Outdated")), force=True)
+
+
+def test_promote_with_the_peer_known_outdated_needs_no_confirmation():
+    plan = actions.plan_promote(CONFIG, observed(r0=disconnected(peer_disk="Outdated")))
+    assert plan.steps[0] == Step("drbd-primary", "r0")
+
+
+def test_peer_down_lets_a_disconnected_resource_promote_and_tells_drbd_step():
+    plan = actions.plan_promote(CONFIG, observed(r0=disconnected()), peer_down=True)
+    assert plan.steps[0] == Step("drbd-primary", "r0", peer_down=True)
+    # r1 is connected: its peer is plainly there, so the confirmation is not passed on.
+    assert plan.steps[1] == Step("drbd-primary", "r1")
+
+
+def test_a_consistent_survivor_promotes_with_peer_down_and_without_force():
+    # DRBD 9 turns a Secondary whose Primary vanished into Consistent; DRBD itself
+    # promotes it once the fence-peer handler fenced the peer.
+    plan = actions.plan_promote(CONFIG, observed(r0=disconnected(disk="Consistent")),
+                                peer_down=True)
+    assert plan.steps[0] == Step("drbd-primary", "r0", peer_down=True)
+    with pytest.raises(DiskNotUpToDate):
+        actions.plan_promote(CONFIG, observed(r0=disconnected(disk="Outdated")),
+                             peer_down=True)
+    plan = actions.plan_promote(CONFIG, observed(r0=disconnected(disk="Outdated")),
+                                peer_down=True, force=True)
+    assert plan.steps[0] == Step("drbd-primary", "r0", force=True, peer_down=True)
+
+
+def test_promote_refuses_to_export_anything_but_the_drbd_device():
+    with pytest.raises(BadConfig) as caught:
+        actions.plan_promote(CONFIG, observed(devices={"r0": "/dev/drbd7",
+                                                       "r1": "/dev/drbd1"}))
+    assert caught.value.message == (
+        "[resource r0] device is /dev/drbd0, but DRBD's device for r0 is /dev/drbd7; "
+        "exporting anything else would bypass replication: set device = /dev/drbd7")
+    plan = actions.plan_promote(CONFIG, observed(devices={"r0": "/dev/drbd0",
+                                                          "r1": "/dev/drbd1"}))
+    assert plan.steps[0] == Step("drbd-primary", "r0")
 
 
 def test_promote_refuses_an_unconfigured_resource():
@@ -106,6 +169,12 @@ def test_promote_refuses_when_another_host_answers_for_the_vip():
     assert "192.0.2.100/24" in caught.value.message
 
 
+def test_promote_refuses_when_the_vip_has_two_holders():
+    with pytest.raises(VipInUse) as caught:
+        actions.plan_promote(CONFIG, observed(vip_local=True, elsewhere=True))
+    assert "another host answers for it too" in caught.value.message
+
+
 def test_promote_refuses_a_target_it_did_not_make():
     with pytest.raises(TargetError) as caught:
         actions.plan_promote(CONFIG, observed(target=target(tid=7)))
@@ -117,6 +186,12 @@ def test_promote_refuses_a_target_it_did_not_make():
     with pytest.raises(TargetError) as caught:
         actions.plan_promote(CONFIG, observed(target=target(serials={1: "OTHER", 2: "SN1"})))
     assert "has SCSI ID a0 serial OTHER, not a0 serial SN0" in caught.value.message
+    cached = target()
+    cached.luns[0].write_cache = True
+    with pytest.raises(TargetError) as caught:
+        actions.plan_promote(CONFIG, observed(target=cached))
+    assert "LUN 1 is exported with the write cache on, but the config says " \
+        "write_cache = off" in caught.value.message
     with pytest.raises(TargetError) as caught:
         actions.plan_promote(CONFIG, observed(tid_taken_by="iqn.2026-01.org.example:other"))
     assert "tid 1 is used by another target, iqn.2026-01.org.example:other" in \
@@ -194,6 +269,11 @@ def test_storage_role_summarises_the_host():
     assert actions.storage_role(serving()) == "primary"
     assert actions.storage_role(observed()) == "secondary"
     assert actions.storage_role(observed(drbd("Primary"))) == "mixed"
+    offline = observed(drbd("Primary"), drbd("Primary", name="r1"),
+                       target=target(state="offline"), vip_local=True)
+    # An offline target takes no commands: the host does not serve.
+    assert actions.storage_role(offline) == "mixed"
+    assert actions.storage_role(observed(target=target(state="offline"))) == "mixed"
 
 
 def test_any_exception_in_a_step_still_rolls_back():

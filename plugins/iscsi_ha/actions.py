@@ -13,10 +13,10 @@ import logging
 import socket
 import time
 
-from iscsi_ha import __version__
+from iscsi_ha import __version__, fence
 from iscsi_ha.drbd import Drbd
-from iscsi_ha.errors import (DiskNotUpToDate, DrbdError, IscsiHaError, PeerPrimary,
-                             StepFailed, TargetDaemonDown, TargetError, VipInUse)
+from iscsi_ha.errors import (BadConfig, DiskNotUpToDate, DrbdError, IscsiHaError, PeerPrimary,
+                             PeerUnknown, StepFailed, TargetDaemonDown, TargetError, VipInUse)
 from iscsi_ha.target import TgtTarget
 from iscsi_ha.vip import FloatingIp
 
@@ -27,13 +27,16 @@ class Observation(object):
     """What this host looks like now, as read from DRBD, tgtd and the kernel."""
 
     def __init__(self, resources, daemon_running, target, vip_local,
-                 vip_answered_elsewhere=False, tid_taken_by=None):
+                 vip_answered_elsewhere=False, tid_taken_by=None, drbd_devices=None):
         self.resources = resources  # name -> drbd.ResourceState
         self.daemon_running = daemon_running
         self.target = target  # target.TargetInfo of our IQN, or None
         self.vip_local = vip_local
         self.vip_answered_elsewhere = vip_answered_elsewhere
         self.tid_taken_by = tid_taken_by  # IQN of another target using our tid
+        # name -> the device DRBD itself names for the resource (drbdadm sh-dev),
+        # when it was read.
+        self.drbd_devices = drbd_devices or {}
 
 
 class Step(object):
@@ -48,27 +51,33 @@ class Step(object):
         "vip-claim": "vip-release", "vip-release": "vip-claim",
     }
 
-    def __init__(self, kind, subject, force=False, recheck=False):
+    def __init__(self, kind, subject, force=False, recheck=False, peer_down=False):
         self.kind = kind
         self.subject = subject
         self.force = force
         # Set on a VIP claim that undoes a release: promote checked the address
         # before planning, a rollback has to check it again.
         self.recheck = recheck
+        # Set on a DRBD promote whose caller confirmed the peer is gone: the
+        # fence-peer handler, which DRBD runs during the promote, may then report
+        # an unreachable peer as fenced.
+        self.peer_down = peer_down
 
     def inverse(self):
         return Step(self.INVERSES[self.kind], self.subject,
                     recheck=self.kind == "vip-release")
 
     def __eq__(self, other):
-        return (self.kind, self.subject, self.force) == (other.kind, other.subject,
-                                                         other.force)
+        return ((self.kind, self.subject, self.force, self.peer_down)
+                == (other.kind, other.subject, other.force, other.peer_down))
 
     def __ne__(self, other):
         return not self == other
 
     def __repr__(self):
-        return "Step(%r, %r%s)" % (self.kind, self.subject, ", force=True" if self.force else "")
+        return "Step(%r, %r%s%s)" % (self.kind, self.subject,
+                                     ", force=True" if self.force else "",
+                                     ", peer_down=True" if self.peer_down else "")
 
 
 class Plan(object):
@@ -79,17 +88,38 @@ class Plan(object):
         self.already = already
 
 
-def plan_promote(config, observed, force=False):
-    """Steps that make this host serve the storage, or raise the refusal."""
+def plan_promote(config, observed, force=False, peer_down=False):
+    """Steps that make this host serve the storage, or raise the refusal.
+
+    ``force`` promotes a local disk that is not UpToDate, and nothing else: it
+    never overrides a Primary peer or an unknown one. ``peer_down`` is the
+    caller's word that the peer is powered off or fenced; only it lets a
+    disconnected resource whose peer DRBD has not seen outdated be promoted.
+    """
+    needs_force = {}
     for resource in config.resources:
         state = observed.resources[resource.name]
+        _check_drbd_device(resource, observed)
         if not state.configured:
             raise DrbdError("DRBD resource %s is not up on this host; bring it up "
                             "(drbdadm up %s) and retry" % (resource.name, resource.name))
         if state.peer_is_primary:
             raise PeerPrimary("DRBD resource %s is Primary on the peer host; demote the "
                               "other host first (fn=demote there)" % resource.name)
-        if not state.is_primary and not state.disk_up_to_date and not force:
+        if state.is_primary:
+            continue
+        if not state.connected and not state.peer_outdated and not peer_down:
+            raise PeerUnknown(
+                "DRBD resource %s is not connected to its peer (%s, peer disk %s): the peer "
+                "may still be Primary or hold newer data. Reconnect the replication link "
+                "(drbdadm adjust %s on both hosts), or, only once the peer host is known to "
+                "be powered off or demoted, pass peer_down=true"
+                % (resource.name, state.connection, state.peer_disk, resource.name))
+        # A Consistent disk (DRBD 9's survivor of a vanished Primary) is promoted
+        # by DRBD itself once the fence-peer handler has fenced the peer.
+        fenced_promote = state.disk == "Consistent" and not state.connected
+        needs_force[resource.name] = not (state.disk_up_to_date or fenced_promote)
+        if needs_force[resource.name] and not force:
             raise DiskNotUpToDate(
                 "DRBD resource %s: local disk is %s, not UpToDate; promoting it would serve "
                 "stale data. Wait for the resync to finish, or pass force=true if you know "
@@ -97,7 +127,11 @@ def plan_promote(config, observed, force=False):
     if not observed.daemon_running:
         raise TargetDaemonDown("tgtd is not running on this host; start it (service tgtd "
                                "start) and retry")
-    if not observed.vip_local and observed.vip_answered_elsewhere:
+    if observed.vip_local and observed.vip_answered_elsewhere:
+        raise VipInUse("this host has the floating IP %s, and another host answers for it "
+                       "too; find that host and demote it (fn=demote there) before promoting "
+                       "this one" % config.vip_address)
+    if observed.vip_answered_elsewhere:
         raise VipInUse("another host answers for the floating IP %s/%d; find and demote "
                        "it (fn=demote on that host) before promoting this one"
                        % (config.vip_address, config.vip_prefix))
@@ -105,10 +139,13 @@ def plan_promote(config, observed, force=False):
 
     steps, already = [], []
     for resource in config.resources:
-        if observed.resources[resource.name].is_primary:
+        state = observed.resources[resource.name]
+        if state.is_primary:
             already.append("DRBD %s is Primary" % resource.name)
         else:
-            steps.append(Step("drbd-primary", resource.name, force=force))
+            steps.append(Step("drbd-primary", resource.name,
+                              force=needs_force[resource.name],
+                              peer_down=peer_down and not state.connected))
     target = observed.target
     if target is None:
         steps.append(Step("target-build", config.iqn))
@@ -135,6 +172,17 @@ def plan_promote(config, observed, force=False):
     return Plan(steps, already)
 
 
+def _check_drbd_device(resource, observed):
+    """Refuse to export anything but the resource's DRBD device: a LUN on the
+    backing disk itself would take writes that never reach the peer."""
+    named = observed.drbd_devices.get(resource.name)
+    if named is None or named == resource.device:
+        return
+    raise BadConfig("[resource %s] device is %s, but DRBD's device for %s is %s; exporting "
+                    "anything else would bypass replication: set device = %s"
+                    % (resource.name, resource.device, resource.name, named, named))
+
+
 def _refuse_foreign_target(config, observed):
     """Refuse when tgtd holds something under our IQN or tid that we did not put there."""
     if observed.tid_taken_by is not None:
@@ -158,6 +206,11 @@ def _refuse_foreign_target(config, observed):
                               "demote this host to clear it" % (config.iqn, lun.lun,
                                                                  lun.backing_path,
                                                                  resource.device))
+        if lun.write_cache != resource.write_cache:
+            raise TargetError("target %s LUN %d is exported with the write cache %s, but the "
+                              "config says write_cache = %s; demote this host to clear it"
+                              % (config.iqn, lun.lun, _on_off(lun.write_cache),
+                                 _on_off(resource.write_cache)))
         if (lun.scsi_id, lun.scsi_sn) != (resource.scsi_id, resource.scsi_sn):
             # XenServer finds the SR by this identity: serving another one would
             # make the LUN look like a different disk.
@@ -165,6 +218,10 @@ def _refuse_foreign_target(config, observed):
                               "as configured; demote this host to clear it"
                               % (config.iqn, lun.lun, lun.scsi_id, lun.scsi_sn,
                                  resource.scsi_id, resource.scsi_sn))
+
+
+def _on_off(flag):
+    return "on" if flag else "off"
 
 
 def plan_demote(config, observed):
@@ -205,23 +262,35 @@ class Host(object):
                               announcer_pid_file=config.announcer_pid_path)
         self._resources = dict((r.name, r) for r in config.resources)
 
-    def observe(self, detect_vip_elsewhere=False):
+    def observe(self, detect_vip_elsewhere=False, read_devices=False):
         resources = dict((r.name, self.drbd.state(r.name)) for r in self.config.resources)
+        devices = dict((r.name, self.drbd.device(r.name)) for r in self.config.resources
+                       if read_devices and resources[r.name].configured)
         daemon_running = self.target.daemon_running()
         targets = self.target.show() if daemon_running else []
         ours = [t for t in targets if t.iqn == self.config.iqn]
         tid_taken_by = [t.iqn for t in targets
                         if t.tid == self.config.tid and t.iqn != self.config.iqn]
         vip_local = self.vip.is_local()
-        elsewhere = detect_vip_elsewhere and not vip_local and self.vip.answered_elsewhere()
+        elsewhere = detect_vip_elsewhere and self.vip.answered_elsewhere()
         return Observation(resources, daemon_running, ours[0] if ours else None, vip_local,
-                           elsewhere, tid_taken_by[0] if tid_taken_by else None)
+                           elsewhere, tid_taken_by[0] if tid_taken_by else None, devices)
 
     def apply(self, step):
         getattr(self, "_" + step.kind.replace("-", "_"))(step)
 
     def _drbd_primary(self, step):
-        self.drbd.promote(step.subject, force=step.force)
+        if not step.peer_down:
+            self.drbd.promote(step.subject, force=step.force)
+            return
+        marker = self.config.peer_down_marker_path(step.subject)
+        # The confirmation lasts as long as the promote may: DRBD runs the
+        # handler within it, and nothing later may reuse the word.
+        fence.confirm_peer_down(marker, step.subject, self.config.command_timeout)
+        try:
+            self.drbd.promote(step.subject, force=step.force)
+        finally:
+            fence.withdraw_peer_down(marker)
 
     def _drbd_secondary(self, step):
         self.drbd.demote(step.subject)
@@ -237,7 +306,8 @@ class Host(object):
 
     def _add_lun(self, resource):
         self.target.add_lun(self.config.tid, resource.lun, resource.device, resource.scsi_id,
-                            resource.scsi_sn, resource.vendor_id, resource.product_id)
+                            resource.scsi_sn, resource.vendor_id, resource.product_id,
+                            write_cache=resource.write_cache)
 
     def _target_remove(self, step):
         found = self.target.get(self.config.tid)
@@ -372,10 +442,10 @@ def _summary(action, records, already):
     return "%s: %s" % (action, ", ".join(done))
 
 
-def promote(config, host, force=False, reason=""):
+def promote(config, host, force=False, peer_down=False, reason=""):
     started = time.time()
-    observed = host.observe(detect_vip_elsewhere=True)
-    plan = plan_promote(config, observed, force=force)
+    observed = host.observe(detect_vip_elsewhere=True, read_devices=True)
+    plan = plan_promote(config, observed, force=force, peer_down=peer_down)
     return execute("promote", plan, host, reason, time.time() - started)
 
 
@@ -385,9 +455,33 @@ def demote(config, host, reason=""):
     return execute("demote", plan, host, reason, time.time() - started)
 
 
+def outdate(config, host, resource, reason=""):
+    """Outdate this host's copy of ``resource`` unless it is Primary here."""
+    started = time.time()
+    state = host.drbd.state(resource)
+    if state.is_primary or state.disk in ("Outdated", "Inconsistent"):
+        outdated = False
+        summary = "outdate: nothing to do, %s is %s with disk %s" % (resource, state.role,
+                                                                     state.disk)
+    else:
+        before = state.disk
+        state = host.drbd.outdate(resource)
+        outdated = True
+        summary = "outdate: %s disk %s -> %s" % (resource, before, state.disk)
+        LOG.warning("outdate: %s marked %s (reason: %s)", resource, state.disk, reason)
+    result = {"action": "outdate", "resource": resource, "role": state.role,
+              "disk": state.disk, "changed": outdated, "reason": reason, "summary": summary,
+              "seconds": round(time.time() - started, 4)}
+    result.update(host_identity(config))
+    return result
+
+
 def status(config, host, manual_mode):
-    """This host's view: DRBD per resource, target, VIP, config digest."""
-    observed = host.observe()
+    """This host's view: DRBD per resource, target, VIP, config digest.
+
+    The VIP probe runs even when the VIP is here: two holders must show.
+    """
+    observed = host.observe(detect_vip_elsewhere=True)
     target = observed.target
     result = host_identity(config)
     result.update({
@@ -395,7 +489,8 @@ def status(config, host, manual_mode):
         "config_digest": config.digest(),
         "manual_mode": manual_mode,
         "role": storage_role(observed),
-        "resources": [dict(observed.resources[r.name].as_dict(), device=r.device, lun=r.lun)
+        "resources": [dict(observed.resources[r.name].as_dict(), device=r.device, lun=r.lun,
+                           write_cache=r.write_cache)
                       for r in config.resources],
         "target": {
             "daemon_running": observed.daemon_running,
@@ -407,17 +502,23 @@ def status(config, host, manual_mode):
             "initiators": [i.as_dict() for i in target.initiators] if target else [],
         },
         "vip": {"address": config.vip_address, "prefix": config.vip_prefix,
-                "interface": config.vip_interface, "local": observed.vip_local},
+                "interface": config.vip_interface, "local": observed.vip_local,
+                "answered_elsewhere": observed.vip_answered_elsewhere},
     })
     return result
 
 
 def storage_role(observed):
-    """``primary`` when everything serves here, ``secondary`` when nothing does, else ``mixed``."""
+    """``primary`` when everything serves here, ``secondary`` when nothing does, else ``mixed``.
+
+    A target that is not ``ready`` (offline) takes no commands, so it does not serve.
+    """
     serving = [state.is_primary for state in observed.resources.values()]
-    serving += [observed.target is not None, observed.vip_local]
+    serving += [observed.target is not None and observed.target.state == "ready",
+                observed.vip_local]
+    exported = observed.target is not None
     if all(serving):
         return "primary"
-    if not any(serving):
+    if not any(serving) and not exported:
         return "secondary"
     return "mixed"

@@ -11,9 +11,9 @@ import platform
 
 import six
 
-from iscsi_ha import __version__, actions, config as config_module, logs, report
+from iscsi_ha import __version__, actions, config as config_module, drbd, logs, report
 from iscsi_ha.commands import find_tool
-from iscsi_ha.errors import IscsiHaError, StepFailed
+from iscsi_ha.errors import BadArgument, IscsiHaError, StepFailed
 from iscsi_ha.lock import host_lock
 from iscsi_ha.vip import interface_exists
 
@@ -36,16 +36,32 @@ def status(output_format="json"):
     return report.status_table(result) if output_format == "table" else result
 
 
-def promote(force=False, reason=""):
+def promote(force=False, peer_down=False, reason=""):
     config = _load()
     return _locked_action(config, "promote", reason, lambda host: actions.promote(
-        config, host, force=force, reason=reason))
+        config, host, force=force, peer_down=peer_down, reason=reason))
 
 
 def demote(reason=""):
     config = _load()
     return _locked_action(config, "demote", reason, lambda host: actions.demote(
         config, host, reason=reason))
+
+
+def outdate(resource, reason=""):
+    """Mark this host's copy of ``resource`` Outdated; the peer's fence-peer handler asks.
+
+    A Primary is left alone and says so: the handler then tells DRBD that the
+    peer (this host) is Primary.
+    """
+    config = _load()
+    if resource not in [r.name for r in config.resources]:
+        raise BadArgument("fn=outdate argument resource='%s' is not a resource in %s; use one "
+                          "of %s" % (resource, config.path,
+                                     ", ".join(r.name for r in config.resources)),
+                          details=["resource"])
+    return _locked_action(config, "outdate", reason, lambda host: actions.outdate(
+        config, host, resource, reason=reason))
 
 
 def _locked_action(config, name, reason, run):
@@ -106,11 +122,24 @@ def check():
             device = _quietly(lambda: host.drbd.device(resource.name))
             record("DRBD device of %s" % resource.name, device == resource.device,
                    "DRBD says %s, config says %s" % (device, resource.device))
+            _check_drbd_settings(host.drbd, resource.name, record)
     running = _quietly(host.target.daemon_running)
     record("tgtd", running is True, "answering on control port %d" % config.tgt_control_port
            if running is True else "not answering (%s); start tgtd" % (running or "down"))
     return {"ok": all(c["ok"] for c in checks), "config": config.path,
             "config_digest": config.digest(), "checks": checks}
+
+
+def _check_drbd_settings(drbd_, name, record):
+    options = _quietly(lambda: drbd_.running_options(name))
+    handler = _quietly(lambda: drbd_.fence_peer_handler(name))
+    if not isinstance(options, dict):
+        record("DRBD %s running settings" % name, False,
+               "cannot read them (%s); is the resource up?" % options)
+        return
+    for check_name, ok, detail in drbd.check_settings(name, options, handler,
+                                                      drbd_.version()):
+        record(check_name, ok, detail)
 
 
 def _quietly(probe):

@@ -62,6 +62,12 @@ class PeerPrimary(IscsiHaError):
     code = "ISCSI_HA_PEER_PRIMARY"
 
 
+class PeerUnknown(IscsiHaError):
+    """Replication is down and nothing confirms the peer is outdated or gone."""
+
+    code = "ISCSI_HA_PEER_UNKNOWN"
+
+
 class DiskNotUpToDate(IscsiHaError):
     code = "ISCSI_HA_DISK_NOT_UPTODATE"
 

@@ -20,9 +20,12 @@ def status_table(status):
         status["role"], status["version"], status["config_digest"],
         ", MANUAL MODE" if status["manual_mode"] else ""))
     resources = table(
-        ["resource", "device", "lun", "role", "peer", "connection", "disk", "peer disk"],
+        ["resource", "device", "lun", "role", "peer", "connection", "disk", "peer disk",
+         "write cache", "I/O"],
         [[r["name"], r["device"], r["lun"], r["role"], r["peer_role"], r["connection"],
-          r["disk"], r["peer_disk"]] for r in status["resources"]])
+          r["disk"], r["peer_disk"], "on" if r["write_cache"] else "off",
+          "SUSPENDED (%s)" % ",".join(r["suspended"]) if r["suspended"] else "flowing"]
+         for r in status["resources"]])
     if not target["daemon_running"]:
         serving = "tgtd not running"
     elif target["exported"]:
@@ -31,7 +34,13 @@ def status_table(status):
             target["sessions"])
     else:
         serving = "%s not exported" % target["iqn"]
+    if vip["local"] and vip["answered_elsewhere"]:
+        where = "here AND ON ANOTHER HOST: two holders, demote the other one"
+    elif vip["local"]:
+        where = "here"
+    else:
+        where = ("not here; another host answers for it" if vip["answered_elsewhere"]
+                 else "not here, and no host answers for it")
     tail = "target: %s\nvip:    %s/%d on %s: %s\n" % (
-        serving, vip["address"], vip["prefix"], vip["interface"],
-        "here" if vip["local"] else "not here")
+        serving, vip["address"], vip["prefix"], vip["interface"], where)
     return head + resources + tail
