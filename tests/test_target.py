@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from iscsi_ha import commands
 from iscsi_ha.errors import BadArgument, TargetDaemonDown, TargetError, ToolMissing
 from iscsi_ha.target import TgtTarget, parse_show
 from tests.support import netns, tgtd
@@ -78,6 +79,26 @@ def test_parse_acl_entries_and_default_identity():
     assert (third.lun(2).scsi_id, third.lun(2).scsi_sn) == ("IET     00030002", "beaf32")
 
 
+def test_parse_write_cache_from_the_backing_store_flags():
+    [target] = parse_show(recorded("show-write-cache.txt"))
+    found = dict((lun.lun, (lun.backing_flags, lun.write_cache)) for lun in target.luns)
+    # LUN 0 is tgt's controller: no backing store, so no caching mode either.
+    assert found == {0: ([], None), 1: (["sync"], False), 2: ([], True),
+                     3: (["sync", "direct"], False), 4: (["direct"], True)}
+    assert target.lun(1).as_dict()["write_cache"] is False
+    assert target.lun(1).as_dict()["backing_flags"] == ["sync"]
+    [older] = parse_show(recorded("show-identity.txt"))
+    assert older.lun(1).write_cache is True
+
+
+def test_write_cache_is_unknown_when_tgtd_does_not_print_the_flags():
+    text = "\n".join(line for line in recorded("show-write-cache.txt").splitlines()
+                     if "Backing store flags" not in line)
+    [target] = parse_show(text)
+    assert [lun.write_cache for lun in target.luns] == [None] * 5
+    assert target.lun(1).as_dict()["backing_flags"] is None
+
+
 def test_parse_nothing_when_tgtd_has_no_targets():
     assert parse_show("") == []
 
@@ -113,6 +134,14 @@ def test_lun_zero_and_unknown_states_are_refused():
         target.set_state(1, "paused")
     with pytest.raises(BadArgument):
         target.create("one", IQN)
+
+
+@pytest.mark.parametrize("value", ["no", "false", 0, None])
+def test_add_lun_takes_only_a_bool_write_cache(value):
+    target = TgtTarget(tgtadm="/nonexistent/tgtadm")
+    with pytest.raises(BadArgument) as caught:
+        target.add_lun(1, 1, "/dev/null", write_cache=value, **IDENTITY)
+    assert "write_cache" in caught.value.message
 
 
 def test_missing_tgtadm_is_reported_as_missing_tool():
@@ -216,6 +245,29 @@ def inquiry_text(client, url, page=None):
     return client.run(argv + [url], timeout=PATIENCE).stdout
 
 
+def caching(client, url):
+    """The LUN's caching mode page as an initiator sees it (MODE SENSE, Python 3 only)."""
+    python3 = os.environ.get("PY3") or "python3"
+    result = client.run([python3, ISCSI_IO, url, "caching"], timeout=PATIENCE + 5)
+    return json.loads(result.stdout)
+
+
+def backing_open_flags(daemon, path):
+    """The flags tgtd opened ``path`` with, from its /proc fdinfo."""
+    fds = "/proc/%d/fd" % daemon.pid
+    for fd in os.listdir(fds):
+        try:
+            if os.readlink(os.path.join(fds, fd)) != path:
+                continue
+            with open("/proc/%d/fdinfo/%s" % (daemon.pid, fd)) as info:
+                for line in info:
+                    if line.startswith("flags:"):
+                        return int(line.split()[1], 8)
+        except (IOError, OSError):
+            continue  # an fd closed meanwhile
+    raise AssertionError("tgtd (pid %d) has no open file %s" % (daemon.pid, path))
+
+
 def vpd_bytes(client, url, page):
     """The raw VPD page, read through the lab's libiscsi tool (Python 3 only)."""
     python3 = os.environ.get("PY3") or "python3"
@@ -255,6 +307,70 @@ def test_repeating_the_setup_changes_nothing(target, disk):
     before = target.find(IQN).as_dict()
     export(target, disk)
     assert target.find(IQN).as_dict() == before
+
+
+def test_a_lun_is_write_through_by_default(daemon, target, client, disk):
+    export(target, disk)
+    assert target.find(IQN).lun(1).write_cache is False
+    # What the initiator is told: no write cache, and it cannot switch one on.
+    seen = caching(client, lun_url())
+    assert (seen["wce"], seen["wce_changeable"]) == (False, False)
+    # What tgtd does: every write is synchronous (and so is WRITE SAME, which
+    # tgt never follows with an fdatasync of its own).
+    assert backing_open_flags(daemon, disk) & os.O_SYNC == os.O_SYNC
+
+
+def test_a_lun_with_write_cache_goes_through_the_page_cache(daemon, target, client, disk):
+    target.create(1, IQN)
+    found = target.add_lun(1, 1, disk, write_cache=True, **IDENTITY)
+    target.bind(1)
+    assert found.write_cache is True and target.find(IQN).lun(1).write_cache is True
+    seen = caching(client, lun_url())
+    assert (seen["wce"], seen["wce_changeable"]) == (True, True)
+    assert backing_open_flags(daemon, disk) & os.O_SYNC != os.O_SYNC
+
+
+@pytest.mark.parametrize("first", [False, True])
+def test_add_lun_refuses_to_switch_the_caching_mode_of_a_lun(target, client, disk, first):
+    target.create(1, IQN)
+    target.add_lun(1, 1, disk, write_cache=first, **IDENTITY)
+    target.bind(1)
+    before = target.find(IQN).as_dict()
+    with pytest.raises(TargetError) as caught:
+        target.add_lun(1, 1, disk, write_cache=not first, **IDENTITY)
+    assert "LUN 1 is exported with the write cache %s" % ("on" if first else "off") in \
+        caught.value.message
+    assert "delete the LUN" in caught.value.message
+    assert target.find(IQN).as_dict() == before
+    assert caching(client, lun_url())["wce"] is first
+    # The same mode again is fine.
+    assert target.add_lun(1, 1, disk, write_cache=first, **IDENTITY).write_cache is first
+
+
+@pytest.fixture
+def sector_4k_device(request, disk):
+    """A block device with 4 KiB logical sectors (a loop device over ``disk``)."""
+    device = commands.run(["losetup", "--find", "--show", "--sector-size", "4096", disk],
+                          timeout=PATIENCE).stdout.strip()
+    request.addfinalizer(lambda: commands.run(["losetup", "-d", device], timeout=PATIENCE))
+    return device
+
+
+def test_write_through_lun_on_a_4k_sector_device_serves_512_byte_writes(target, client,
+                                                                        sector_4k_device):
+    # O_DIRECT would fail here: tgt still offers 512-byte blocks.
+    export(target, sector_4k_device)
+    assert target.find(IQN).lun(1).write_cache is False
+    python3 = os.environ.get("PY3") or "python3"
+    for command in ("write", "verify"):
+        result = client.run([python3, ISCSI_IO, lun_url(), command, "--seed", "4k",
+                             "--lba", "3", "--blocks", "3"], timeout=PATIENCE + 5,
+                            check=False)
+        assert result.returncode == 0, result.stderr
+    with open(sector_4k_device, "rb") as device:
+        device.seek(3 * 512)
+        written = device.read(3 * 512)
+    assert written != b"\0" * len(written)
 
 
 def test_create_refuses_a_clashing_tid_or_name(target):

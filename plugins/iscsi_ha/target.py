@@ -28,6 +28,14 @@ TARGET_STATES = ("ready", "offline")
 # tgt silently truncates longer values; these are the INQUIRY field widths.
 IDENTITY_LIMITS = (("vendor_id", 8), ("product_id", 16), ("scsi_id", 36), ("scsi_sn", 36))
 
+# The backing store flag of a LUN without a write cache (see the module docstring).
+WRITE_THROUGH_FLAG = "sync"
+# tgt's default caching mode page (sbc.c) with WCE (byte 2, bit 2) cleared:
+# page 8, subpage 0, 18 bytes.  Set by tgtadm it replaces the page, and with it
+# the mask that let MODE SELECT switch WCE.
+_WRITE_THROUGH_CACHING_PAGE = ("8:0:18:0x10:0:0xff:0xff:0:0:0xff:0xff:0xff:0xff:0x80:0x14:"
+                               "0:0:0:0:0:0")
+
 # What tgtadm prints when it cannot reach tgtd over the control socket.
 _DAEMON_DOWN_MARKERS = ("tgt daemon", "tgtd closed the socket")
 
@@ -58,6 +66,17 @@ class LunInfo(object):
         self.readonly = None
         self.backing_type = None
         self.backing_path = None
+        # tgt's open flags for the backing store ("sync", "direct"); None when
+        # tgtd does not say.
+        self.backing_flags = None
+
+    @property
+    def write_cache(self):
+        """False for a write-through LUN (opened O_SYNC), True for one that writes into
+        the page cache, None when tgtd does not say or the LUN has no backing store."""
+        if self.backing_flags is None or self.backing_path is None:
+            return None
+        return WRITE_THROUGH_FLAG not in self.backing_flags
 
     def as_dict(self):
         return {
@@ -65,6 +84,8 @@ class LunInfo(object):
             "scsi_sn": self.scsi_sn, "size_mb": self.size_mb, "block_size": self.block_size,
             "online": self.online, "readonly": self.readonly,
             "backing_type": self.backing_type, "backing_path": self.backing_path,
+            "backing_flags": None if self.backing_flags is None else list(self.backing_flags),
+            "write_cache": self.write_cache,
         }
 
 
@@ -182,6 +203,9 @@ def _set_lun_field(lun, key, value):
         lun.backing_type = value
     elif key == "Backing store path":
         lun.backing_path = None if value == "None" else value
+    elif key == "Backing store flags":
+        # "sync", "direct" or "sync:direct"; nothing at all for no flags.
+        lun.backing_flags = [flag for flag in value.strip().split(":") if flag]
 
 
 def _parse_nexus_line(target, initiator, line):
@@ -212,6 +236,10 @@ def _check_identity(name, value, limit):
             or re.search(r"[^\x21-\x7e]|[,=]", value)):
         raise BadArgument("%s %r must be 1..%d printable characters without spaces, "
                           "commas or '='" % (name, value, limit))
+
+
+def _on_off(write_cache):
+    return {True: "on", False: "off"}.get(write_cache, "unknown")
 
 
 def _number(name, value, minimum=1):
@@ -305,15 +333,24 @@ class TgtTarget(object):
                          "--tid", tid, "--targetname", iqn])
         return self._existing(tid, what + " (read back)")
 
-    def add_lun(self, tid, lun, device, scsi_id, scsi_sn, vendor_id, product_id):
+    def add_lun(self, tid, lun, device, scsi_id, scsi_sn, vendor_id, product_id,
+                write_cache=False):
         """Export ``device`` as LUN ``lun`` of target ``tid`` with a fixed SCSI identity.
 
-        An existing LUN on the same device just gets the identity (again).
+        ``write_cache`` False (the default) makes the LUN write-through: every
+        write is on the device before the initiator hears it is done, and the
+        caching mode page says so (WCE=0).  True writes into this host's page
+        cache and advertises WCE=1, leaving durability to the initiator's
+        SYNCHRONIZE CACHE.  tgt fixes the mode when it creates the LUN, so an
+        existing LUN with the other mode is a :class:`TargetError`; an existing
+        LUN on the same device and mode just gets the identity (again).
         Returns the :class:`LunInfo` read back.
         """
         tid = _number("target id", tid)
         # LUN 0 is tgt's own controller LUN.
         lun = _number("LUN", lun)
+        if not isinstance(write_cache, bool):
+            raise BadArgument("write_cache %r must be True or False" % (write_cache,))
         what = "add LUN %s (%s) to target %s" % (lun, device, tid)
         identity = {"vendor_id": vendor_id, "product_id": product_id, "scsi_id": scsi_id,
                     "scsi_sn": scsi_sn}
@@ -323,23 +360,37 @@ class TgtTarget(object):
         if present is not None and present.backing_path != device:
             raise TargetError("cannot %s: LUN %s already exports %s"
                               % (what, lun, present.backing_path), details=[what])
+        if present is not None and present.write_cache != write_cache:
+            raise TargetError(
+                "cannot %s: LUN %s is exported with the write cache %s, not %s; tgt cannot "
+                "change that in place: delete the LUN (demote this host) and add it again"
+                % (what, lun, _on_off(present.write_cache), _on_off(write_cache)),
+                details=[what])
+        params = ["%s=%s" % (name, identity[name]) for name, _ in IDENTITY_LIMITS]
         if present is None:
             # tgtadm answers a missing backing store with just "invalid request".
             if not os.path.exists(device):
                 raise TargetError("cannot %s: %s does not exist" % (what, device),
                                   details=[what])
+            flags = [] if write_cache else ["--bsoflags", WRITE_THROUGH_FLAG]
             self._run(what, ["--lld", "iscsi", "--mode", "logicalunit", "--op", "new",
-                             "--tid", tid, "--lun", lun, "--backing-store", device])
-        params = ",".join("%s=%s" % (name, identity[name]) for name, _ in IDENTITY_LIMITS)
-        what = "set the SCSI identity of LUN %s of target %s" % (lun, tid)
+                             "--tid", tid, "--lun", lun, "--backing-store", device] + flags)
+            if not write_cache:
+                # Only on a new LUN: tgt swaps the page without a lock against its
+                # I/O threads, which read it on every write.
+                params.append("mode_page=" + _WRITE_THROUGH_CACHING_PAGE)
+        what = "set the SCSI identity and caching of LUN %s of target %s" % (lun, tid)
         self._run(what, ["--lld", "iscsi", "--mode", "logicalunit", "--op", "update",
-                         "--tid", tid, "--lun", lun, "--params", params])
-        # vendor_id and product_id do not appear in --op show; only SCSI ID/SN can be checked.
+                         "--tid", tid, "--lun", lun, "--params", ",".join(params)])
+        # vendor_id, product_id and the mode pages do not appear in --op show.
         found = self._existing(tid, what + " (read back)").lun(lun)
-        if found is None or (found.scsi_id, found.scsi_sn) != (scsi_id, scsi_sn):
+        if found is None or (found.scsi_id, found.scsi_sn, found.write_cache) != (
+                scsi_id, scsi_sn, write_cache):
             raise TargetError("cannot %s: tgtd reports %s" % (
                 what, "no such LUN" if found is None else
-                "scsi_id=%s scsi_sn=%s" % (found.scsi_id, found.scsi_sn)), details=[what])
+                "scsi_id=%s scsi_sn=%s write cache %s" % (
+                    found.scsi_id, found.scsi_sn, _on_off(found.write_cache))),
+                details=[what])
         return found
 
     def bind(self, tid, initiator_address="ALL"):

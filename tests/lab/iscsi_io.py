@@ -1,7 +1,8 @@
 """Block I/O to one iSCSI LUN through libiscsi, for the lab's tests and demo (Python 3 only).
 
 Owns: an initiator session to one LUN (login, READ CAPACITY(16), READ(16),
-WRITE(16), SYNCHRONIZE CACHE(16), INQUIRY VPD pages, logout); the seeded block
+WRITE(16), SYNCHRONIZE CACHE(16), INQUIRY VPD pages, MODE SENSE(6) of the
+caching page, logout); the seeded block
 pattern that lets a later run verify data without storing it; and the probe
 that measures how long I/O through a portal stayed dark.
 
@@ -36,6 +37,14 @@ DEFAULT_PROBE_TIMEOUT = 1.0
 MAX_TRANSFER_BYTES = 262144
 # Enough for the pages we ask for; the page header tells the real length.
 VPD_ALLOCATION_LENGTH = 1024
+# MODE SENSE(6) can return at most 255 bytes (its length field is one byte).
+MODE_SENSE_ALLOCATION_LENGTH = 255
+CACHING_PAGE = 0x08
+# Byte 2 of the caching mode page (SBC): write cache enabled, read cache disabled.
+_WCE, _RCD = 0x04, 0x01
+# enum scsi_modesense_page_control in scsi-lowlevel.h
+MODE_SENSE_CURRENT = 0
+MODE_SENSE_CHANGEABLE = 1
 # Logout is a courtesy to the target; a session that cannot log out soon is dropped.
 LOGOUT_TIMEOUT = 1.0
 # Verify reports at most this many bad LBAs (and always the total).
@@ -158,6 +167,8 @@ _PROTOTYPES = {
     "scsi_cdb_synchronizecache16": (ctypes.c_void_p, [
         ctypes.c_uint64, ctypes.c_uint32, ctypes.c_int, ctypes.c_int]),
     "scsi_cdb_inquiry": (ctypes.c_void_p, [ctypes.c_int, ctypes.c_int, ctypes.c_int]),
+    "scsi_cdb_modesense6": (ctypes.c_void_p, [
+        ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_ubyte]),
     "scsi_task_add_data_in_buffer": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p]),
     "scsi_task_add_data_out_buffer": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p]),
     "scsi_task_get_status": (ctypes.c_int, [ctypes.c_void_p, ctypes.POINTER(_ScsiSense)]),
@@ -479,6 +490,20 @@ class IscsiClient(object):
         length = 4 + int.from_bytes(raw[2:4], "big")
         return raw[:min(length, VPD_ALLOCATION_LENGTH)]
 
+    def mode_sense(self, page, changeable=False):
+        """The raw MODE SENSE(6) data for ``page`` (header and pages, no block descriptor
+        asked for); ``changeable`` asks which bits an initiator may change instead of
+        their current values."""
+        data = ctypes.create_string_buffer(MODE_SENSE_ALLOCATION_LENGTH)
+        control = MODE_SENSE_CHANGEABLE if changeable else MODE_SENSE_CURRENT
+        what = "MODE SENSE(6) page 0x%02x (%s)" % (page, "changeable" if changeable
+                                                   else "current")
+        self._execute(self._lib.scsi_cdb_modesense6(1, control, page, 0,
+                                                    MODE_SENSE_ALLOCATION_LENGTH),
+                      what, data_in=data)
+        raw = data.raw
+        return raw[:min(raw[0] + 1, MODE_SENSE_ALLOCATION_LENGTH)]
+
 
 def _chunks(lba, blocks, block_size):
     per_command = max(1, MAX_TRANSFER_BYTES // block_size)
@@ -532,6 +557,41 @@ def vpd_report(client, page):
     if page == 0x80:
         report["unit_serial_number"] = raw[4:].decode("ascii", "replace").strip(" \x00")
     return report
+
+
+def mode_page(data, page):
+    """The bytes of ``page`` (its 2-byte header included) in MODE SENSE(6) ``data``."""
+    if len(data) < 4:
+        raise IscsiIoError("MODE SENSE(6) returned %d bytes, less than its header"
+                           % len(data))
+    offset = 4 + data[3]  # the header, then any block descriptors
+    while offset + 2 <= len(data):
+        code, subpage_format = data[offset] & 0x3F, data[offset] & 0x40
+        if subpage_format:
+            length = 4 + int.from_bytes(data[offset + 2:offset + 4], "big")
+        else:
+            length = 2 + data[offset + 1]
+        if code == page and not subpage_format:
+            found = data[offset:offset + length]
+            if len(found) < length:
+                break
+            return found
+        offset += length
+    raise IscsiIoError("MODE SENSE(6) data holds no complete page 0x%02x: %s"
+                       % (page, data.hex()))
+
+
+def caching_report(client):
+    """What the caching mode page says: is the target's write cache on (WCE), and may
+    an initiator switch it (MODE SELECT)?"""
+    current = client.mode_sense(CACHING_PAGE)
+    changeable = client.mode_sense(CACHING_PAGE, changeable=True)
+    page, mask = mode_page(current, CACHING_PAGE), mode_page(changeable, CACHING_PAGE)
+    if len(page) < 3 or len(mask) < 3:
+        raise IscsiIoError("the caching mode page is too short: %s" % page.hex())
+    return {"page": "0x%02x" % CACHING_PAGE, "wce": bool(page[2] & _WCE),
+            "rcd": bool(page[2] & _RCD), "wce_changeable": bool(mask[2] & _WCE),
+            "hex": current.hex(), "changeable_hex": changeable.hex()}
 
 
 class ProbeStopped(Exception):
@@ -669,6 +729,8 @@ def build_parser():
     read.add_argument("--hex", action="store_true", help="also print the data in hex")
     vpd = commands.add_parser("vpd", parents=[common], help="raw INQUIRY VPD page")
     vpd.add_argument("--page", type=_vpd_page, required=True, help="e.g. 0x80 or 0x83")
+    commands.add_parser("caching", parents=[common],
+                        help="MODE SENSE(6) of the caching page: WCE, RCD, raw bytes")
     probe_command = commands.add_parser(
         "probe", parents=[common], help="read a block repeatedly; report the longest dark gap")
     probe_command.add_argument("--interval", type=_positive_float, default=0.05)
@@ -705,6 +767,8 @@ def run_command(args):
         return report, 0 if report["ok"] else 1
     if args.command == "read":
         return _run_on_session(args, lambda c: read_report(c, args.lba, args.blocks, args.hex)), 0
+    if args.command == "caching":
+        return _run_on_session(args, caching_report), 0
     return _run_on_session(args, lambda c: vpd_report(c, args.page)), 0
 
 

@@ -1,8 +1,9 @@
 """tests/lab/iscsi_io.py against a real tgtd (Python 3, root).
 
-A target namespace runs tgtd with one LUN backed by a temp file; a client
-namespace, joined by a veth, runs the CLI the way the demo does.  What the
-client wrote is checked in the backing file itself.
+A target namespace runs tgtd with one LUN backed by a temp file (and two more,
+made by iscsi_ha.target without and with a write cache); a client namespace,
+joined by a veth, runs the CLI the way the demo does.  What the client wrote is
+checked in the backing file itself.
 """
 
 import hashlib
@@ -17,6 +18,7 @@ import time
 
 import pytest
 
+from iscsi_ha.target import TgtTarget
 from tests.lab import iscsi_io
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -24,6 +26,8 @@ TARGET_ADDRESS = "192.0.2.11"
 CLIENT_ADDRESS = "192.0.2.50"
 LUN_BYTES = 4 * 1024 * 1024
 SERIAL = "IHALAB0001"
+# LUNs that iscsi_ha.target adds without and with a write cache.
+WRITE_THROUGH_LUN, WRITE_BACK_LUN = 2, 3
 TGTD_SOCKET_DIR = "/var/run/tgtd"
 ISCSI_LOGOUT_REQUEST = 0x06
 
@@ -71,8 +75,9 @@ class Lab(object):
         self.target_if = self.prefix + "h"
         self.client_if = self.prefix + "p"
         self.iqn = "iqn.2026-01.org.example.iscsi-ha:%s" % self.prefix
-        self.url = "iscsi://%s/%s/1" % (TARGET_ADDRESS, self.iqn)
-        self.backing_file = os.path.join(str(workdir), "lun1.img")
+        self.url = self.lun_url(1)
+        self.workdir = str(workdir)
+        self.backing_file = os.path.join(self.workdir, "lun1.img")
         self.tgtd_log = os.path.join(str(workdir), "tgtd.log")
         self.control_port = None
         self.tgtd = None
@@ -99,6 +104,16 @@ class Lab(object):
         self.tgtadm("--op", "update", "--mode", "logicalunit", "--tid", "1", "--lun", "1",
                     "--params", "scsi_sn=%s" % SERIAL)
         self.tgtadm("--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL")
+        for lun, write_cache in ((WRITE_THROUGH_LUN, False), (WRITE_BACK_LUN, True)):
+            backing = os.path.join(self.workdir, "lun%d.img" % lun)
+            with open(backing, "wb") as disk:
+                disk.truncate(LUN_BYTES)
+            TgtTarget(control_port=self.control_port, timeout=5).add_lun(
+                1, lun, backing, "1a%d" % lun, "IHALAB000%d" % lun, "XENHA", "LAB",
+                write_cache=write_cache)
+
+    def lun_url(self, lun):
+        return "iscsi://%s/%s/%d" % (TARGET_ADDRESS, self.iqn, lun)
 
     def _start_tgtd(self):
         # The control socket lives in the shared filesystem: pick an unused number
@@ -292,6 +307,62 @@ def test_vpd_device_identification_page_is_returned_raw(lab):
     assert len(raw) == 4 + int.from_bytes(raw[2:4], "big")
 
 
+@pytest.mark.parametrize("lun, write_cache", [(WRITE_THROUGH_LUN, False),
+                                              (WRITE_BACK_LUN, True), (1, True)])
+def test_caching_reports_whether_the_target_caches_writes(lab, lun, write_cache):
+    result = lab.client(lab.lun_url(lun), "caching")
+
+    assert result.returncode == 0, result.stderr
+    report = reported(result)
+    assert report["page"] == "0x08"
+    assert report["wce"] is write_cache
+    # tgt lets an initiator switch its default cache; a write-through LUN keeps it off.
+    assert report["wce_changeable"] is write_cache
+    assert report["rcd"] is False
+    page = iscsi_io.mode_page(bytes.fromhex(report["hex"]), 0x08)
+    assert page[:2] == b"\x08\x12" and bool(page[2] & 0x04) is write_cache
+
+
+def select_write_cache(lab, lun, wce):
+    """Another initiator's MODE SELECT(6) of the caching page with WCE set to ``wce``."""
+    report = reported(lab.client(lab.lun_url(lun), "caching"))
+    page = bytearray(iscsi_io.mode_page(bytes.fromhex(report["hex"]), 0x08))
+    page[2] = (page[2] & ~0x04) | (0x04 if wce else 0)
+    parameters = bytes(4) + bytes(page)
+    source = """
+import ctypes, sys
+from tests.lab import iscsi_io
+with iscsi_io.IscsiClient(%r) as client:
+    build = client._lib.scsi_cdb_modeselect6
+    build.restype, build.argtypes = ctypes.c_void_p, [ctypes.c_int] * 3
+    data = ctypes.create_string_buffer(%r, %d)
+    try:
+        client._execute(build(1, 0, %d), "MODE SELECT(6)", data_out=data)
+    except iscsi_io.ScsiCommandFailed as exc:
+        sys.exit("refused: sense key %%d" %% exc.sense_key)
+""" % (lab.lun_url(lun), parameters, len(parameters), len(parameters))
+    return lab.client_python(source)
+
+
+def test_caching_follows_a_mode_select_that_switches_the_write_cache(lab):
+    try:
+        switched = select_write_cache(lab, WRITE_BACK_LUN, False)
+        assert switched.returncode == 0, switched.stderr
+        assert reported(lab.client(lab.lun_url(WRITE_BACK_LUN), "caching"))["wce"] is False
+    finally:
+        restored = select_write_cache(lab, WRITE_BACK_LUN, True)
+    assert restored.returncode == 0, restored.stderr
+    assert reported(lab.client(lab.lun_url(WRITE_BACK_LUN), "caching"))["wce"] is True
+
+
+def test_no_initiator_can_switch_on_the_cache_of_a_write_through_lun(lab):
+    result = select_write_cache(lab, WRITE_THROUGH_LUN, True)
+
+    assert result.returncode == 1
+    assert "refused: sense key 5" in result.stderr  # ILLEGAL REQUEST
+    assert reported(lab.client(lab.lun_url(WRITE_THROUGH_LUN), "caching"))["wce"] is False
+
+
 def test_api_reports_the_sense_of_a_failed_command(lab):
     # READ(16) past the end, sent without the client's own range check.
     source = """
@@ -407,6 +478,27 @@ def test_probe_of_a_healthy_portal_sees_no_failure(lab):
     assert report["logins"] == 1
     assert report["reads_ok"] >= 2
     assert report["recovered"] is True
+
+
+def test_mode_page_skips_the_block_descriptor_and_other_pages():
+    control = bytes([0x0A, 0x0A]) + bytes(10)
+    caching = bytes([0x08, 0x12, 0x14]) + bytes(17)
+    descriptor = bytes(8)
+    body = descriptor + control + caching
+    data = bytes([3 + len(body), 0, 0x10, len(descriptor)]) + body
+
+    assert iscsi_io.mode_page(data, 0x08) == caching
+    assert iscsi_io.mode_page(data, 0x0A) == control
+
+
+@pytest.mark.parametrize("data", [
+    b"\x03\x00\x00",                               # shorter than the header
+    bytes([7, 0, 0, 0, 0x0A, 0x02, 0, 0]),          # only another page
+    bytes([7, 0, 0, 0, 0x08, 0x12, 0x14, 0]),       # the page is cut short
+])
+def test_mode_page_refuses_data_without_the_whole_page(data):
+    with pytest.raises(iscsi_io.IscsiIoError):
+        iscsi_io.mode_page(data, 0x08)
 
 
 def test_pattern_depends_on_seed_lba_and_every_byte():
