@@ -69,14 +69,9 @@ class LunInfo(object):
         # tgt's open flags for the backing store ("sync", "direct"); None when
         # tgtd does not say.
         self.backing_flags = None
-
-    @property
-    def write_cache(self):
-        """False for a write-through LUN (opened O_SYNC), True for one that writes into
-        the page cache, None when tgtd does not say or the LUN has no backing store."""
-        if self.backing_flags is None or self.backing_path is None:
-            return None
-        return WRITE_THROUGH_FLAG not in self.backing_flags
+        # False for a write-through LUN (opened O_SYNC), True for one that writes
+        # into the page cache, None when tgtd does not say or there is no backing store.
+        self.write_cache = None
 
     def as_dict(self):
         return {
@@ -206,6 +201,8 @@ def _set_lun_field(lun, key, value):
     elif key == "Backing store flags":
         # "sync", "direct" or "sync:direct"; nothing at all for no flags.
         lun.backing_flags = [flag for flag in value.strip().split(":") if flag]
+        if lun.backing_path is not None:  # tgt prints the path first
+            lun.write_cache = WRITE_THROUGH_FLAG not in lun.backing_flags
 
 
 def _parse_nexus_line(target, initiator, line):
