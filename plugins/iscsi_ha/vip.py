@@ -1,28 +1,73 @@
-"""The floating IP: is it here, is another host answering for it, claim, release."""
+"""The floating IP: is it here, is another host answering for it, claim, release.
+
+Another holder is found with iputils' ``arping -D`` (duplicate address
+detection): it asks for the VIP from sender address 0.0.0.0 and exits 1 when
+some host answers, 0 when nobody did by its deadline.  Our own kernel never
+answers our own probe, so the check also finds a second holder while the VIP
+is here.  Habets' arping takes the same flags with other meanings (its ``-D``
+prints dots), hence :func:`arping_flavour`.
+"""
 
 import os
+import socket
 
 from iscsi_ha import commands
-from iscsi_ha.errors import CommandFailed, VipError
+from iscsi_ha.errors import CommandFailed, ToolMissing, VipError, VipInUse
 
 # arping -D exits 1 when some host answered for the address.
 _ARPING_DUPLICATE = 1
+# What iputils' arping -V prints ("arping from iputils 20221126", or
+# "arping utility, iputils-s20161105" before 2019); Habets' starts its usage with this.
+_IPUTILS_MARK = "iputils"
+_HABETS_MARK = "Habets"
+
+
+def _packed(address):
+    """The 4 bytes of a dotted IPv4 address, or None when it is not one."""
+    try:
+        return socket.inet_aton(address)
+    except (socket.error, TypeError, ValueError):
+        return None
 
 
 def parse_addresses(text):
-    """(address, prefix) pairs from ``ip -o -4 addr show`` output."""
+    """(address, prefix) pairs from ``ip -o -4 addr show`` output, as ip printed them."""
     found = []
     for line in text.splitlines():
         words = line.split()
         if "inet" in words:
             address, _, prefix = words[words.index("inet") + 1].partition("/")
-            found.append((address, int(prefix or 32)))
+            if _packed(address) is not None:
+                found.append((address, int(prefix or 32)))
     return found
 
 
 def interface_exists(interface, ip="ip", timeout=20.0):
     return commands.run([ip, "link", "show", "dev", interface], timeout=timeout,
                         check=False).ok
+
+
+def arping_flavour(arping="arping", timeout=20.0):
+    """Whether ``arping`` is iputils' one, whose ``-D`` exit codes the VIP check reads.
+
+    Returns ``(ok, detail)`` for a check report; never raises.
+    """
+    try:
+        result = commands.run([arping, "-V"], timeout=timeout, check=False)
+    except (ToolMissing, CommandFailed) as exc:
+        return False, exc.message
+    output = "\n".join(part.strip() for part in (result.stdout, result.stderr) if part.strip())
+    lines = output.splitlines()
+    if _IPUTILS_MARK in output:
+        return True, [line for line in lines if _IPUTILS_MARK in line][0]
+    if _HABETS_MARK in output:
+        banner = [line for line in lines if _HABETS_MARK in line][0]
+        return False, ("%s is Habets' arping (%s), whose -D and exit codes mean something "
+                       "else: install iputils' arping (Debian iputils-arping, XenServer "
+                       "iputils) and point [tools] arping at it" % (arping, banner))
+    return False, ("%s -V did not say it is iputils' arping (exit code %s: %s); install "
+                   "iputils' arping and point [tools] arping at it"
+                   % (arping, result.returncode, lines[0] if lines else "no output"))
 
 
 class FloatingIp(object):
@@ -54,8 +99,9 @@ class FloatingIp(object):
         except CommandFailed as exc:
             raise VipError("cannot read the addresses of interface %s: %s; check [vip] "
                            "interface" % (self.interface, exc.message))
+        wanted = _packed(self.address)
         for address, prefix in parse_addresses(result.stdout):
-            if address == self.address:
+            if _packed(address) == wanted:
                 return prefix
         return None
 
@@ -63,7 +109,7 @@ class FloatingIp(object):
         return self.local_prefix() is not None
 
     def answered_elsewhere(self):
-        """True when another host answers ARP for the VIP (duplicate address detection)."""
+        """True when another host answers ARP for the VIP, whether or not it is here too."""
         result = commands.run([self.arping, "-D", "-q", "-c", str(self.dad_wait + 1),
                                "-w", str(self.dad_wait), "-I", self.interface, self.address],
                               timeout=self.timeout + self.dad_wait, check=False)
@@ -74,7 +120,16 @@ class FloatingIp(object):
         return result.returncode == _ARPING_DUPLICATE
 
     def claim(self):
-        """Add the VIP, then announce it; the announcements run on in the background."""
+        """Add the VIP unless another host answers for it, then announce it.
+
+        The check runs right before the add, whatever the caller saw earlier,
+        so two hosts cannot both take the address on stale observations.
+        The announcements run on in the background.
+        """
+        if self.answered_elsewhere():
+            raise VipInUse("another host answers ARP for %s on %s; not claiming it: find "
+                           "that host and demote it (fn=demote there) first"
+                           % (self.address, self.interface))
         try:
             commands.run([self.ip, "addr", "add", self.cidr, "dev", self.interface],
                          timeout=self.timeout)
