@@ -1,5 +1,12 @@
-"""The XAPI simulator, driven through the official XenAPI client module (Python 3)."""
+"""The XAPI simulator, driven through the official XenAPI client module (Python 3).
 
+Each test sets the timers it depends on to short values of its own; what a
+test waits for, it waits for as a client would (polling, or blocked in a call),
+except where the behaviour is that time passes unseen (a session left idle, a
+backup of the database).
+"""
+
+import http.client
 import json
 import os
 import secrets
@@ -20,7 +27,16 @@ USER = "root"
 PASSWORD = "lab-secret"
 ADDRESS_A = "192.0.2.11"
 ADDRESS_B = "192.0.2.12"
+UUID_A = "aaaaaaaa-0000-4000-8000-000000000001"
+UUID_B = "bbbbbbbb-0000-4000-8000-000000000002"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WAIT_SECONDS = 20
+# Short enough for tests, and each test that depends on one says so.
+FAST_TIMERS = {"fuse": 0.2, "xapi_start": 0.1, "gc_interval": 0.05,
+               "call_plugin_retry": 0.02, "slave_retry": 0.05, "in_flight_hang": 0.3,
+               "ha_fence": 0.2, "designate_call": 0.01}
+# What a dropped connection looks like to the XenAPI module.
+DROPPED = (ConnectionError, http.client.RemoteDisconnected)
 
 # Plugins print a methodResponse themselves so that they need no XenAPIPlugin module.
 PLUGIN_PRELUDE = textwrap.dedent("""\
@@ -34,8 +50,14 @@ PLUGIN_PRELUDE = textwrap.dedent("""\
 PLUGINS = {
     "echo": PLUGIN_PRELUDE + textwrap.dedent("""\
         reply({"Status": "Success", "Value": json.dumps(
-            {"fn": fn, "session": session, "args": args,
-             "mark": os.environ.get("LAB_MARK")})})
+            {"fn": fn, "session": session, "args": args})})
+        """),
+    "environment": PLUGIN_PRELUDE + textwrap.dedent("""\
+        reply({"Status": "Success", "Value": json.dumps({
+            "environ": dict((key, value) for key, value in os.environ.items()
+                            if key != "LC_CTYPE"),  # set by Python itself (PEP 538)
+            "cwd": os.getcwd(), "own_session": os.getsid(0) == os.getpid(),
+            "stdin": os.path.realpath("/proc/self/fd/0")})})
         """),
     "refuse": PLUGIN_PRELUDE + textwrap.dedent("""\
         reply({"Status": "Failure",
@@ -52,7 +74,9 @@ PLUGINS = {
         with open(args["pid_file"] + ".tmp", "w") as handle:
             handle.write(str(os.getpid()))
         os.rename(args["pid_file"] + ".tmp", args["pid_file"])
-        time.sleep(60)
+        while not os.path.exists(args["release_file"]):
+            time.sleep(0.02)
+        reply({"Status": "Success", "Value": "released"})
         """),
     "whereami": PLUGIN_PRELUDE + textwrap.dedent("""\
         where = subprocess.check_output(["ip", "netns", "identify"]).decode().strip()
@@ -61,48 +85,65 @@ PLUGINS = {
 }
 
 
-def write_plugins(directory, interpreter_line):
+def write_plugins(directory):
     os.makedirs(directory)
     for name, text in PLUGINS.items():
         path = os.path.join(directory, name)
         with open(path, "w") as handle:
-            handle.write(interpreter_line + text)
+            handle.write("#!%s\n" % sys.executable + text)
         os.chmod(path, 0o755)
+    # xapi executes the file: one that cannot be executed fails like a crash.
+    with open(os.path.join(directory, "not-executable"), "w") as handle:
+        handle.write("#!%s\n" % sys.executable + PLUGINS["echo"])
 
 
-def lab_config(tmp_path, netns_a=None):
-    """Two hosts: A (master) runs plugins through an interpreter prefix, B by shebang."""
+def lab_config(tmp_path, netns_a=None, elector="external", **timers):
     plugins_a = str(tmp_path / "plugins-a")
     plugins_b = str(tmp_path / "plugins-b")
-    write_plugins(plugins_a, "")
-    write_plugins(plugins_b, "#!%s\n" % sys.executable)
+    write_plugins(plugins_a)
+    write_plugins(plugins_b)
     return {
         "username": USER, "password": PASSWORD, "pool_name": "lab-pool",
         "audit_log": str(tmp_path / "audit.jsonl"), "master": "hostA",
-        "plugin_timeout": 10,
+        "elector": elector, "timers": dict(FAST_TIMERS, **timers),
         "hosts": [
-            {"name": "hostA", "uuid": "aaaaaaaa-0000-4000-8000-000000000001",
-             "address": ADDRESS_A, "netns": netns_a, "plugin_dir": plugins_a,
-             "plugin_interpreter": [sys.executable], "plugin_env": {"LAB_MARK": "on-A"},
-             "pool_conf": str(tmp_path / "pool-a.conf")},
-            {"name": "hostB", "uuid": "bbbbbbbb-0000-4000-8000-000000000002",
-             "address": ADDRESS_B, "netns": None, "plugin_dir": plugins_b,
-             "pool_conf": str(tmp_path / "pool-b.conf")},
+            {"name": "hostA", "uuid": UUID_A, "address": ADDRESS_A, "netns": netns_a,
+             "plugin_dir": plugins_a, "pool_conf": str(tmp_path / "pool-a.conf")},
+            {"name": "hostB", "uuid": UUID_B, "address": ADDRESS_B, "netns": None,
+             "plugin_dir": plugins_b, "pool_conf": str(tmp_path / "pool-b.conf")},
         ],
     }
 
 
 @pytest.fixture
-def sim(tmp_path):
-    simulator = xapi_sim.XapiSimulator(lab_config(tmp_path))
-    simulator.start()
-    yield simulator
-    simulator.stop()
+def simulator(tmp_path):
+    """``simulator(**timers)`` starts one with those timers (and FAST_TIMERS for the rest)."""
+    started = []
+
+    def make(elector="external", **timers):
+        instance = xapi_sim.XapiSimulator(lab_config(tmp_path, elector=elector, **timers))
+        instance.start()
+        started.append(instance)
+        return instance
+    yield make
+    for instance in started:
+        instance.stop()
 
 
-def login(url):
+@pytest.fixture
+def sim(simulator):
+    return simulator()
+
+
+def login(url, originator="test_xapi_sim"):
     session = XenAPI.Session(url)
-    session.xenapi.login_with_password(USER, PASSWORD, "1.0", "test_xapi_sim")
+    session.xenapi.login_with_password(USER, PASSWORD, "1.0", originator)
+    return session
+
+
+def local_login(url):
+    session = XenAPI.Session(url)
+    session.slave_local_login_with_password(USER, PASSWORD)
     return session
 
 
@@ -117,15 +158,77 @@ def raw(url):
     return xmlrpc.client.ServerProxy(url, allow_none=True)
 
 
+def host_url(sim, name):
+    return sim.urls["hosts"][name]["loopback"]
+
+
 def host_ref(session, name):
     return next(ref for ref, record in session.xenapi.host.get_all_records().items()
                 if record["name_label"] == name)
+
+
+def live(session, name):
+    return session.xenapi.host_metrics.get_live(
+        session.xenapi.host.get_metrics(host_ref(session, name)))
 
 
 def read(path):
     with open(str(path)) as handle:
         return handle.read()
 
+
+def eventually(probe, seconds=WAIT_SECONDS):
+    """``probe()``'s first truthy result, polling as a client would; fails after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = probe()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "gave up waiting for %s" % probe
+        time.sleep(0.02)
+
+
+def answer_of(url, *args):
+    """What a login at ``url`` gets: "master", a XAPI error code list, or "refused"."""
+    try:
+        login(url, *args)
+    except XenAPI.Failure as failure:
+        return failure.details
+    except ConnectionRefusedError:
+        return "refused"
+    return "master"
+
+
+def wait_for_master(url):
+    eventually(lambda: answer_of(url) == "master")
+    return login(url)
+
+
+class Background(object):
+    """A call running in a thread, so that a test can watch it block."""
+
+    def __init__(self, call, *args):
+        self.outcome = None
+        self._thread = threading.Thread(target=self._run, args=(call, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, call, args):
+        try:
+            self.outcome = ("returned", call(*args))
+        except Exception as exc:  # the test inspects whatever the call raised
+            self.outcome = ("raised", exc)
+
+    def still_blocked(self, seconds=0.5):
+        self._thread.join(seconds)
+        return self._thread.is_alive()
+
+    def result(self):
+        self._thread.join(WAIT_SECONDS)
+        assert not self._thread.is_alive(), "the call stayed blocked"
+        return self.outcome
+
+
+# -- sessions and the wire -------------------------------------------------------
 
 def test_login_reads_the_pool_and_logout_ends_the_session(sim):
     session = login(sim.urls["pool"])
@@ -175,9 +278,9 @@ def test_unknown_host_ref_and_uuid_are_reported_with_their_class(sim):
 def test_host_lookups_by_uuid_and_metrics(sim):
     session = login(sim.urls["pool"])
 
-    ref = session.xenapi.host.get_by_uuid("bbbbbbbb-0000-4000-8000-000000000002")
+    ref = session.xenapi.host.get_by_uuid(UUID_B)
 
-    assert session.xenapi.host.get_uuid(ref) == "bbbbbbbb-0000-4000-8000-000000000002"
+    assert session.xenapi.host.get_uuid(ref) == UUID_B
     metrics = session.xenapi.host.get_metrics(ref)
     assert session.xenapi.host_metrics.get_live(metrics) is True
     assert session.xenapi.host_metrics.get_record(metrics)["live"] is True
@@ -192,17 +295,75 @@ def test_unknown_method_and_wrong_argument_count(sim):
         "MESSAGE_PARAMETER_COUNT_MISMATCH", "host.get_record", "2", "1"]
 
 
-def test_slave_refuses_logins_and_calls_naming_the_master(sim):
-    slave_url = sim.urls["hosts"]["hostB"]["loopback"]
-    pool_session = login(sim.urls["pool"])
+def test_every_method_also_answers_with_an_underscore_for_its_dot(sim):
+    session = login(sim.urls["pool"])
+    proxy = raw(sim.urls["pool"])
+    metrics = session.xenapi.host.get_metrics(host_ref(session, "hostA"))
 
-    details = failure_of(login, slave_url)
-    reply = raw(slave_url).pool.get_all(pool_session.handle)
+    pools = proxy.pool_get_all(session.handle)
+    is_live = getattr(proxy, "host_metrics_get_live")(session.handle, metrics)
 
-    assert details == ["HOST_IS_SLAVE", ADDRESS_A]
-    assert reply == {"Status": "Failure", "ErrorDescription": ["HOST_IS_SLAVE", ADDRESS_A]}
-    assert login(sim.urls["hosts"]["hostA"]["loopback"]).xenapi.pool.get_all()
+    assert pools == {"Status": "Success", "Value": session.xenapi.pool.get_all()}
+    assert is_live == {"Status": "Success", "Value": True}
+    assert proxy.pool_get_every(session.handle)["ErrorDescription"] == [
+        "MESSAGE_METHOD_UNKNOWN", "pool_get_every"]
 
+
+def test_sessions_expire_when_idle_and_the_xenapi_module_logs_in_again(simulator):
+    sim = simulator(session_idle=0.3)
+    session = login(sim.urls["pool"])
+    first = session.handle
+
+    assert raw(sim.urls["pool"]).pool.get_all(first)["Status"] == "Success"
+    time.sleep(2 * 0.3)  # idle: any call would keep it alive
+    assert raw(sim.urls["pool"]).pool.get_all(first)["ErrorDescription"] == [
+        "SESSION_INVALID", first]
+    assert session.xenapi.pool.get_all()  # the module saw SESSION_INVALID and logged in again
+    assert session.handle != first
+
+
+def test_sessions_beyond_the_limit_per_originator_expire_oldest_first(tmp_path):
+    config = dict(lab_config(tmp_path), max_sessions_per_originator=2)
+    with xapi_sim.XapiSimulator(config) as sim:
+        proxy = raw(sim.urls["pool"])
+        first, second, third = [login(sim.urls["pool"], "busy-tool").handle for _ in range(3)]
+        other = login(sim.urls["pool"], "another-tool").handle
+
+        assert proxy.pool.get_all(first)["ErrorDescription"] == ["SESSION_INVALID", first]
+        assert [proxy.pool.get_all(ref)["Status"] for ref in (second, third, other)] == [
+            "Success"] * 3
+
+
+def test_config_refuses_what_xapi_cannot_do(tmp_path):
+    config = lab_config(tmp_path)
+    with_env = dict(config, hosts=[dict(config["hosts"][0], plugin_env={"A": "1"}),
+                                   config["hosts"][1]])
+
+    with pytest.raises(ValueError, match="plugin_env"):
+        xapi_sim.validate_config(with_env)
+    with pytest.raises(ValueError, match="plugin_timeout"):
+        xapi_sim.validate_config(dict(config, plugin_timeout=5))
+    with pytest.raises(ValueError, match="timer gc_interval"):
+        xapi_sim.validate_config(dict(config, timers={"gc_interval": 0}))
+    with pytest.raises(ValueError, match="unknown timers: fuze"):
+        xapi_sim.validate_config(dict(config, timers={"fuze": 1}))
+    with pytest.raises(ValueError, match="elector"):
+        xapi_sim.validate_config(dict(config, elector="pacemaker"))
+
+
+def test_default_timers_are_xapis_scaled_down_and_documented():
+    config = xapi_sim.validate_config({"username": "u", "password": "p", "master": "a",
+                                       "hosts": [{"name": "a", "uuid": "u", "address": "x",
+                                                  "plugin_dir": "/nonexistent"}]})
+
+    assert config["timers"] == dict((name, lab) for name, (_, lab, _) in
+                                    xapi_sim.TIMERS.items())
+    assert config["elector"] == "external"
+    assert xapi_sim.TIMERS["fuse"][0] == 10.0
+    assert xapi_sim.TIMERS["host_assumed_dead"][:2] == (600.0, 600.0)
+
+
+# -- pool other_config ----------------------------------------------------------
 
 def test_pool_other_config_can_be_added_to_and_removed_from(sim):
     session = login(sim.urls["pool"])
@@ -210,15 +371,19 @@ def test_pool_other_config_can_be_added_to_and_removed_from(sim):
 
     session.xenapi.pool.add_to_other_config(pool, "iscsi-ha-manual", "true")
     duplicate = failure_of(session.xenapi.pool.add_to_other_config, pool,
-                           "iscsi-ha-manual", "false")
+                           "iscsi-ha-manual", "true")
+    empty = failure_of(session.xenapi.pool.add_to_other_config, pool, "", "x")
     after_add = session.xenapi.pool.get_other_config(pool)
     session.xenapi.pool.remove_from_other_config(pool, "iscsi-ha-manual")
+    session.xenapi.pool.remove_from_other_config(pool, "never-there")
 
     assert after_add == {"iscsi-ha-manual": "true"}
-    assert duplicate == ["MAP_DUPLICATE_KEY", "pool", "other_config",
-                         session.xenapi.pool.get_uuid(pool), "iscsi-ha-manual"]
+    assert duplicate == ["MAP_DUPLICATE_KEY", "pool", "other_config", pool, "iscsi-ha-manual"]
+    assert empty[0] == "INTERNAL_ERROR" and "Empty_key_in_map" in empty[1]
     assert session.xenapi.pool.get_other_config(pool) == {}
 
+
+# -- event.from ------------------------------------------------------------------
 
 def test_event_from_empty_token_lists_every_object(sim):
     session = login(sim.urls["pool"])
@@ -228,7 +393,7 @@ def test_event_from_empty_token_lists_every_object(sim):
     assert sorted((event["class"], event["operation"]) for event in batch["events"]) == [
         ("host", "add"), ("host", "add"), ("host_metrics", "add"),
         ("host_metrics", "add"), ("pool", "add")]
-    assert batch["valid_ref_counts"] == {"pool": 1, "host": 2, "host_metrics": 2}
+    assert batch["valid_ref_counts"] == {"pool": 1, "host": 2, "host_metrics": 2, "sr": 1}
     pool_event = next(event for event in batch["events"] if event["class"] == "pool")
     assert pool_event["snapshot"]["master"] == host_ref(session, "hostA")
     assert batch["token"]
@@ -246,6 +411,39 @@ def test_event_from_times_out_with_no_events(sim):
     assert batch["token"] == token
 
 
+def test_event_from_with_a_negative_timeout_waits_for_an_event(sim):
+    session = login(sim.urls["pool"])
+    [pool] = session.xenapi.pool.get_all()
+    token = session.xenapi.event_from(["pool"], "", 1.0)["token"]
+    watcher = login(sim.urls["pool"])
+
+    waiting = Background(watcher.xenapi.event_from, ["pool"], token, -1.0)
+    assert waiting.still_blocked()  # a negative timeout is 24 h, not "return now"
+    session.xenapi.pool.add_to_other_config(pool, "wake", "up")
+
+    kind, batch = waiting.result()
+    assert kind == "returned"
+    assert [event["snapshot"]["other_config"] for event in batch["events"]] == [{"wake": "up"}]
+
+
+def test_event_from_batches_changes_made_together(sim):
+    session = login(sim.urls["pool"])
+    [pool] = session.xenapi.pool.get_all()
+    token = session.xenapi.event_from(["pool"], "", 1.0)["token"]
+    watcher = login(sim.urls["pool"])
+    waiting = Background(watcher.xenapi.event_from, ["pool"], token, 30.0)
+    assert waiting.still_blocked(0.2)
+
+    # Both writes land inside the 50 ms xapi waits after the first one wakes it.
+    proxy = raw(sim.urls["pool"])
+    proxy.pool.add_to_other_config(session.handle, pool, "first", "1")
+    proxy.pool.add_to_other_config(session.handle, pool, "second", "2")
+
+    kind, batch = waiting.result()
+    assert kind == "returned"
+    assert batch["events"][-1]["snapshot"]["other_config"] == {"first": "1", "second": "2"}
+
+
 def test_event_from_rejects_a_malformed_token(sim):
     session = login(sim.urls["pool"])
 
@@ -254,38 +452,8 @@ def test_event_from_rejects_a_malformed_token(sim):
     assert details == ["EVENT_FROM_TOKEN_PARSE_FAILURE", "garbage"]
 
 
-def test_designate_new_master_moves_master_and_pool_conf_and_wakes_event_from(sim, tmp_path):
-    session = login(sim.urls["pool"])
-    [pool] = session.xenapi.pool.get_all()
-    host_b = host_ref(session, "hostB")
-    token = session.xenapi.event_from(["pool"], "", 1.0)["token"]
-    watcher = login(sim.urls["pool"])
-    seen = {}
-
-    def wait_for_events():
-        seen["batch"] = watcher.xenapi.event_from(["pool"], token, 30.0)
-
-    thread = threading.Thread(target=wait_for_events)
-    thread.start()
-    try:
-        session.xenapi.pool.designate_new_master(host_b)
-    finally:
-        thread.join(10)
-
-    assert not thread.is_alive(), "event_from stayed blocked after the master moved"
-    [event] = seen["batch"]["events"]
-    assert (event["class"], event["operation"], event["ref"]) == ("pool", "mod", pool)
-    assert event["snapshot"]["master"] == host_b
-    assert session.xenapi.pool.get_master(pool) == host_b
-    assert sim.master == "hostB"
-    assert read(tmp_path / "pool-a.conf") == "slave:" + ADDRESS_B
-    assert read(tmp_path / "pool-b.conf") == "master"
-    assert failure_of(login, sim.urls["hosts"]["hostA"]["loopback"]) == [
-        "HOST_IS_SLAVE", ADDRESS_B]
-    assert login(sim.urls["hosts"]["hostB"]["loopback"]).xenapi.pool.get_all() == [pool]
-
-
-def test_event_from_on_an_object_subscription_sees_only_that_object(sim):
+def test_event_from_on_an_object_subscription_sees_only_that_object(simulator):
+    sim = simulator(host_assumed_dead=0.2)
     session = login(sim.urls["pool"])
     host_b = host_ref(session, "hostB")
     metrics_a = session.xenapi.host.get_metrics(host_ref(session, "hostA"))
@@ -294,29 +462,303 @@ def test_event_from_on_an_object_subscription_sees_only_that_object(sim):
 
     sim.fail_host("hostB")
     batch = session.xenapi.event_from(["host_metrics/" + metrics_a,
-                                       "host_metrics/" + metrics_b], token, 5.0)
+                                       "host_metrics/" + metrics_b], token, 10.0)
 
     assert [(event["ref"], event["snapshot"]["live"]) for event in batch["events"]] == [
         (metrics_b, False)]
 
 
-def test_messages_are_created_listed_and_announced(sim):
+def test_messages_are_created_listed_and_announced_with_their_own_generation(sim):
     session = login(sim.urls["pool"])
     token = session.xenapi.event_from(["message"], "", 0.1)["token"]
-    host_b_uuid = "bbbbbbbb-0000-4000-8000-000000000002"
+    database_generation, message_generation = token.split(",")
 
-    ref = session.xenapi.message.create("ISCSI_HA_SWITCHOVER", 3, "Host", host_b_uuid,
+    ref = session.xenapi.message.create("ISCSI_HA_SWITCHOVER", 3, "Host", UUID_B,
                                         "hostB took over the storage")
     batch = session.xenapi.event_from(["message"], token, 5.0)
     unknown = failure_of(session.xenapi.message.create, "X", 1, "Host", "no-such-uuid", "")
+    no_vm = failure_of(session.xenapi.message.create, "X", 5, "VM", UUID_B, "")
+    no_class = failure_of(session.xenapi.message.create, "X", 5, "Toaster", UUID_B, "")
 
     record = session.xenapi.message.get_all_records()[ref]
     assert (record["name"], record["priority"], record["cls"], record["obj_uuid"],
-            record["body"]) == ("ISCSI_HA_SWITCHOVER", "3", "Host", host_b_uuid,
+            record["body"]) == ("ISCSI_HA_SWITCHOVER", "3", "Host", UUID_B,
                                 "hostB took over the storage")
     assert [(event["operation"], event["ref"]) for event in batch["events"]] == [("add", ref)]
+    assert batch["token"].split(",") == [database_generation,
+                                         "%020d" % (int(message_generation) + 1)]
     assert unknown == ["UUID_INVALID", "Host", "no-such-uuid"]
+    assert no_vm == ["UUID_INVALID", "VM", UUID_B]
+    assert no_class[0] == "INTERNAL_ERROR"
 
+
+# -- roles -----------------------------------------------------------------------
+
+def test_slave_refuses_logins_and_calls_naming_the_master(sim):
+    slave_url = host_url(sim, "hostB")
+    pool_session = login(sim.urls["pool"])
+
+    details = failure_of(login, slave_url)
+    reply = raw(slave_url).pool.get_all(pool_session.handle)
+
+    assert details == ["HOST_IS_SLAVE", ADDRESS_A]
+    assert reply == {"Status": "Failure", "ErrorDescription": ["HOST_IS_SLAVE", ADDRESS_A]}
+    assert raw(slave_url).pool.get_all("OpaqueRef:unknown")["ErrorDescription"] == [
+        "SESSION_INVALID", "OpaqueRef:unknown"]
+    assert login(host_url(sim, "hostA")).xenapi.pool.get_all()
+
+
+def test_designate_new_master_restarts_both_xapis_after_the_fuse(simulator, tmp_path):
+    sim = simulator(fuse=1.0, xapi_start=0.5)
+    session = login(sim.urls["pool"])
+    [pool] = session.xenapi.pool.get_all()
+    host_a, host_b = host_ref(session, "hostA"), host_ref(session, "hostB")
+    # Hosts do not change here (the pool does: its current_operations).
+    token = session.xenapi.event_from(["host"], "", 1.0)["token"]
+    watcher = login(host_url(sim, "hostA"))
+    watching = Background(watcher.xenapi.event_from, ["host"], token, 60.0)
+    at_old_master = login(host_url(sim, "hostA"))
+
+    session.xenapi.pool.designate_new_master(host_b)
+
+    # Committed, but the old master answers as master until its fuse blows.
+    assert read(tmp_path / "pool-a.conf") == "slave:" + ADDRESS_B
+    assert read(tmp_path / "pool-b.conf") == "master"
+    assert session.xenapi.pool.get_master(pool) == host_a
+    assert answer_of(host_url(sim, "hostB")) == ["HOST_IS_SLAVE", ADDRESS_A]
+    # Then both restart: connections are refused meanwhile, the blocked call is cut.
+    eventually(lambda: answer_of(host_url(sim, "hostA")) == "refused")
+    kind, error = watching.result()
+    assert kind == "raised" and isinstance(error, DROPPED + (ConnectionRefusedError,))
+    new = wait_for_master(host_url(sim, "hostB"))
+
+    assert new.xenapi.pool.get_master(pool) == host_b
+    assert sim.running_masters() == ["hostB"]
+    eventually(lambda: answer_of(host_url(sim, "hostA")) == ["HOST_IS_SLAVE", ADDRESS_B])
+    # Sessions are not persisted: the old one is unknown to the new master...
+    assert raw(host_url(sim, "hostB")).pool.get_all(session.handle)["ErrorDescription"] == [
+        "SESSION_INVALID", session.handle]
+    # ...and the XenAPI module's own login again, at the old master, is refused.
+    assert failure_of(at_old_master.xenapi.pool.get_all) == ["HOST_IS_SLAVE", ADDRESS_B]
+
+
+def test_other_pool_operations_are_refused_while_a_designate_runs(simulator):
+    sim = simulator(designate_call=2.0, fuse=5.0)
+    session = login(sim.urls["pool"])
+    [pool] = session.xenapi.pool.get_all()
+    other = login(sim.urls["pool"])
+    designating = Background(session.xenapi.pool.designate_new_master,
+                             host_ref(session, "hostB"))
+
+    eventually(lambda: other.xenapi.pool.get_current_operations(pool))
+    assert failure_of(other.xenapi.pool.designate_new_master, host_ref(other, "hostB")) == [
+        "DESIGNATE_NEW_MASTER_IN_PROGRESS"]
+    assert failure_of(other.xenapi.pool.enable_ha, [], {}) == [
+        "DESIGNATE_NEW_MASTER_IN_PROGRESS"]
+    assert designating.result() == ("returned", "")
+    assert other.xenapi.pool.get_current_operations(pool) == {}
+
+
+def test_designating_the_master_itself_changes_nothing(sim, tmp_path):
+    session = login(sim.urls["pool"])
+
+    session.xenapi.pool.designate_new_master(host_ref(session, "hostA"))
+
+    assert read(tmp_path / "pool-a.conf") == "master"
+    assert session.xenapi.pool.get_all()
+
+
+def test_master_failure_and_emergency_transition(simulator, tmp_path):
+    sim = simulator()
+    control = raw(sim.urls["control"])
+    slave_url = host_url(sim, "hostB")
+
+    assert control.lab.fail_host("hostA") == {"Status": "Success", "Value": ""}
+
+    assert answer_of(sim.urls["pool"]) == "refused"
+    assert answer_of(host_url(sim, "hostA")) == "refused"
+    assert answer_of(slave_url) == ["HOST_IS_SLAVE", ADDRESS_A]
+    local = local_login(slave_url)
+    local.xenapi.pool.emergency_transition_to_master()
+    new = wait_for_master(slave_url)
+
+    [pool] = new.xenapi.pool.get_all()
+    host_a = host_ref(new, "hostA")
+    assert new.xenapi.pool.get_master(pool) == host_ref(new, "hostB")
+    # HA is off: the dead host still looks alive, so calls to it retry, then give up.
+    assert live(new, "hostA") is True
+    assert failure_of(new.xenapi.host.call_plugin, host_a, "echo", "status", {}) == [
+        "CANNOT_CONTACT_HOST", host_a]
+    assert failure_of(new.xenapi.pool.designate_new_master, host_a) == [
+        "CANNOT_CONTACT_HOST", host_a]
+    assert read(tmp_path / "pool-b.conf") == "master"
+    assert read(tmp_path / "pool-a.conf") == "master"  # a dead host's file is untouched
+
+    assert control.lab.restore_host("hostA") == {"Status": "Success", "Value": ""}
+
+    # It starts as master, finds hostB master and turns itself into its slave.
+    eventually(lambda: answer_of(host_url(sim, "hostA")) == ["HOST_IS_SLAVE", ADDRESS_B])
+    assert read(tmp_path / "pool-a.conf") == "slave:" + ADDRESS_B
+    assert sim.running_masters() == ["hostB"]
+
+
+def test_emergency_transition_while_the_master_runs_turns_back_into_a_slave(sim, tmp_path):
+    local = local_login(host_url(sim, "hostB"))
+
+    local.xenapi.pool.emergency_transition_to_master()
+
+    eventually(lambda: read(tmp_path / "pool-b.conf") == "slave:" + ADDRESS_A)
+    eventually(lambda: answer_of(host_url(sim, "hostB")) == ["HOST_IS_SLAVE", ADDRESS_A])
+    assert sim.running_masters() == ["hostA"]
+
+
+def test_a_new_master_by_emergency_starts_from_its_last_backup(simulator):
+    sim = simulator(db_backup_interval=300)
+    session = login(sim.urls["pool"])
+    [pool] = session.xenapi.pool.get_all()
+    session.xenapi.pool.add_to_other_config(pool, "iscsi-ha-manual", "true")
+    token = session.xenapi.event_from(["pool"], "", 1.0)["token"]
+
+    sim.fail_host("hostA")
+    local_login(host_url(sim, "hostB")).xenapi.pool.emergency_transition_to_master()
+    new = wait_for_master(host_url(sim, "hostB"))
+    new.xenapi.pool.add_to_other_config(pool, "written", "after")
+
+    # The write made since the last backup is gone, and so are events before the
+    # old master's token catches up with the new master's database.
+    assert new.xenapi.pool.get_other_config(pool) == {"written": "after"}
+    assert new.xenapi.event_from(["pool"], token, 0.3)["events"] == []
+
+
+def test_a_fresh_backup_keeps_what_was_written(simulator):
+    sim = simulator(db_backup_interval=0.05)
+    session = login(sim.urls["pool"])
+    [pool] = session.xenapi.pool.get_all()
+    session.xenapi.pool.add_to_other_config(pool, "iscsi-ha-manual", "true")
+    token = session.xenapi.event_from(["pool"], "", 1.0)["token"]
+    time.sleep(10 * 0.05)  # no client sees a backup happen: let ten periods pass
+
+    sim.fail_host("hostA")
+    local_login(host_url(sim, "hostB")).xenapi.pool.emergency_transition_to_master()
+    new = wait_for_master(host_url(sim, "hostB"))
+
+    assert new.xenapi.pool.get_other_config(pool) == {"iscsi-ha-manual": "true"}
+    assert new.xenapi.event_from(["pool"], token, 5.0)["events"]
+
+
+def test_a_slave_whose_master_died_hangs_calls_that_need_the_database(sim):
+    local = local_login(host_url(sim, "hostB"))
+    sim.fail_host("hostA")
+
+    waiting = Background(local.xenapi.pool.get_all)
+    assert waiting.still_blocked()
+    assert answer_of(host_url(sim, "hostB")) == ["HOST_IS_SLAVE", ADDRESS_A]
+    sim.restore_host("hostA")
+
+    kind, error = waiting.result()
+    assert kind == "raised" and error.details == ["HOST_IS_SLAVE", ADDRESS_A]
+
+
+def test_a_slave_that_starts_without_its_master_is_still_booting(sim):
+    sim.fail_host("hostA")
+    sim.fail_host("hostB")
+    sim.restore_host("hostB")
+
+    eventually(lambda: answer_of(host_url(sim, "hostB")) == ["HOST_STILL_BOOTING"])
+    local = local_login(host_url(sim, "hostB"))  # emergency calls still work
+    local.xenapi.pool.emergency_transition_to_master()
+
+    assert wait_for_master(host_url(sim, "hostB")).xenapi.pool.get_all()
+
+
+def test_failed_slave_comes_back_as_slave_of_the_same_master(sim, tmp_path):
+    control = raw(sim.urls["control"])
+    session = login(sim.urls["pool"])
+
+    control.lab.fail_host("hostB")
+    assert answer_of(host_url(sim, "hostB")) == "refused"
+    control.lab.restore_host("hostB")
+
+    eventually(lambda: answer_of(host_url(sim, "hostB")) == ["HOST_IS_SLAVE", ADDRESS_A])
+    assert read(tmp_path / "pool-b.conf") == "slave:" + ADDRESS_A
+    [pool] = session.xenapi.pool.get_all()
+    assert session.xenapi.pool.get_master(pool) == host_ref(session, "hostA")
+
+
+# -- liveness --------------------------------------------------------------------
+
+def test_without_ha_a_dead_host_stays_live_until_its_heartbeats_time_out(simulator):
+    sim = simulator(host_assumed_dead=1.0)
+    session = login(sim.urls["pool"])
+    host_b = host_ref(session, "hostB")
+    died = time.monotonic()
+
+    sim.fail_host("hostB")
+
+    assert live(session, "hostB") is True
+    eventually(lambda: not live(session, "hostB"))
+    assert time.monotonic() - died >= 1.0
+    assert failure_of(session.xenapi.host.call_plugin, host_b, "echo", "status", {}) == [
+        "HOST_OFFLINE", host_b]
+    sim.restore_host("hostB")
+    eventually(lambda: live(session, "hostB"))
+
+
+def test_a_new_master_starts_the_dead_hosts_clock_again(simulator):
+    sim = simulator(host_assumed_dead=0.5, xapi_start=0.5)
+    session = login(sim.urls["pool"])
+    sim.fail_host("hostB")
+    eventually(lambda: not live(session, "hostB"))
+
+    session.xenapi.pool.emergency_transition_to_master()  # the master restarts itself
+    eventually(lambda: answer_of(host_url(sim, "hostA")) == "refused")
+    again = wait_for_master(host_url(sim, "hostA"))
+
+    assert live(again, "hostB") is True
+    eventually(lambda: not live(again, "hostB"))
+
+
+def test_with_ha_liveness_follows_fencing_and_ha_elects_the_survivor(simulator):
+    sim = simulator(elector="xapi-ha", ha_fence=0.3)
+    session = login(sim.urls["pool"])
+    [pool] = session.xenapi.pool.get_all()
+    session.xenapi.pool.add_to_other_config(pool, "written", "just before")
+    local = local_login(host_url(sim, "hostB"))
+
+    assert session.xenapi.pool.get_ha_enabled(pool) is True
+    assert failure_of(session.xenapi.pool.designate_new_master, host_ref(session, "hostB")) == [
+        "HA_IS_ENABLED"]
+    assert failure_of(local.xenapi.pool.emergency_transition_to_master) == ["HA_IS_ENABLED"]
+    sim.fail_host("hostA")
+    new = wait_for_master(host_url(sim, "hostB"))
+
+    assert live(new, "hostA") is False
+    assert new.xenapi.pool.get_other_config(pool) == {"written": "just before"}
+    host_a = host_ref(new, "hostA")
+    assert failure_of(new.xenapi.host.call_plugin, host_a, "echo", "status", {}) == [
+        "HOST_OFFLINE", host_a]
+
+
+def test_ha_must_be_disabled_for_a_planned_master_change(simulator):
+    sim = simulator(elector="xapi-ha")
+    session = login(sim.urls["pool"])
+    [pool] = session.xenapi.pool.get_all()
+
+    assert failure_of(session.xenapi.pool.enable_ha, [], {}) == ["HA_IS_ENABLED"]
+    session.xenapi.pool.disable_ha()
+    assert failure_of(session.xenapi.pool.disable_ha) == ["HA_NOT_ENABLED"]
+    session.xenapi.pool.designate_new_master(host_ref(session, "hostB"))
+    new = wait_for_master(host_url(sim, "hostB"))
+    eventually(lambda: answer_of(host_url(sim, "hostA")) == ["HOST_IS_SLAVE", ADDRESS_B])
+    new.xenapi.pool.enable_ha([], {})
+
+    assert new.xenapi.pool.get_ha_enabled(pool) is True
+    assert new.xenapi.pool.get_ha_statefiles(pool) == new.xenapi.SR.get_all()
+    assert failure_of(local_login(host_url(sim, "hostA")).xenapi.pool
+                      .emergency_transition_to_master) == ["HA_IS_ENABLED"]
+
+
+# -- host plugins ----------------------------------------------------------------
 
 def test_plugin_receives_the_call_xapi_makes_and_its_value_comes_back(sim):
     session = login(sim.urls["pool"])
@@ -326,9 +768,18 @@ def test_plugin_receives_the_call_xapi_makes_and_its_value_comes_back(sim):
     on_b = json.loads(session.xenapi.host.call_plugin(
         host_ref(session, "hostB"), "echo", "promote", {}))
 
-    assert on_a == {"fn": "status", "session": session.handle, "args": {"verbose": "1"},
-                    "mark": "on-A"}
-    assert (on_b["fn"], on_b["mark"]) == ("promote", None)
+    assert on_a == {"fn": "status", "session": session.handle, "args": {"verbose": "1"}}
+    assert on_b["fn"] == "promote"
+
+
+def test_plugins_get_the_bare_environment_xapi_gives_them(sim):
+    session = login(sim.urls["pool"])
+
+    seen = json.loads(session.xenapi.host.call_plugin(
+        host_ref(session, "hostB"), "environment", "status", {}))
+
+    assert seen == {"environ": {"PATH": "/sbin:/usr/sbin:/bin:/usr/bin"}, "cwd": "/",
+                    "own_session": True, "stdin": "/dev/null"}
 
 
 def test_plugin_failure_becomes_the_api_error(sim):
@@ -349,6 +800,16 @@ def test_crashing_plugin_is_a_plugin_failure_with_its_output(sim):
     assert details[:3] == ["XENAPI_PLUGIN_FAILURE", "non-zero exit",
                            "output before the crash\n"]
     assert "RuntimeError: disk on fire" in details[3]
+
+
+def test_a_plugin_xapi_cannot_execute_is_a_plugin_failure(sim):
+    session = login(sim.urls["pool"])
+
+    details = failure_of(session.xenapi.host.call_plugin, host_ref(session, "hostB"),
+                         "not-executable", "status", {})
+
+    assert details[:2] == ["XENAPI_PLUGIN_FAILURE", "non-zero exit"]
+    assert "Permission denied" in details[3]
 
 
 def test_plugin_output_that_is_not_xmlrpc_is_a_parse_failure(sim):
@@ -381,95 +842,83 @@ def process_exists(pid):
     return True
 
 
-def test_plugin_running_past_the_timeout_is_killed(tmp_path):
-    config = dict(lab_config(tmp_path), plugin_timeout=0.5)
+def start_sleepy(session, name, tmp_path):
     pid_file = str(tmp_path / "sleepy.pid")
-    with xapi_sim.XapiSimulator(config) as simulator:
-        session = login(simulator.urls["pool"])
-
-        details = failure_of(session.xenapi.host.call_plugin, host_ref(session, "hostA"),
-                             "sleepy", "status", {"pid_file": pid_file})
-
-    assert details == ["XENAPI_PLUGIN_FAILURE", "signal: SIGKILL", "", ""]
-    assert not process_exists(int(read(pid_file)))
+    release = str(tmp_path / "release")
+    running = Background(session.xenapi.host.call_plugin, host_ref(session, name), "sleepy",
+                         "status", {"pid_file": pid_file, "release_file": release})
+    eventually(lambda: os.path.exists(pid_file))
+    return running, int(read(pid_file)), release
 
 
-def test_plugin_on_a_host_that_dies_meanwhile_reports_host_offline(sim, tmp_path):
+def test_a_call_in_flight_when_its_host_dies_hangs_then_cannot_contact(simulator, tmp_path):
+    sim = simulator(in_flight_hang=1.0)
     session = login(sim.urls["pool"])
     host_b = host_ref(session, "hostB")
-    pid_file = str(tmp_path / "sleepy.pid")
-    outcome = {}
+    running, pid, _ = start_sleepy(session, "hostB", tmp_path)
+    died = time.monotonic()
 
-    def call_sleepy():
-        outcome["details"] = failure_of(session.xenapi.host.call_plugin, host_b, "sleepy",
-                                        "status", {"pid_file": pid_file})
+    sim.fail_host("hostB")
 
-    thread = threading.Thread(target=call_sleepy)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(pid_file) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        sim.fail_host("hostB")
-    finally:
-        thread.join(10)
-
-    assert outcome["details"] == ["HOST_OFFLINE", host_b]
-    assert not process_exists(int(read(pid_file)))
+    assert running.still_blocked(0.3)  # never an instant HOST_OFFLINE
+    kind, error = running.result()
+    assert kind == "raised" and error.details == ["CANNOT_CONTACT_HOST", host_b]
+    assert time.monotonic() - died >= 1.0
+    assert not process_exists(pid)
 
 
-def test_master_failure_and_emergency_transition(sim, tmp_path):
-    control = raw(sim.urls["control"])
-    slave_url = sim.urls["hosts"]["hostB"]["loopback"]
-
-    assert control.lab.fail_host("hostA") == {"Status": "Success", "Value": ""}
-
-    with pytest.raises(ConnectionRefusedError):
-        login(sim.urls["pool"])
-    with pytest.raises(ConnectionRefusedError):
-        login(sim.urls["hosts"]["hostA"]["loopback"])
-    assert failure_of(login, slave_url) == ["HOST_IS_SLAVE", ADDRESS_A]
-
-    local = XenAPI.Session(slave_url)
-    local.slave_local_login_with_password(USER, PASSWORD)
-    assert failure_of(local.xenapi.pool.get_all) == ["HOST_IS_SLAVE", ADDRESS_A]
-    local.xenapi.pool.emergency_transition_to_master()
-
+def test_calls_to_an_unreachable_live_host_retry_then_cannot_contact(simulator):
+    sim = simulator(call_plugin_retry=0.1)
     session = login(sim.urls["pool"])
-    host_a = host_ref(session, "hostA")
-    [pool] = session.xenapi.pool.get_all()
-    assert session.xenapi.pool.get_master(pool) == host_ref(session, "hostB")
-    assert session.xenapi.host_metrics.get_live(session.xenapi.host.get_metrics(host_a)) is False
-    assert failure_of(session.xenapi.host.call_plugin, host_a, "echo", "status", {}) == [
-        "HOST_OFFLINE", host_a]
-    assert failure_of(session.xenapi.pool.designate_new_master, host_a) == [
-        "HOST_OFFLINE", host_a]
-    assert read(tmp_path / "pool-b.conf") == "master"
-    assert read(tmp_path / "pool-a.conf") == "master"  # a dead host's file is untouched
+    host_b = host_ref(session, "hostB")
+    sim.fail_host("hostB")
 
-    assert control.lab.restore_host("hostA") == {"Status": "Success", "Value": ""}
+    started = time.monotonic()
+    details = failure_of(session.xenapi.host.call_plugin, host_b, "echo", "status", {})
 
-    assert read(tmp_path / "pool-a.conf") == "slave:" + ADDRESS_B
-    assert failure_of(login, sim.urls["hosts"]["hostA"]["loopback"]) == [
-        "HOST_IS_SLAVE", ADDRESS_B]
-    assert session.xenapi.host_metrics.get_live(session.xenapi.host.get_metrics(host_a)) is True
-    local.xenapi.session.logout()
+    assert details == ["CANNOT_CONTACT_HOST", host_b]
+    assert time.monotonic() - started >= 10 * 0.1
 
 
-def test_failed_slave_comes_back_as_slave_of_the_same_master(sim, tmp_path):
-    control = raw(sim.urls["control"])
+def test_a_call_to_a_host_whose_xapi_restarts_waits_for_it(simulator):
+    sim = simulator(call_plugin_retry=0.1, xapi_start=0.3)
+    session = login(sim.urls["pool"])
+    local_login(host_url(sim, "hostB")).xenapi.pool.emergency_transition_to_master()
+    eventually(lambda: answer_of(host_url(sim, "hostB")) == "refused")
+
+    answer = session.xenapi.host.call_plugin(host_ref(session, "hostB"), "echo", "status", {})
+
+    assert json.loads(answer)["fn"] == "status"
+
+
+def test_a_plugin_outlives_a_restart_of_its_hosts_xapi(sim, tmp_path):
+    session = login(sim.urls["pool"])
+    host_b = host_ref(session, "hostB")
+    running, pid, release = start_sleepy(session, "hostB", tmp_path)
+
+    local_login(host_url(sim, "hostB")).xenapi.pool.emergency_transition_to_master()
+
+    kind, error = running.result()
+    assert kind == "raised" and error.details == ["CANNOT_CONTACT_HOST", host_b]
+    assert process_exists(pid)
+    with open(release, "w"):
+        pass
+    eventually(lambda: not process_exists(pid))
+
+
+# -- the lab's side --------------------------------------------------------------
+
+def test_the_pool_url_follows_the_running_master_and_refuses_without_one(simulator):
+    sim = simulator(fuse=0.3, xapi_start=0.5)
     session = login(sim.urls["pool"])
 
-    control.lab.fail_host("hostB")
-    with pytest.raises(ConnectionRefusedError):
-        login(sim.urls["hosts"]["hostB"]["loopback"])
-    control.lab.restore_host("hostB")
+    session.xenapi.pool.designate_new_master(host_ref(session, "hostB"))
+    eventually(lambda: answer_of(sim.urls["pool"]) == "refused")
+    eventually(lambda: answer_of(sim.urls["pool"]) == "master")
 
-    assert failure_of(login, sim.urls["hosts"]["hostB"]["loopback"]) == [
-        "HOST_IS_SLAVE", ADDRESS_A]
-    assert read(tmp_path / "pool-b.conf") == "slave:" + ADDRESS_A
-    [pool] = session.xenapi.pool.get_all()
-    assert session.xenapi.pool.get_master(pool) == host_ref(session, "hostA")
+    again = login(sim.urls["pool"])
+    [pool] = again.xenapi.pool.get_all()
+    assert again.xenapi.pool.get_master(pool) == host_ref(again, "hostB")
 
 
 def test_lab_calls_need_a_known_host_and_the_control_listener_takes_nothing_else(sim):
@@ -483,7 +932,7 @@ def test_lab_calls_need_a_known_host_and_the_control_listener_takes_nothing_else
 
 def test_audit_log_records_each_call_without_the_password(sim, tmp_path):
     login(sim.urls["pool"])
-    failure_of(login, sim.urls["hosts"]["hostB"]["loopback"])
+    failure_of(login, host_url(sim, "hostB"))
 
     with open(str(tmp_path / "audit.jsonl")) as handle:
         lines = [json.loads(line) for line in handle]
@@ -506,10 +955,7 @@ def test_command_line_writes_ready_file_and_stops_on_sigterm(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "tests.lab.xapi_sim",
                                 "--config", str(config_path)], cwd=REPO)
     try:
-        deadline = time.monotonic() + 20
-        while not ready_path.exists() and process.poll() is None \
-                and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: ready_path.exists() or process.poll() is not None)
         urls = json.loads(ready_path.read_text())
 
         assert login(urls["pool"]).xenapi.pool.get_all()

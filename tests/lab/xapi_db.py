@@ -1,11 +1,16 @@
-"""The XAPI simulator's database (Python 3 only).
+"""The XAPI simulator's database and message store (Python 3 only).
 
-Owns: the objects of the simulated pool (pool, host, host_metrics, message) by
+Owns: the objects of the simulated pool (pool, host, host_metrics, SR) by
 opaque ref, each stamped with the database generation that created it and the
-one that last changed it; what ``event.from`` makes of those stamps (its class
-subscriptions, the events since a generation, its tokens); and
-:class:`XapiFailure`, the error a client receives, which every layer of the
-simulator raises.  Values are written the way xapi writes them (refs, dates).
+one that last changed it; the rules of xapi's map fields (``MAP_DUPLICATE_KEY``
+naming the object's ref, an empty key an ``INTERNAL_ERROR``); the messages,
+which xapi keeps outside the database with a generation of their own; copies
+of both, which is what a host holds as its backup and starts from when it
+becomes master; what ``event.from`` makes of the stamps (its class
+subscriptions, the events since a token, its tokens, ``"<database
+generation>,<message generation>"``); and :class:`XapiFailure`, the error a
+client receives, which every layer of the simulator raises.  Values are written
+the way xapi writes them (refs, dates).
 
 It knows nothing of sessions, hosts' roles or the network: ``xapi_sim`` holds
 its lock around every use and decides what a call may see.
@@ -17,8 +22,11 @@ import uuid
 import xmlrpc.client
 
 NULL_REF = "OpaqueRef:NULL"
-# Classes that are database tables in xapi; messages live outside the database.
-TABLES = ("pool", "host", "host_metrics")
+# The classes the lab's database holds, as xapi names them; event.from and
+# valid_ref_counts use the lower-case form.  Messages live outside the database.
+TABLES = ("pool", "host", "host_metrics", "SR")
+# How Printexc shows the exception xapi's database raises for an empty map key.
+EMPTY_KEY_IN_MAP = "Xapi_database.Db_exn.Empty_key_in_map"
 
 
 class XapiFailure(Exception):
@@ -60,6 +68,10 @@ class Database(object):
         self.generation = 0
         self._rows = {}
 
+    def copy(self):
+        """An independent copy, generation included: a host's backup of the database."""
+        return copy.deepcopy(self)
+
     def add(self, cls, record):
         self.generation += 1
         ref = new_ref()
@@ -71,6 +83,23 @@ class Database(object):
         row = self._rows[ref]
         row.record.update(changes)
         row.modified = self.generation
+
+    def add_to_map(self, cls, ref, field, key, value):
+        """``<cls>.add_to_<field>``: xapi's master refuses any key already there."""
+        row = self.row(cls, ref)
+        if key == "":
+            raise XapiFailure("INTERNAL_ERROR", EMPTY_KEY_IN_MAP)
+        if key in row.record[field]:
+            raise XapiFailure("MAP_DUPLICATE_KEY", cls, field, ref, key)
+        self.update(ref, {field: dict(row.record[field], **{key: value})})
+
+    def remove_from_map(self, cls, ref, field, key):
+        """``<cls>.remove_from_<field>``: a missing key is no error and changes nothing."""
+        row = self.row(cls, ref)
+        if key in row.record[field]:
+            remaining = dict(row.record[field])
+            del remaining[key]
+            self.update(ref, {field: remaining})
 
     def row(self, cls, ref):
         row = self._rows.get(ref) if isinstance(ref, str) else None
@@ -92,27 +121,68 @@ class Database(object):
         raise XapiFailure("UUID_INVALID", cls, object_uuid)
 
     def counts(self):
-        return {table: len(self.rows(table)) for table in TABLES}
+        """event.from's valid_ref_counts: every table, whatever the subscription."""
+        return {table.lower(): len(self.rows(table)) for table in TABLES}
 
     def changes_since(self, generation, subscriptions):
         """event.from's events for rows added or changed after ``generation``."""
         changed = []
         for row in self._rows.values():
-            if row.modified <= generation or not subscriptions.matches(row.cls, row.ref):
+            cls = row.cls.lower()
+            if row.modified <= generation or not subscriptions.matches(cls, row.ref):
                 continue
             if row.created > generation:
-                changed.append((row.created, "add", row))
+                changed.append((row.created, "add", cls, row))
             else:
-                changed.append((row.modified, "mod", row))
+                changed.append((row.modified, "mod", cls, row))
         changed.sort(key=lambda change: change[0])
-        return [{"id": str(stamp), "timestamp": "0.0", "class": row.cls,
+        return [{"id": str(stamp), "timestamp": "0.0", "class": cls,
                  "operation": operation, "ref": row.ref,
                  "snapshot": copy.deepcopy(row.record)}
-                for stamp, operation, row in changed]
+                for stamp, operation, cls, row in changed]
+
+
+class Messages(object):
+    """xapi's messages: kept apart from the database, with their own generation."""
+
+    def __init__(self):
+        self.generation = 0
+        self._messages = []  # (generation, ref, record), oldest first
+
+    def copy(self):
+        return copy.deepcopy(self)
+
+    def add(self, record):
+        self.generation += 1
+        ref = new_ref()
+        self._messages.append((self.generation, ref, record))
+        return ref
+
+    def records(self):
+        return {ref: copy.deepcopy(record) for _, ref, record in self._messages}
+
+    def record(self, ref):
+        for _, known, record in self._messages:
+            if known == ref:
+                return copy.deepcopy(record)
+        raise XapiFailure("HANDLE_INVALID", "message", ref)
+
+    def ref_by_uuid(self, message_uuid):
+        for _, ref, record in self._messages:
+            if record["uuid"] == message_uuid:
+                return ref
+        raise XapiFailure("UUID_INVALID", "message", message_uuid)
+
+    def events_since(self, generation, subscriptions):
+        # xapi gives message events no database stamp: their id is "0".
+        return [{"id": "0", "timestamp": "0.0", "class": "message", "operation": "add",
+                 "ref": ref, "snapshot": copy.deepcopy(record)}
+                for stamp, ref, record in self._messages
+                if stamp > generation and subscriptions.matches("message", ref)]
 
 
 class Subscriptions(object):
-    """event.from's class list: ``*``, a class name, or ``class/ref``."""
+    """event.from's class list: ``*``, a class name, or ``class/ref`` (any case)."""
 
     def __init__(self, classes):
         if not isinstance(classes, list):
@@ -132,16 +202,15 @@ class Subscriptions(object):
 
 
 def parse_token(token):
-    """The generation an event.from token stands for ("" means: from the start)."""
+    """The (database, message) generations an event.from token stands for ("": the start)."""
     if token == "":
-        return 0
+        return 0, 0
     parts = str(token).split(",")
     if len(parts) != 2 or not all(part.isdigit() for part in parts):
         raise XapiFailure("EVENT_FROM_TOKEN_PARSE_FAILURE", token)
-    return int(parts[0])
+    return int(parts[0]), int(parts[1])
 
 
-def make_token(generation):
-    # xapi's token is "<database generation>,<message generation>", zero-padded so
-    # tokens compare as strings; here messages share the database's generation.
-    return "%020d,%020d" % (generation, generation)
+def make_token(generation, message_generation):
+    # Zero-padded, as xapi writes it, so that tokens compare as strings.
+    return "%020d,%020d" % (generation, message_generation)
