@@ -32,6 +32,8 @@ from iscsi_ha import commands, config as config_module
 from iscsi_ha.errors import CommandFailed
 from tests.drbd_double import crash as drbd_crash, cut as drbd_cut, heal as drbd_heal
 from tests.drbd_double import init_pool, install_wrappers, revive as drbd_revive
+from tests.lab import host_etc
+from tests.lab.xapi_client import MasterSession, XapiUnreachable, wait_for_slave
 from tests.support import netns
 from tests.support.tgtd import attach_tgtd, process_alive, start_tgtd
 
@@ -99,14 +101,28 @@ class Lab(object):
     # -- XAPI ----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def xapi(self):
-        """A XenAPI session with the pool master (the official client module)."""
-        session = XenAPI.Session(self.record["xapi"]["urls"]["pool"])
-        session.xenapi.login_with_password(USERNAME, PASSWORD, "2.0", "iscsi-ha-lab")
+    def xapi(self, master=None):
+        """A session with the pool master, reached as a real client must (``xapi_client``).
+
+        It starts at the host this lab last saw as master and follows
+        HOST_IS_SLAVE; with ``master`` it waits until that host answers as
+        master, as it does once both xapis have restarted after a master change.
+        """
+        first = self.hosts[master or self.record["master"]]["address"]
+        try:
+            session = MasterSession(self.xapi_urls(), USERNAME, PASSWORD, "iscsi-ha-lab",
+                                    first, only=first if master else None)
+        except XapiUnreachable as exc:
+            raise LabError(str(exc)) from None
         try:
             yield session
         finally:
-            session.xenapi.session.logout()
+            session.logout()
+
+    def xapi_urls(self):
+        """Each host's xapi (its loopback listener) by the host's address."""
+        urls = self.record["xapi"]["urls"]["hosts"]
+        return dict((host["address"], urls[name]["loopback"]) for name, host in self.hosts.items())
 
     def control(self, call, *args):
         proxy = xmlrpc.client.ServerProxy(self.record["xapi"]["urls"]["control"])
@@ -116,11 +132,13 @@ class Lab(object):
         return reply.get("Value")
 
     def call_plugin(self, session, host, fn, **args):
-        """``host.call_plugin`` on ``host``; returns the decoded JSON result."""
-        ref = session.xenapi.host.get_by_uuid(self.hosts[host]["uuid"])
+        """``host.call_plugin`` on ``host`` through a ``xapi()`` session, tried again while
+        xapi restarts (the plugin's functions can be repeated); the decoded JSON result."""
+        ref = session.retrying(lambda api: api.host.get_by_uuid(self.hosts[host]["uuid"]))
         started = time.time()
         try:
-            value = session.xenapi.host.call_plugin(ref, "iscsi-ha", fn, args)
+            value = session.retrying(
+                lambda api: api.host.call_plugin(ref, "iscsi-ha", fn, args))
         except XenAPI.Failure as failure:
             return {"host": host, "fn": fn, "ok": False, "error": failure.details,
                     "seconds": round(time.time() - started, 3)}
@@ -128,9 +146,9 @@ class Lab(object):
                 "seconds": round(time.time() - started, 3)}
 
     def master(self, session):
-        pool = session.xenapi.pool.get_all()[0]
-        master_ref = session.xenapi.pool.get_master(pool)
-        master_uuid = session.xenapi.host.get_uuid(master_ref)
+        def ask(api):
+            return api.host.get_uuid(api.pool.get_master(api.pool.get_all()[0]))
+        master_uuid = session.retrying(ask)
         return [name for name, host in self.hosts.items() if host["uuid"] == master_uuid][0]
 
     def move_storage(self, session, old, new, reason):
@@ -139,13 +157,17 @@ class Lab(object):
         Nothing moves when the new master could not serve (disks not UpToDate,
         tgtd not running): its promote would be refused after the old one stopped
         serving. A failed demote stops the move: promoting while the old side may
-        still write would make two writers.
+        still write would make two writers.  ``old`` None means the lab killed the
+        old master: it is confirmed gone, so the promote says ``peer_down``, and a
+        disk DRBD left Consistent when its Primary vanished may be promoted (DRBD
+        then asks the fence-peer handler first).
         """
         steps = [self.call_plugin(session, new, "status")]
         if not steps[0]["ok"]:
             return steps
         status = steps[0]["result"]
-        stale = [r["name"] for r in status["resources"] if not r["disk_up_to_date"]]
+        servable = ("UpToDate",) if old is not None else ("UpToDate", "Consistent")
+        stale = [r["name"] for r in status["resources"] if r["disk"] not in servable]
         if stale:
             steps[0]["refused"] = ("not moving the storage: %s on %s is not UpToDate"
                                    % (", ".join(stale), new))
@@ -157,7 +179,8 @@ class Lab(object):
             steps.append(self.call_plugin(session, old, "demote", reason=reason))
             if not steps[-1]["ok"]:
                 return steps
-        steps.append(self.call_plugin(session, new, "promote", reason=reason))
+        confirmed_gone = {"peer_down": "true"} if old is None else {}
+        steps.append(self.call_plugin(session, new, "promote", reason=reason, **confirmed_gone))
         return steps
 
     # -- tgtd ----------------------------------------------------------------
@@ -311,6 +334,13 @@ def _install_host(lab, name):
         handle.write("INSTALLATION_UUID='%s'\n" % lab.hosts[name]["uuid"])
     lab.hosts[name]["plugin_dir"] = plugin_dir
     lab.hosts[name]["config"] = config_path
+    # xapi gives the plugin no ISCSI_HA_CONF: it reads its default path.
+    host_etc.install(lab.record["namespaces"][name], config_path)
+
+
+# Who makes a survivor master when the master dies (see xapi_sim): something
+# outside xapi such as HA-Lizard, the common two-host setup, or XenServer HA.
+DEFAULT_ELECTOR = "external"
 
 
 def _start_simulator(lab):
@@ -318,9 +348,9 @@ def _start_simulator(lab):
     simulator_config = {
         "username": USERNAME, "password": PASSWORD, "master": "hostA",
         "pool_name": "iscsi-ha-lab", "audit_log": lab.path("xapi", "audit.log"),
+        "elector": lab.record.get("elector", DEFAULT_ELECTOR),
         "hosts": [{"name": name, "uuid": host["uuid"], "address": host["address"],
                    "netns": names[name], "plugin_dir": host["plugin_dir"],
-                   "plugin_env": {"ISCSI_HA_CONF": host["config"]},
                    "pool_conf": lab.path("hosts", name, "pool.conf")}
                   for name, host in sorted(lab.hosts.items())],
     }
@@ -353,21 +383,27 @@ def _start_simulator(lab):
 # -- events --------------------------------------------------------------------
 
 def status(state_dir):
+    """The master and each host's plugin status, or what XAPI said instead.
+
+    A dead host's status is what xapi makes of it: CANNOT_CONTACT_HOST after its
+    retries while the host still counts as live, HOST_OFFLINE once it does not.
+    """
     lab = Lab.load(state_dir)
     with lab.xapi() as session:
         master = lab.master(session)
-        hosts = {}
-        for name, host in sorted(lab.hosts.items()):
-            if host["alive"]:
-                hosts[name] = lab.call_plugin(session, name, "status")
-            else:
-                hosts[name] = {"host": name, "fn": "status", "ok": False,
-                               "error": ["HOST_OFFLINE", host["uuid"]]}
+        hosts = dict((name, lab.call_plugin(session, name, "status"))
+                     for name in sorted(lab.hosts))
     return {"master": master, "hosts": hosts}
 
 
 def designate_master(state_dir, name, move_storage=True):
-    """A planned master change, as ``xe pool-designate-new-master``."""
+    """A planned master change, as ``xe pool-designate-new-master``.
+
+    xapi refuses it while HA is on: with XenServer HA as elector, HA is disabled
+    first and enabled again on the new master, as a sysadmin must.  The call
+    returns once committed; both xapis restart after the fuse, and the storage
+    moves once the new master answers as master (the old one serves until then).
+    """
     lab = Lab.load(state_dir)
     lab.check_host(name)
     with lab.xapi() as session:
@@ -375,13 +411,27 @@ def designate_master(state_dir, name, move_storage=True):
         if old == name:
             raise LabError("%s is the master already" % name)
         started = time.time()
-        session.xenapi.pool.designate_new_master(
-            session.xenapi.host.get_by_uuid(lab.hosts[name]["uuid"]))
+        pool_ref = session.xenapi.pool.get_all()[0]
+        ha = session.xenapi.pool.get_ha_enabled(pool_ref)
+        try:
+            if ha:
+                session.xenapi.pool.disable_ha()
+            session.xenapi.pool.designate_new_master(
+                session.xenapi.host.get_by_uuid(lab.hosts[name]["uuid"]))
+        except XenAPI.Failure as failure:
+            if ha:
+                session.xenapi.pool.enable_ha([], {})
+            raise LabError("XAPI refused the master change to %s: %s"
+                           % (name, " ".join(failure.details))) from None
+    committed = time.time()
     lab.record["master"] = name
     lab.save()
     result = {"master": name, "previous_master": old, "storage": []}
-    if move_storage:
-        with lab.xapi() as session:
+    with lab.xapi(master=name) as session:
+        result["xapi_restart_seconds"] = round(time.time() - committed, 3)
+        if ha:
+            session.retrying(lambda api: api.pool.enable_ha([], {}))
+        if move_storage:
             result["storage"] = lab.move_storage(session, old, name,
                                                  "planned master change to %s" % name)
     result["seconds"] = round(time.time() - started, 3)
@@ -389,7 +439,13 @@ def designate_master(state_dir, name, move_storage=True):
 
 
 def fail_host(state_dir, name, move_storage=True):
-    """``name`` dies; the survivor becomes master as HA would, then serves the storage."""
+    """``name`` dies; the survivor becomes master as the elector makes it, then serves.
+
+    An external elector (HA-Lizard and the like), having fenced the dead master,
+    calls pool.emergency_transition_to_master on the survivor; XenServer HA makes
+    the survivor master by itself.  Either way its xapi restarts as master, and
+    the storage moves once it answers.
+    """
     lab = Lab.load(state_dir)
     lab.check_host(name)
     if not lab.hosts[name]["alive"]:
@@ -410,11 +466,14 @@ def fail_host(state_dir, name, move_storage=True):
     was_master = lab.record.get("master") == name
     result = {"failed": name, "survivor": survivor, "storage": []}
     if was_master:
-        _emergency_transition(lab, survivor)
+        if lab.record.get("elector", DEFAULT_ELECTOR) == "external":
+            _emergency_transition(lab, survivor)
         lab.record["master"] = survivor
     lab.save()
-    if move_storage:
-        with lab.xapi() as session:
+    master_seen = time.time()
+    with lab.xapi(master=survivor) as session:
+        result["xapi_restart_seconds"] = round(time.time() - master_seen, 3)
+        if move_storage:
             result["storage"] = lab.move_storage(session, None, survivor,
                                                  "%s failed" % name)
     result["master"] = lab.record["master"]
@@ -423,13 +482,16 @@ def fail_host(state_dir, name, move_storage=True):
 
 
 def _emergency_transition(lab, survivor):
-    """What the HA layer does on the surviving slave when the master is gone."""
+    """What an external elector does on the surviving slave once the master is fenced."""
     session = XenAPI.Session(lab.record["xapi"]["urls"]["hosts"][survivor]["loopback"])
     session.slave_local_login_with_password(USERNAME, PASSWORD)
     try:
         session.xenapi.pool.emergency_transition_to_master()
     finally:
-        session.logout()
+        try:
+            session.logout()
+        except OSError:
+            pass  # the fuse blew first: that xapi has forgotten the session anyway
 
 
 def restore_host(state_dir, name):
@@ -451,6 +513,13 @@ def restore_host(state_dir, name):
     lab.control("restore_host", name)
     lab.hosts[name]["alive"] = True
     lab.save()
+    # Its xapi starts (as master if it died as one, then yields) and joins the pool.
+    master_address = lab.hosts[lab.record["master"]]["address"]
+    try:
+        wait_for_slave(lab.record["xapi"]["urls"]["hosts"][name]["loopback"], master_address,
+                       USERNAME, PASSWORD)
+    except XapiUnreachable as exc:
+        raise LabError(str(exc)) from None
     return {"restored": name, "master": lab.record["master"]}
 
 
@@ -497,6 +566,11 @@ def down(state_dir):
             lab.namespace(role).delete()
         except CommandFailed as exc:
             problems.append("namespace %s: %s" % (role, exc.message))
+    for name in lab.hosts:
+        try:
+            host_etc.remove(lab.record["namespaces"][name])
+        except OSError as exc:
+            problems.append("/etc/netns of %s: %s" % (name, exc))
     shutil.rmtree(state_dir, ignore_errors=True)
     if problems:
         raise LabError("down finished with problems: %s" % "; ".join(problems))
