@@ -5,13 +5,22 @@ and exports what its users call. Read it module by module:
 
 * ``model``: one pool (two hosts, N resources) kept in a STATE directory as
   ``state.json`` plus one data file per replica; roles, disk states, generations,
-  fencing, split brain, and the device each host sees;
-* ``holders``: which processes hold a device open (a Primary in use cannot demote);
+  failure detection and resync over (lazily evaluated) time, split brain;
+* ``setrole``: the kernel's promote retry loop, with its waits, fencing and --force;
+* ``fencing``: the fence-peer handler, run like the kernel and drbdadm run it
+  (environment, network namespace, timeout, verdicts), synchronously or in a
+  detached runner;
+* ``options``: the running DRBD options and ``drbdsetup show``'s field tables;
+* ``resfile``: each host's resource file and ``drbdadm dump`` of it;
+* ``devices``: the device node and backing disk each host sees;
+* ``holders``: which processes hold a device open, and how (a Primary with
+  writers cannot demote);
 * ``drbdsetup`` and ``drbdadm``: the emulated command lines, with the output,
   messages and exit codes of drbd-utils 9.22 on a DRBD 8.4.11 or 9.1.17 kernel;
 * ``admin``: creating a pool, the ``flock`` every command takes, the audit trail
   ``STATE/commands.log``, and breaking a pool from outside (net cut/heal, crash,
-  revive) or reading it (show, data-path);
+  revive, elapse), waiting for or stopping background handlers, reading it
+  (show, data-path);
 * ``cli``: running one emulated command, the wrapper scripts that act as a host,
   and the command line ``python3 -m tests.drbd_double``;
 * ``errors``: the double's own error and the kernel's refusals with their codes.
@@ -20,13 +29,14 @@ Real tools are imitated only as far as the iscsi-ha code and lab need; anything
 else fails loudly with exit code 20.
 """
 
-from .admin import COMMANDS_LOG, LOCK_FILE, crash, cut, data_path, heal, init_pool, revive, show
+from .admin import (COMMANDS_LOG, LOCK_FILE, crash, cut, data_path, elapse, heal, init_pool,
+                    revive, show, stop_handlers, wait_handlers)
 from .cli import install_wrappers, main, run_tool
 from .errors import DoubleError
 from .model import DATA_DIR, KERNEL_LOG, STATE_FILE
 
 __all__ = [
     "COMMANDS_LOG", "DATA_DIR", "KERNEL_LOG", "LOCK_FILE", "STATE_FILE", "DoubleError",
-    "crash", "cut", "data_path", "heal", "init_pool", "install_wrappers", "main",
-    "revive", "run_tool", "show",
+    "crash", "cut", "data_path", "elapse", "heal", "init_pool", "install_wrappers", "main",
+    "revive", "run_tool", "show", "stop_handlers", "wait_handlers",
 ]

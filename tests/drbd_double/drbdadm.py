@@ -3,13 +3,14 @@
 Owns drbdadm's command line (general and command options, resource names, "all"),
 its usage and version output, and how each command becomes drbdsetup steps as
 the real drbdadm runs them, including its way of reporting a failed step and the
-few commands it answers itself (``up``, ``adjust``, ``sh-dev``, ``dstate`` of a
-down resource).
+commands it answers itself or with drbdmeta (``up``, ``adjust``, ``sh-dev``,
+``dump``, ``dstate`` of a down resource, ``outdate`` of one that is not attached).
 """
 
+from . import resfile
 from .drbdsetup import Output, report_refusal, run_drbdsetup
 from .errors import DoubleError, Refusal
-from .model import CONSISTENT, KERNELS, UP_TO_DATE
+from .model import CONSISTENT, KERNELS, KNOWN_STALE, UP_TO_DATE
 
 UTILS_VERSION = "9.22.0"
 UTILS_VERSION_CODE = 0x091600
@@ -21,8 +22,13 @@ SETUP_TOOL = {"8.4": "drbdsetup-84", "9": "drbdsetup"}
 E_USAGE = 1
 
 ADM_COMMANDS = ("primary", "secondary", "up", "down", "connect", "disconnect", "adjust",
-                "role", "cstate", "dstate", "status", "sh-dev")
-ADM_COMMAND_OPTIONS = {"primary": {"--force"}, "connect": {"--discard-my-data"}}
+                "outdate", "resume-io", "role", "cstate", "dstate", "status", "sh-dev", "dump")
+ADM_COMMAND_OPTIONS = {"primary": {"--force"}, "secondary": {"--force"},
+                       "connect": {"--discard-my-data"}}
+# drbdadm-84 cannot force a demotion.
+ADM_COMMAND_OPTIONS_84 = dict(ADM_COMMAND_OPTIONS, secondary=set())
+# Commands that act on every resource when none is named.
+ALL_BY_DEFAULT = ("status", "dump")
 ALL_COMMAND_OPTIONS = set().union(*ADM_COMMAND_OPTIONS.values())
 IGNORED_GENERAL_OPTIONS = {"-c", "--config-file"}  # the double's state is the config
 UNEMULATED_OPTIONS = {"-d", "--dry-run", "-v", "--verbose", "-S", "--stacked", "-s",
@@ -100,7 +106,8 @@ def run_drbdadm(pool, host, args, output):
     if command not in ADM_COMMANDS:
         output.err("drbdadm: Unknown command '%s'" % command)
         return E_USAGE
-    allowed = ADM_COMMAND_OPTIONS.get(command, set())
+    table = ADM_COMMAND_OPTIONS_84 if pool.version == "8.4" else ADM_COMMAND_OPTIONS
+    allowed = table.get(command, set())
     if checked - allowed:
         output.err("drbdadm: unrecognized option '%s'" % sorted(checked - allowed)[0])
         output.err("try 'drbdadm help %s'" % command)
@@ -108,6 +115,8 @@ def run_drbdadm(pool, host, args, output):
     command_options = (checked | passed) & allowed
     if command == "status" and resources in ([], ["all"]):
         return run_setup_step(pool, host, ["status"], output)
+    if not resources and command in ALL_BY_DEFAULT:
+        resources = ["all"]
     if not resources:
         return adm_usage(pool, output, command, "No resource names specified")
     if resources == ["all"]:
@@ -152,7 +161,8 @@ def adm_primary(pool, host, name, options, output):
 
 
 def adm_secondary(pool, host, name, options, output):
-    return run_setup_step(pool, host, ["secondary", object_name(pool, name)], output)
+    return run_setup_step(pool, host, ["secondary", object_name(pool, name)] + sorted(options),
+                          output)
 
 
 def adm_down(pool, host, name, options, output):
@@ -191,10 +201,50 @@ def adm_dstate(pool, host, name, options, output):
     if code in (0, 11, 17):
         return code
     replica = pool.replica(host, name)
-    if replica["disk"] == UP_TO_DATE and not replica["peer_fenced"]:
-        output.out(CONSISTENT)  # metadata knows it was UpToDate, not that it still is
+    if replica["disk"] in (UP_TO_DATE, CONSISTENT):
+        # The metadata knows it was UpToDate; only a known-stale peer makes it still so.
+        output.out(UP_TO_DATE if replica["peer_disk"] in KNOWN_STALE else CONSISTENT)
     else:
         output.out(replica["disk"])
+    return 0
+
+
+def adm_outdate(pool, host, name, options, output):
+    """drbdsetup outdate with its complaints silenced; where it refuses, drbdmeta tries
+    (it can outdate only a disk that is not attached)."""
+    code = run_drbdsetup(pool, host, ["outdate", str(pool.resource(name)["minor"])], Output())
+    if code == 17:  # a Primary cannot be outdated
+        return code
+    if code == 5:  # Inconsistent, or diskless
+        return 5 if drbdmeta_outdate(pool, host, name, output) else 0
+    if code:
+        return drbdmeta_outdate(pool, host, name, output)
+    return 0
+
+
+def drbdmeta_outdate(pool, host, name, output):
+    minor = str(pool.resource(name)["minor"])
+    argv = ["drbdmeta", minor, "v09" if pool.version == "9" else "v08",
+            pool.disk_path(host, name), "internal", "outdate"]
+    if pool.replica(host, name)["up"]:
+        output.err("Device '%s' is configured!" % minor)
+        code = 20
+    elif not pool.outdate_metadata(host, name):
+        output.err("Device is inconsistent.")
+        code = 5
+    else:
+        code = 0
+    if code >= 10:
+        output.err("Command '%s' terminated with exit code %d" % (" ".join(argv), code))
+    return code
+
+
+def adm_resume_io(pool, host, name, options, output):
+    return run_setup_step(pool, host, ["resume-io", str(pool.resource(name)["minor"])], output)
+
+
+def adm_dump(pool, host, name, options, output):
+    output.stdout.append(resfile.dump(pool, host, name))
     return 0
 
 
@@ -239,6 +289,9 @@ ADM_ACTIONS = {
     "connect": adm_connect,
     "disconnect": adm_disconnect,
     "adjust": adm_adjust,
+    "outdate": adm_outdate,
+    "resume-io": adm_resume_io,
+    "dump": adm_dump,
     "role": adm_role,
     "cstate": adm_cstate,
     "dstate": adm_dstate,

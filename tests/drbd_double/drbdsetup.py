@@ -3,14 +3,19 @@
 Owns what drbdsetup prints and returns for each command the double knows, per DRBD
 generation: 8.4 names a device by minor and a connection by its address pair, 9 by
 resource name and peer node id; refusals carry the kernel's code and message;
-``status`` comes as text or as the exact ``--json`` layout. The state changes
-themselves are the model's (``model.Pool``). ``Output`` collects what any emulated
-command prints, since drbdadm passes its drbdsetup steps' output through.
+``status`` comes as text or as the exact ``--json`` layout, ``show`` in each
+generation's layout. The state changes themselves are the model's (``model.Pool``,
+``setrole``). ``Output`` collects what any emulated command prints, since drbdadm
+passes its drbdsetup steps' output through.
 """
 
+from . import setrole
 from .errors import (E_DOUBLE, ERR_CODE_BASE, ERR_INVALID_REQUEST, ERR_MINOR_INVALID,
-                     ERR_RES_NOT_KNOWN, MESSAGES, SS_NO_UP_TO_DATE_DISK, Refusal)
+                     ERR_RES_NOT_KNOWN, MESSAGES, DoubleError, Refusal, refusal_exit_code)
 from .model import CONNECTED, CONNECTING, STANDALONE
+from .options import (DISK_OPTIONS_84, DISK_OPTIONS_9, NET_OPTIONS_84, NET_OPTIONS_9,
+                      PEER_DEVICE_OPTIONS_9, RESOURCE_OPTIONS_84, RESOURCE_OPTIONS_9,
+                      indent, quoted, show_section)
 
 
 class Output(object):
@@ -25,13 +30,6 @@ class Output(object):
 
     def err(self, text):
         self.stderr.append(text + "\n")
-
-
-# drbdsetup's exit codes for the kernel's answers (drbdsetup.c check_error).
-def refusal_exit_code(code):
-    if code > ERR_CODE_BASE:
-        return 10
-    return 17 if code == SS_NO_UP_TO_DATE_DISK else 11
 
 
 def report_refusal(objname, refusal, output):
@@ -53,13 +51,18 @@ SETUP_COMMANDS = {
     "connect": "Attempt to (re)establish a replication link to a peer host.",
     "disconnect": "Unconnect from a peer host.",
     "down": "Take a resource down.",
+    "outdate": "Mark the data on a lower-level device as outdated.",
+    "resume-io": "Resume IO on a replicated device.",
     "role": "Show the current role of a resource.",
     "cstate": "Show the current state of a connection.",
     "dstate": "Show the current disk state of a lower-level device.",
     "status": "Show the state of a resource, or of all resources.",
+    "show": "Show the current configuration of a resource, or of all resources.",
 }
-SETUP_OPTIONS = {"primary": {"--force"}, "connect": {"--discard-my-data"},
-                 "status": {"--json"}}
+SETUP_OPTIONS = {"primary": {"--force"}, "secondary": {"--force"},
+                 "connect": {"--discard-my-data"}, "status": {"--json"},
+                 "show": {"--show-defaults"}}
+NOT_EMULATED = {"show": {"--json"}}
 
 
 def setup_usage(output, reason):
@@ -79,9 +82,14 @@ def run_drbdsetup(pool, host, args, output):
         return setup_usage(output, "invalid command")
     command, rest = args[0], args[1:]
     options = {a for a in rest if a.startswith("--")}
+    if options & NOT_EMULATED.get(command, set()):
+        raise DoubleError("drbdsetup %s %s is not emulated"
+                          % (command, " ".join(sorted(options & NOT_EMULATED[command]))))
     allowed = set(SETUP_OPTIONS.get(command, set()))
     if pool.version == "8.4":
         allowed -= {"--json"}
+        if command == "secondary":
+            allowed.discard("--force")  # 8.4 cannot force a demotion
         if command == "connect":
             allowed.add("--protocol=C")  # 8.4 sets the protocol per connection
     unknown = options - allowed
@@ -89,9 +97,11 @@ def run_drbdsetup(pool, host, args, output):
         output.err("drbdsetup: unrecognized option '%s'" % sorted(unknown)[0])
         return setup_usage(output, None)
     positional = [a for a in rest if not a.startswith("--")]
-    if command == "status":
-        return setup_status(pool, host, positional[0] if positional else "all",
-                            "--json" in options, output)
+    if command in ("status", "show"):
+        objname = positional[0] if positional else "all"
+        if command == "status":
+            return setup_status(pool, host, objname, "--json" in options, output)
+        return setup_show(pool, host, objname, "--show-defaults" in options, output)
     handler = SETUP_84 if pool.version == "8.4" else SETUP_9
     arity, function = handler[command]
     if len(positional) != arity:
@@ -111,13 +121,17 @@ def find_minor(pool, host, objname):
 
 
 def change_state(pool, host, objname, name, action, output):
-    """Run a state change on an up resource and report a refusal like drbdsetup does."""
+    """Run a state change on an up resource and report a refusal like drbdsetup does.
+
+    The kernel serialises configuration requests per resource (adm_mutex).
+    """
     try:
         if name is None or not pool.replica(host, name)["up"]:
-            if pool.version == "8.4" and objname.isdigit():
+            if objname.isdigit():
                 raise Refusal(ERR_MINOR_INVALID, ["unknown minor"])
             raise Refusal(ERR_RES_NOT_KNOWN, ["unknown resource"])
-        action(name)
+        with pool.adm_mutex(host, name):
+            action(name)
     except Refusal as refusal:
         return report_refusal(objname, refusal, output)
     return 0
@@ -127,15 +141,19 @@ def known(pool, name):
     return name if name in pool.state["resources"] else None
 
 
+def by_role_object(pool, host, objname):
+    """primary/secondary name a device by minor on 8.4, a resource on 9."""
+    return find_minor(pool, host, objname) if pool.version == "8.4" else known(pool, objname)
+
+
 def setup_primary(pool, host, args, options, output):
-    name = find_minor(pool, host, args[0]) if pool.version == "8.4" else known(pool, args[0])
-    return change_state(pool, host, args[0], name,
-                        lambda n: pool.promote(host, n, "--force" in options), output)
+    return change_state(pool, host, args[0], by_role_object(pool, host, args[0]),
+                        lambda n: setrole.promote(pool, host, n, "--force" in options), output)
 
 
 def setup_secondary(pool, host, args, options, output):
-    name = find_minor(pool, host, args[0]) if pool.version == "8.4" else known(pool, args[0])
-    return change_state(pool, host, args[0], name, lambda n: pool.demote(host, n), output)
+    return change_state(pool, host, args[0], by_role_object(pool, host, args[0]),
+                        lambda n: pool.demote(host, n, "--force" in options), output)
 
 
 def setup_down(pool, host, args, options, output):
@@ -160,9 +178,19 @@ def setup_disconnect_84(pool, host, args, options, output):
     for name in pool.resource_names():
         if (args == [pool.address(host, name), pool.address(pool.peer_of(host), name)]
                 and pool.replica(host, name)["up"]):
-            pool.disconnect(host, name)
-            return 0
+            return change_state(pool, host, name, name, lambda n: pool.disconnect(host, n),
+                                output)
     return report_refusal("??", Refusal(ERR_INVALID_REQUEST, ["unknown connection"]), output)
+
+
+def setup_outdate(pool, host, args, options, output):
+    return change_state(pool, host, args[0], find_minor(pool, host, args[0]),
+                        lambda n: pool.outdate(host, n), output)
+
+
+def setup_resume_io(pool, host, args, options, output):
+    return change_state(pool, host, args[0], find_minor(pool, host, args[0]),
+                        lambda n: pool.resume_io(host, n), output)
 
 
 def setup_role_9(pool, host, args, options, output):
@@ -174,14 +202,17 @@ def setup_role_9(pool, host, args, options, output):
     return 0
 
 
+CSTATE_9 = {CONNECTED: "Connected", CONNECTING: "Connecting", STANDALONE: "StandAlone"}
+CSTATE_84 = {CONNECTED: "Connected", CONNECTING: "WFConnection", STANDALONE: "StandAlone"}
+
+
 def setup_cstate_9(pool, host, args, options, output):
     name = known(pool, args[0])
     if (name is None or not pool.replica(host, name)["up"]
             or args[1] != str(pool.node_id(pool.peer_of(host)))):
         output.err("%s: No such connection" % args[0])
         return 10
-    output.out({CONNECTED: "Connected", CONNECTING: "Connecting",
-                STANDALONE: "StandAlone"}[pool.connection(host, name)])
+    output.out(CSTATE_9[pool.connection(host, name)])
     return 0
 
 
@@ -205,12 +236,19 @@ def minor_query_84(show):
     return query
 
 
+def cstate_84(pool, host, name):
+    """8.4's connection state is the device's: a resync shows as SyncSource/SyncTarget."""
+    return pool.resync_role(host, name) or CSTATE_84[pool.connection(host, name)]
+
+
 SETUP_9 = {
     "primary": (1, setup_primary),
     "secondary": (1, setup_secondary),
     "down": (1, setup_down),
     "connect": (2, setup_connect),
     "disconnect": (2, setup_disconnect_9),
+    "outdate": (1, setup_outdate),
+    "resume-io": (1, setup_resume_io),
     "role": (1, setup_role_9),
     "cstate": (2, setup_cstate_9),
     "dstate": (1, setup_dstate_9),
@@ -221,15 +259,17 @@ SETUP_84 = {
     "down": (1, setup_down),
     "connect": (3, setup_connect),
     "disconnect": (2, setup_disconnect_84),
+    "outdate": (1, setup_outdate),
+    "resume-io": (1, setup_resume_io),
     "role": (1, minor_query_84(lambda pool, host, name: "%s/%s" % (
         pool.replica(host, name)["role"], pool.peer_role(host, name)))),
-    "cstate": (1, minor_query_84(lambda pool, host, name: {
-        CONNECTED: "Connected", CONNECTING: "WFConnection",
-        STANDALONE: "StandAlone"}[pool.connection(host, name)])),
+    "cstate": (1, minor_query_84(cstate_84)),
     "dstate": (1, minor_query_84(lambda pool, host, name: "%s/%s" % (
         pool.replica(host, name)["disk"], pool.peer_disk(host, name)))),
 }
 
+
+# -- status
 
 def setup_status(pool, host, objname, as_json, output):
     names = [n for n in pool.resource_names() if pool.replica(host, n)["up"]]
@@ -247,18 +287,41 @@ def setup_status(pool, host, objname, as_json, output):
     return 0
 
 
+def replication_state(pool, host, name):
+    if not pool.connected(host, name):
+        return "Off"
+    return pool.resync_role(host, name) or "Established"
+
+
+def percent_in_sync(pool, name):
+    total = pool.resource(name)["size_mib"] * 1024
+    return 100.0 * (1 - pool.out_of_sync_kib(name) / float(total))
+
+
 def status_text(pool, host, name):
+    """drbdsetup status (9: status_cmd; 8.4: its compat layout, "peer" for the connection)."""
     replica = pool.replica(host, name)
-    lines = ["%s role:%s" % (name, replica["role"]), "  disk:%s" % replica["disk"]]
-    # 8.4 has no peer names, drbdsetup-84 calls every connection "peer".
+    first = "%s role:%s" % (name, replica["role"])
+    if replica["susp_fen"]:
+        first += " suspended:fencing"
+    if replica["fail_io"]:
+        first += " force-io-failures:yes"
+    lines = [first, "  disk:%s" % replica["disk"]]
     peer_name = pool.peer_of(host) if pool.version == "9" else "peer"
     connection = pool.connection(host, name)
     if connection == CONNECTED:
         lines.append("  %s role:%s" % (peer_name, pool.peer_role(host, name)))
-        lines.append("    peer-disk:%s" % pool.peer_disk(host, name))
+        replication = replication_state(pool, host, name)
+        words = []
+        # 8.4's compat layout shows every connected device's replication state.
+        if replication != "Established" or pool.version == "8.4":
+            words.append("replication:%s" % replication)
+        words.append("peer-disk:%s" % pool.peer_disk(host, name))
+        if pool.resync_role(host, name):
+            words.append("done:%.2f" % percent_in_sync(pool, name))
+        lines.append("    " + " ".join(words))
     else:
-        lines.append("  %s connection:%s" % (
-            peer_name, "Connecting" if connection == CONNECTING else "StandAlone"))
+        lines.append("  %s connection:%s" % (peer_name, CSTATE_9[connection]))
     return "\n".join(lines) + "\n\n"
 
 
@@ -273,6 +336,10 @@ def status_json(pool, host, names):
     return "".join(chunks)
 
 
+def json_bool(value):
+    return "true" if value else "false"
+
+
 def resource_json(pool, host, name):
     replica = pool.replica(host, name)
     peer = pool.peer_of(host)
@@ -283,12 +350,12 @@ def resource_json(pool, host, name):
         '  "name": "%s",\n'
         '  "node-id": %d,\n'
         '  "role": "%s",\n'
-        '  "suspended": false,\n'
+        '  "suspended": %s,\n'
         '  "suspended-user": false,\n'
         '  "suspended-no-data": false,\n'
-        '  "suspended-fencing": false,\n'
+        '  "suspended-fencing": %s,\n'
         '  "suspended-quorum": false,\n'
-        '  "force-io-failures": false,\n'
+        '  "force-io-failures": %s,\n'
         '  "write-ordering": "flush",\n'
         '  "devices": [\n'
         '    {\n'
@@ -315,6 +382,21 @@ def resource_json(pool, host, name):
         '      "ap-in-flight": 0,\n'
         '      "rs-in-flight": 0,\n'
         '      "peer_devices": [\n'
+        '%s'
+        '        } ]\n'
+        '    } ]\n'
+        '}\n'
+    ) % (name, pool.node_id(host), replica["role"], json_bool(replica["susp_fen"]),
+         json_bool(replica["susp_fen"]), json_bool(replica["fail_io"]),
+         pool.resource(name)["minor"], replica["disk"], size_kib, pool.node_id(peer), peer,
+         CSTATE_9[connection], pool.peer_role(host, name), peer_device_json(pool, host, name))
+
+
+def peer_device_json(pool, host, name):
+    """peer_device_status_json: with resync details while a resync runs."""
+    syncing = pool.resync_role(host, name) is not None
+    out_of_sync = pool.out_of_sync_kib(name) if syncing else 0
+    text = (
         '        {\n'
         '          "volume": 0,\n'
         '          "replication-state": "%s",\n'
@@ -323,19 +405,119 @@ def resource_json(pool, host, name):
         '          "resync-suspended": "no",\n'
         '          "received": 0,\n'
         '          "sent": 0,\n'
-        '          "out-of-sync": 0,\n'
+        '          "out-of-sync": %d,\n'
         '          "pending": 0,\n'
         '          "unacked": 0,\n'
-        '          "has-sync-details": false,\n'
+        '          "has-sync-details": %s,\n'
         '          "has-online-verify-details": false,\n'
-        '          "percent-in-sync": 100.00\n'
-        '        } ]\n'
-        '    } ]\n'
-        '}\n'
-    ) % (name, pool.node_id(host), replica["role"], pool.resource(name)["minor"],
-         replica["disk"], size_kib, pool.node_id(peer), peer,
-         {CONNECTED: "Connected", CONNECTING: "Connecting",
-          STANDALONE: "StandAlone"}[connection],
-         pool.peer_role(host, name),
-         "Established" if connection == CONNECTED else "Off",
-         pool.peer_disk(host, name))
+        '          "percent-in-sync": %.2f%s\n'
+    ) % (replication_state(pool, host, name), pool.peer_disk(host, name), out_of_sync,
+         json_bool(syncing), percent_in_sync(pool, name) if syncing else 100.0,
+         "," if syncing else "")
+    if not syncing:
+        return text
+    resync = pool.resource(name)["resync"]
+    total_sectors = pool.resource(name)["size_mib"] * 2048
+    to_go = out_of_sync * 2
+    elapsed_ms = max(1, int((pool.now() - resync["started"]) * 1000))
+    done_sectors = total_sectors - to_go
+    rate = pool.state["resync_rate"] if done_sectors else 0.0
+    remaining = to_go / 2048.0 / pool.state["resync_rate"]
+    return text + (
+        '          "rs-total": %d,\n'
+        '          "rs-dt-start-ms": %d,\n'
+        '          "rs-paused-ms": 0,\n'
+        '          "rs-dt0-ms": %d,\n'
+        '          "rs-db0-sectors": %d,\n'
+        '          "rs-dt1-ms": %d,\n'
+        '          "rs-db1-sectors": %d,\n'
+        '          "rs-failed": 0,\n'
+        '          "rs-same-csum": 0,\n'
+        '          "want": 0.00,\n'
+        '          "db0/dt0 [MiB/s]": %.2f,\n'
+        '          "db1/dt1 [MiB/s]": %.2f,\n'
+        '          "estimated-seconds-to-finish": %.0f,\n'
+        '          "db/dt [MiB/s]": %.2f,\n'
+        '          "percent-resync-done": %.2f\n'
+    ) % (total_sectors, elapsed_ms, elapsed_ms, done_sectors, elapsed_ms, done_sectors,
+         rate, rate, remaining, rate, 100.0 * done_sectors / total_sectors)
+
+
+# -- show
+
+def setup_show(pool, host, objname, show_defaults, output):
+    names = [n for n in pool.resource_names() if pool.replica(host, n)["up"]]
+    if pool.version == "8.4":
+        if objname != "all" and objname not in names:
+            return report_refusal(objname, Refusal(ERR_RES_NOT_KNOWN, ["unknown resource"]),
+                                  output)
+        for name in names:
+            if objname in ("all", name):
+                output.stdout.append(show_84(pool, host, name, show_defaults))
+        return 0
+    if not names:
+        output.out("# No currently configured DRBD found.")
+    for name in names:
+        if objname in ("all", name):
+            output.stdout.append(show_9(pool, host, name, show_defaults))
+    return 0
+
+
+def running_values(pool, host):
+    """The options the kernel runs with, as drbdsetup prints them."""
+    values = dict(pool.options)
+    values["_name"] = quoted(pool.peer_of(host))
+    return values
+
+
+def show_9(pool, host, name, show_defaults):
+    values = running_values(pool, host)
+    minor = pool.resource(name)["minor"]
+    lines = ['resource "%s" {' % name]
+    lines += show_section("options", RESOURCE_OPTIONS_9, values, show_defaults, 1)
+    lines += [indent(1) + "_this_host {", indent(2) + "node-id\t\t\t%d;" % pool.node_id(host),
+              indent(2) + "volume 0 {", indent(3) + "device\t\t\tminor %d;" % minor,
+              indent(3) + 'disk\t\t\t"%s";' % pool.disk_path(host, name),
+              indent(3) + "meta-disk\t\t\tinternal;"]
+    lines += show_section("disk", DISK_OPTIONS_9, values, show_defaults, 3)
+    lines += [indent(2) + "}", indent(1) + "}"]
+    peer = pool.peer_of(host)
+    lines += [indent(1) + "connection {", indent(2) + "_peer_node_id %d;" % pool.node_id(peer),
+              indent(2) + "path {",
+              indent(3) + "_this_host ipv4 %s:%d;" % (pool.ip_address(host), pool.port(name)),
+              indent(3) + "_remote_host ipv4 %s:%d;" % (pool.ip_address(peer), pool.port(name)),
+              indent(2) + "}"]
+    if pool.connection(host, name) == STANDALONE:
+        lines.append(indent(2) + "_is_standalone;")
+    lines += show_section("net", NET_OPTIONS_9, values, show_defaults, 2)
+    peer_device = show_section("disk", PEER_DEVICE_OPTIONS_9, values, show_defaults, 3)
+    if peer_device:
+        lines += [indent(2) + "volume 0 {"] + peer_device + [indent(2) + "}"]
+    lines += [indent(1) + "}", "}"]
+    return "\n".join(lines) + "\n\n"
+
+
+def show_84(pool, host, name, show_defaults):
+    """show_scmd of drbdsetup-84: sections open even when all their values are defaults."""
+    values = running_values(pool, host)
+    minor = pool.resource(name)["minor"]
+    peer = pool.peer_of(host)
+    net_configured = pool.connection(host, name) != STANDALONE
+    lines = ["resource %s {" % name]
+    lines += show_section("options", RESOURCE_OPTIONS_84, values, show_defaults, 1, True)
+    if net_configured:
+        lines += show_section("net", NET_OPTIONS_84, values, show_defaults, 1, True)
+        lines += [indent(1) + "_remote_host {",
+                  indent(2) + "address\t\t\tipv4 %s:%d;" % (pool.ip_address(peer),
+                                                            pool.port(name)),
+                  indent(1) + "}"]
+    lines.append(indent(1) + "_this_host {")
+    if net_configured:
+        lines.append(indent(2) + "address\t\t\tipv4 %s:%d;" % (pool.ip_address(host),
+                                                               pool.port(name)))
+    lines += [indent(2) + "volume 0 {", indent(3) + "device\t\t\tminor %d;" % minor,
+              indent(3) + 'disk\t\t\t"%s";' % pool.disk_path(host, name),
+              indent(3) + "meta-disk\t\t\tinternal;"]
+    lines += show_section("disk", DISK_OPTIONS_84, values, show_defaults, 3, True)
+    lines += [indent(2) + "}", indent(1) + "}", "}"]
+    return "\n".join(lines) + "\n"

@@ -1,8 +1,9 @@
 """Held-open detection: which processes have a simulated DRBD device open, read from /proc.
 
-A Primary may not demote or go down while its device is open; these helpers find
-the openers (only those inside the host's network namespace, when it has one) and
-what DRBD 9 says about them.
+A Primary may not demote or go down while its device is open (DRBD 9: open for
+writing); these helpers find the openers (only those inside the host's network
+namespace, when it has one), whether each may write, and what DRBD 9 says about
+them; and whether a process the double started is still alive.
 """
 
 import datetime
@@ -12,7 +13,8 @@ from .errors import DoubleError
 
 
 def processes_holding(path, netns):
-    """PIDs with ``path`` open, limited to network namespace ``netns`` when given."""
+    """[(pid, writable)] of processes with ``path`` open, limited to network namespace
+    ``netns`` when given; ``writable`` when any of its descriptors may write."""
     target = os.path.realpath(path)
     namespace = None
     if netns:
@@ -26,8 +28,9 @@ def processes_holding(path, netns):
             continue
         if namespace is not None and inode_of("/proc/%s/ns/net" % pid) != namespace:
             continue
-        if target in open_files(int(pid)):
-            holders.append(int(pid))
+        modes = open_modes(int(pid), target)
+        if modes:
+            holders.append((int(pid), any(mode != os.O_RDONLY for mode in modes)))
     return holders
 
 
@@ -39,19 +42,33 @@ def inode_of(path):
     return info.st_dev, info.st_ino
 
 
-def open_files(pid):
+def open_modes(pid, target):
+    """The access modes (O_RDONLY, O_WRONLY, O_RDWR) of ``pid``'s descriptors of ``target``."""
     fd_dir = "/proc/%d/fd" % pid
     try:
         fds = os.listdir(fd_dir)
     except OSError:
-        return set()
-    files = set()
+        return []
+    modes = []
     for fd in fds:
         try:
-            files.add(os.readlink(os.path.join(fd_dir, fd)))
-        except OSError:
+            if os.readlink(os.path.join(fd_dir, fd)) != target:
+                continue
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as info:
+                flags = [line.split()[1] for line in info if line.startswith("flags:")][0]
+        except (OSError, IndexError):
             continue
-    return files
+        modes.append(int(flags, 8) & os.O_ACCMODE)
+    return modes
+
+
+def pid_alive(pid):
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def process_name(pid):
