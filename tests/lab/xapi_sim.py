@@ -1,36 +1,21 @@
 """A stand-in for xapi on a two-host XenServer/XCP-ng pool, for the lab (Python 3 only).
 
-Owns: the simulated pool as a whole (:class:`XapiSimulator`): its config and its
-validation; each host's xapi, which runs, exits and starts again as xapi does
-(as master or as slave of the address in its ``pool.conf``); the API methods,
-who may call them where and what each does, including ``host.call_plugin``
-forwarded from the master to the host; the timers that xapi's behaviour hangs
-on, scaled by lab settings; the lab controls (a host dies, comes back, the
-audit trail); the audit log and each host's ``pool.conf``; and the command
-line.  The database, the messages and ``event.from``'s generations live in
-``xapi_db``; the listeners, network namespaces and the XML-RPC encoding in
-``xapi_listeners``; how a plugin process is run in ``xapi_plugins``.
+Owns: :class:`XapiSimulator`, the simulated pool as its clients see it: the API
+methods, who may call them where (sessions, roles, emergency mode) and what
+each does, including ``host.call_plugin`` forwarded from the master to the
+host; the lab controls (a host dies, comes back, the audit trail); the audit
+log; and the command line.  The rest lives in the modules it imports: the
+config and xapi's timers in ``xapi_config``; the hosts and each one's xapi run
+by run (roles, restarts, liveness, HA) in ``xapi_pool``; the database, the
+messages and ``event.from``'s generations in ``xapi_db``; the listeners and the
+XML-RPC encoding in ``xapi_listeners``; how a plugin process runs in
+``xapi_plugins``.
 
     python3 -m tests.lab.xapi_sim --config lab/xapi.json [--ready lab/ready.json]
 
 runs in the foreground, writes the listener URLs (:attr:`XapiSimulator.urls` plus
 ``pid``) to ``ready.json`` once every listener accepts connections, and exits
 cleanly on SIGTERM.  Tests use :class:`XapiSimulator` directly.
-
-Config (JSON): ``username``, ``password``, ``master`` (a host name) and ``hosts``,
-each ``{name, uuid, address, plugin_dir}`` plus optional ``netns`` (null: no
-listener in a namespace, plugins run where the simulator runs) and ``pool_conf``
-(path to keep as the host's pool.conf); optional ``pool_name``, ``audit_log``
-(JSON lines), ``ip_tool``, ``elector`` and ``timers``:
-
-* ``elector``: ``"external"`` (default: xapi's HA is off and something outside
-  xapi, such as HA-Lizard, fences a dead host and calls
-  ``pool.emergency_transition_to_master`` on the survivor) or ``"xapi-ha"``
-  (XenServer HA is on: it fences a dead host, marks it not live and makes the
-  survivor master by itself).
-* ``timers``: xapi's timers, scaled so that the lab is fast; see
-  :data:`TIMERS` for each one's meaning, xapi's value and the lab's default.
-* ``max_sessions_per_originator`` (xapi: 500).
 
 Lab calls take no session and are answered on loopback listeners only:
 ``lab.fail_host(name)``, ``lab.restore_host(name)``, ``lab.audit()``.  Send them to
@@ -95,7 +80,6 @@ import argparse
 import copy
 import datetime
 import json
-import math
 import os
 import signal
 import sys
@@ -104,10 +88,12 @@ import time
 import traceback
 import uuid
 
-from .xapi_db import (NULL_REF, TABLES, Database, Messages, Subscriptions, XapiFailure,
-                      make_token, new_ref, parse_token, xapi_now)
+from .xapi_config import TIMERS, load_config, validate_config
+from .xapi_db import (TABLES, Subscriptions, XapiFailure, make_token, new_ref, parse_token,
+                      xapi_now)
 from .xapi_listeners import Listener, in_netns
 from .xapi_plugins import PluginRun, find_plugin, plugin_result
+from .xapi_pool import ConnectionDropped, Pool, Session, write_atomically
 
 # What callers import from here; the rest lives in the modules above.
 __all__ = ["XapiSimulator", "XapiFailure", "TIMERS", "load_config", "validate_config",
@@ -116,40 +102,7 @@ __all__ = ["XapiSimulator", "XapiFailure", "TIMERS", "load_config", "validate_co
 # What PAM's failure reads as in xapi's SESSION_AUTHENTICATION_FAILED.
 AUTHENTICATION_FAILURE = "Authentication failure"
 REDACTED = "********"
-XAPI_PORT = 80
 
-# xapi's timers: name -> (xapi's value, the lab's default, what it is).  The
-# defaults keep the lab fast; tests that show the real-length behaviour set
-# short values of their own.
-TIMERS = {
-    "fuse": (10.0, 0.5, "seconds from a committed master change (or an emergency "
-                        "transition) until xapi exits to restart (Constants.fuse_time)"),
-    "xapi_start": (30.0, 0.2, "seconds a restarting xapi takes until it answers again "
-                              "(xapi: tens of seconds)"),
-    "host_assumed_dead": (600.0, 600.0, "seconds without word from a host before the "
-                                        "master marks it not live, HA off "
-                                        "(host_assumed_dead_interval)"),
-    "gc_interval": (30.0, 1.0, "seconds between the master's liveness and session "
-                               "checks (db_GC_TIMER)"),
-    "call_plugin_retry": (10.0, 0.1, "seconds between the 10 attempts to reach an "
-                                     "unreachable live host (xmlrpc_client)"),
-    "in_flight_hang": (43200.0, 60.0, "seconds a call hangs when its host dies under it "
-                                      "(xapi: until the connection times out)"),
-    "session_idle": (86400.0, 86400.0, "seconds unused before a session expires "
-                                       "(inactive_session_timeout)"),
-    "db_backup_interval": (300.0, 300.0, "seconds between the master's database syncs "
-                                         "to the slaves (pool_db_sync_interval)"),
-    "slave_retry": (5.0, 0.2, "seconds between a starting slave's attempts to reach its "
-                              "master"),
-    "ha_fence": (60.0, 0.5, "seconds from a host's death until HA has fenced it "
-                            "(ha_default_timeout_base)"),
-    "designate_call": (2.0, 0.05, "seconds pool.designate_new_master takes (database "
-                                  "sync and two-phase commit)"),
-}
-# Timers that repeat: zero would make them spin.
-PERIODIC_TIMERS = ("gc_interval", "db_backup_interval", "slave_retry")
-ELECTORS = ("external", "xapi-ha")
-MAX_SESSIONS_PER_ORIGINATOR = 500
 CALL_PLUGIN_ATTEMPTS = 10
 # event.from's batching (Xapi_globs.event_from_delay): before and between rounds.
 EVENT_BATCHING = 0.05
@@ -167,142 +120,6 @@ POOL_OPERATIONS = {"designate_new_master": "DESIGNATE_NEW_MASTER_IN_PROGRESS",
 EMERGENCY_METHODS = frozenset([
     "session.slave_local_login_with_password", "session.local_logout",
     "pool.emergency_transition_to_master"])
-
-CONFIG_KEYS = {"username", "password", "pool_name", "audit_log", "master", "hosts",
-               "ip_tool", "elector", "timers", "max_sessions_per_originator"}
-HOST_KEYS = {"name", "uuid", "address", "netns", "plugin_dir", "pool_conf"}
-
-
-class ConnectionDropped(Exception):
-    """The xapi behind a listener exited (or its host died) during the call."""
-
-
-def write_atomically(path, text):
-    """Replace ``path`` so that a reader sees the old or the new text, never a mix."""
-    temporary = "%s.tmp-%d" % (path, os.getpid())
-    with open(temporary, "w") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
-
-
-def load_config(path):
-    with open(path) as handle:
-        return json.load(handle)
-
-
-def validate_config(config):
-    """The config with defaults filled in; ValueError names what is wrong."""
-    unknown = set(config) - CONFIG_KEYS
-    if unknown:
-        raise ValueError("unknown config keys: %s" % ", ".join(sorted(unknown)))
-    for key in ("username", "password", "master", "hosts"):
-        if key not in config:
-            raise ValueError("config lacks %r" % key)
-    result = dict(config)
-    result.setdefault("pool_name", "iscsi-ha-lab")
-    result.setdefault("audit_log", None)
-    result.setdefault("ip_tool", "ip")
-    result.setdefault("elector", "external")
-    result.setdefault("max_sessions_per_originator", MAX_SESSIONS_PER_ORIGINATOR)
-    if result["elector"] not in ELECTORS:
-        raise ValueError("elector must be one of %s, not %r"
-                         % (", ".join(ELECTORS), result["elector"]))
-    limit = result["max_sessions_per_originator"]
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError("max_sessions_per_originator must be a whole number >= 1, not %r"
-                         % (limit,))
-    timers = dict(config.get("timers") or {})
-    unknown = set(timers) - set(TIMERS)
-    if unknown:
-        raise ValueError("unknown timers: %s (known: %s)"
-                         % (", ".join(sorted(unknown)), ", ".join(sorted(TIMERS))))
-    for name, (_, default, _) in TIMERS.items():
-        value = timers.setdefault(name, default)
-        least = 0 if name not in PERIODIC_TIMERS else 0.001
-        if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or not math.isfinite(value) or value < least):
-            raise ValueError("timer %s must be a number of seconds >= %s, not %r"
-                             % (name, least, value))
-    result["timers"] = timers
-    hosts = []
-    for spec in config["hosts"]:
-        unknown = set(spec) - HOST_KEYS
-        if unknown:
-            raise ValueError("unknown keys in host %s: %s"
-                             % (spec.get("name"), ", ".join(sorted(unknown))))
-        for key in ("name", "uuid", "address", "plugin_dir"):
-            if not spec.get(key):
-                raise ValueError("host %s lacks %r" % (spec.get("name"), key))
-        host = dict(spec)
-        host.setdefault("netns", None)
-        host.setdefault("pool_conf", None)
-        hosts.append(host)
-    names = [host["name"] for host in hosts]
-    if not names or len(set(names)) != len(names):
-        raise ValueError("hosts need distinct names: %s" % names)
-    if config["master"] not in names:
-        raise ValueError("master %r is not one of the hosts %s" % (config["master"], names))
-    result["hosts"] = hosts
-    return result
-
-
-class _Session(object):
-    def __init__(self, local_host, originator, now):
-        # Name of the host a slave_local login is valid on; None for a pool session.
-        self.local_host = local_host
-        self.originator = originator
-        self.last_active = now
-
-
-class _Xapi(object):
-    """One run of a host's xapi, from its start until it exits."""
-
-    def __init__(self, run, role, master_address, now):
-        self.run = run
-        self.role = role  # "master" or "slave", read from pool.conf at start
-        self.master_address = master_address  # a slave's master, as pool.conf named it
-        # A slave is in emergency mode until its master has answered.
-        self.booting = role == "slave"
-        self.started = now
-        self.sessions = {}
-        self.fuse_lit = False
-        # The designated new master restarts once its connection to the old one drops.
-        self.restart_with_master = False
-        # A master's: its database and messages, and when it last heard from each host.
-        self.db = None
-        self.messages = None
-        self.heard = {}
-
-    @property
-    def is_master(self):
-        return self.role == "master"
-
-
-class _Host(object):
-    """One machine of the pool: alive or not, its xapi (None while it is not running)."""
-
-    def __init__(self, spec, disk_role):
-        self.name = spec["name"]
-        self.uuid = spec["uuid"]
-        self.address = spec["address"]
-        self.netns = spec["netns"]
-        self.plugin_dir = spec["plugin_dir"]
-        self.pool_conf = spec["pool_conf"]
-        self.ref = None
-        self.metrics_ref = None
-        self.alive = True
-        self.boots = 0  # counts the machine's lives, so that a timer of an earlier one is void
-        self.died_at = None
-        self.disk_role = disk_role  # pool.conf: "master" or "slave:<address>"
-        self.xapi = None
-        # What this host starts from should it become master: its own database when
-        # it was master, else the last copy the master sent it.
-        self.backup = None
-        self.message_backup = None
-        self.ha_armed = False
-        self.fenced = False  # HA declared it dead
-        self.listeners = []
-        self.plugin_runs = set()
 
 
 class _Method(object):
@@ -343,21 +160,10 @@ class XapiSimulator(object):
     def __init__(self, config):
         self.config = validate_config(config)
         self.timers = self.config["timers"]
-        self._lock = threading.Condition(threading.RLock())
+        self.pool = Pool(self.config, self)
+        self._lock = self.pool.lock
         self._audit = []
-        self._hosts = {}
-        self._started = False
-        self._runs = 0
-        self._timers = set()
-        self._build_database()
         self._control = Listener(self, "control", "control", "127.0.0.1")
-        self._pool_listener = Listener(self, "pool", "pool", "127.0.0.1")
-        for host in self._hosts.values():
-            host.listeners.append(Listener(self, host.name + "/loopback", "host",
-                                           "127.0.0.1", host_name=host.name))
-            if host.netns:
-                host.listeners.append(Listener(self, host.name + "/netns", "host",
-                                               host.address, XAPI_PORT, host.name, host.netns))
         self._methods = self._method_table()
         self._lab_methods = {
             "lab.fail_host": _Method(self._lab_fail_host, 1, needs_session=False),
@@ -372,365 +178,48 @@ class XapiSimulator(object):
     def __exit__(self, *exc_info):
         self.stop()
 
-    # -- lifecycle -------------------------------------------------------------
-
     def start(self):
-        """Every host's xapi starts at once (the lab begins with a settled pool)."""
-        with self._lock:
-            self._started = True
-            try:
-                self._control.open()
-                # The master first, so that the slaves find it as they start.
-                for host in sorted(self._hosts.values(), key=lambda h: h.disk_role != "master"):
-                    self._write_pool_conf(host)
-                    self._start_xapi(host, host.boots)
-                self._every(self.timers["gc_interval"], self._collect_garbage)
-            except Exception:
-                self.stop()
-                raise
+        try:
+            self._control.open()
+            self.pool.start()
+        except Exception:
+            self.stop()
+            raise
 
     def stop(self):
-        with self._lock:
-            self._started = False
-            for timer in list(self._timers):
-                timer.cancel()
-            self._timers.clear()
-            for listener in self._all_listeners():
-                listener.close()
-            for host in self._hosts.values():
-                host.xapi = None
-                self._kill_plugins(host)
-            self._lock.notify_all()
+        self._control.close()
+        self.pool.stop()
 
     @property
     def urls(self):
         with self._lock:
-            return {
-                "pool": self._pool_listener.url,
-                "control": self._control.url,
-                "hosts": {
-                    host.name: {
-                        "loopback": host.listeners[0].url,
-                        "netns": host.listeners[1].url if host.netns else None,
-                    }
-                    for host in self._hosts.values()
-                },
-            }
+            return dict(self.pool.urls(), control=self._control.url)
 
     def running_masters(self):
         """Names of the hosts whose xapi runs as master now (two after a split)."""
         with self._lock:
-            return sorted(host.name for host in self._hosts.values()
-                          if host.xapi and host.xapi.is_master)
-
-    def _all_listeners(self):
-        listeners = [self._control, self._pool_listener]
-        for host in self._hosts.values():
-            listeners.extend(host.listeners)
-        return listeners
-
-    def _build_database(self):
-        db = Database()
-        master = self.config["master"]
-        master_address = next(spec["address"] for spec in self.config["hosts"]
-                              if spec["name"] == master)
-        for spec in self.config["hosts"]:
-            role = "master" if spec["name"] == master else "slave:" + master_address
-            host = _Host(spec, role)
-            host.metrics_ref = db.add("host_metrics", {
-                "uuid": str(uuid.uuid4()), "live": True,
-                "last_updated": xapi_now(), "other_config": {}})
-            host.ref = db.add("host", {
-                "uuid": host.uuid, "name_label": host.name, "name_description": "",
-                "hostname": host.name, "address": host.address, "enabled": True,
-                "metrics": host.metrics_ref, "other_config": {},
-                "API_version_major": "2", "API_version_minor": "21"})
-            self._hosts[host.name] = host
-        # HA's heartbeat needs an SR outside the pair (the one iscsi-ha serves cannot be it).
-        db.add("SR", {"uuid": str(uuid.uuid4()), "name_label": "ha-statefile",
-                      "name_description": "shared storage outside the pair, for HA",
-                      "type": "nfs", "shared": True, "other_config": {}})
-        ha = self.config["elector"] == "xapi-ha"
-        self._pool_ref = db.add("pool", {
-            "uuid": str(uuid.uuid4()), "name_label": self.config["pool_name"],
-            "name_description": "", "master": self._hosts[master].ref,
-            "default_SR": NULL_REF, "other_config": {}, "ha_enabled": ha,
-            "ha_statefiles": [], "current_operations": {}})
-        for host in self._hosts.values():
-            host.backup = db.copy()
-            host.message_backup = Messages()
-            host.ha_armed = ha
-
-    # -- timers ----------------------------------------------------------------
-
-    def _after(self, seconds, function, *args):
-        """Run ``function(*args)`` under the lock in ``seconds``, unless the simulator stops."""
-        def fire():
-            with self._lock:
-                self._timers.discard(timer)
-                if self._started:
-                    function(*args)
-        timer = threading.Timer(seconds, fire)
-        timer.daemon = True
-        self._timers.add(timer)
-        timer.start()
-
-    def _every(self, seconds, function):
-        """Run ``function()`` every ``seconds`` for as long as it returns True."""
-        def tick():
-            if function():
-                self._after(seconds, tick)
-        self._after(seconds, tick)
-
-    def _sleep(self, call, seconds):
-        """Wait ``seconds`` with the lock released; the call ends if its xapi exits."""
-        deadline = time.monotonic() + seconds
-        while True:
-            self._assert_serving(call)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self._lock.wait(remaining)
-
-    def _assert_serving(self, call):
-        if call.host.xapi is not call.xapi:
-            raise ConnectionDropped()
-
-    # -- each host's xapi --------------------------------------------------------
-
-    def _write_pool_conf(self, host):
-        if host.pool_conf:
-            # xapi writes the role without a trailing newline.
-            write_atomically(host.pool_conf, host.disk_role)
-
-    def _set_disk_role(self, host, role):
-        host.disk_role = role
-        self._write_pool_conf(host)
-
-    def _host_at(self, address):
-        return next((host for host in self._hosts.values() if host.address == address), None)
-
-    def _master_at(self, address):
-        """The running master xapi at ``address``, or None: what a slave can reach."""
-        host = self._host_at(address)
-        if host is None or not host.alive or host.xapi is None or not host.xapi.is_master:
-            return None
-        return host.xapi
-
-    def _connected_slave(self, host, master):
-        """Whether ``host`` runs as a slave in touch with ``master``'s xapi."""
-        xapi = host.xapi
-        return (host.alive and xapi is not None and not xapi.is_master and not xapi.booting
-                and xapi.master_address == master.address)
-
-    def _start_xapi(self, host, boots):
-        if not host.alive or host.boots != boots or host.xapi is not None:
-            return
-        now = time.monotonic()
-        self._runs += 1
-        if host.disk_role == "master":
-            # xapi's check for other masters: whoever starts later yields.
-            for other in self._hosts.values():
-                if other is not host and self._master_at(other.address):
-                    self._set_disk_role(host, "slave:" + other.address)
-                    self._after(self.timers["xapi_start"], self._start_xapi, host, boots)
-                    return
-            xapi = _Xapi(self._runs, "master", None, now)
-            xapi.db = host.backup.copy()
-            xapi.messages = host.message_backup.copy()
-            host.xapi = xapi
-            self._become_master(host)
-        else:
-            xapi = _Xapi(self._runs, "slave", host.disk_role[len("slave:"):], now)
-            host.xapi = xapi
-            self._join_master(host, xapi.run)
-        if self._started:
-            for listener in host.listeners:
-                listener.open()
-        self._sync_pool_listener()
-        self._lock.notify_all()
-
-    def _become_master(self, host):
-        xapi = host.xapi
-        db = xapi.db
-        db.update(self._pool_ref, {"master": host.ref, "current_operations": {}})
-        ha = self._ha_enabled(db)
-        for other in self._hosts.values():
-            xapi.heard[other.name] = xapi.started
-            if other is host:
-                live = True
-            elif ha:
-                live = not other.fenced
-            else:
-                # A new master's clocks start afresh: every host looks alive for a while.
-                live = True
-            if db.record("host_metrics", other.metrics_ref)["live"] != live:
-                db.update(other.metrics_ref, {"live": live})
-        self._every(self.timers["db_backup_interval"],
-                    lambda: self._back_up_database(host, xapi))
-
-    def _join_master(self, host, run):
-        """A starting slave's hello to its master, retried until the master answers."""
-        xapi = host.xapi
-        if xapi is None or xapi.run != run or not xapi.booting:
-            return
-        master = self._master_at(xapi.master_address)
-        if master is None:
-            self._after(self.timers["slave_retry"], self._join_master, host, run)
-            return
-        xapi.booting = False
-        host.ha_armed = self._ha_enabled(master.db)
-        master.heard[host.name] = time.monotonic()
-        if not master.db.record("host_metrics", host.metrics_ref)["live"]:
-            master.db.update(host.metrics_ref, {"live": True})
-        self._lock.notify_all()
-
-    def _stop_xapi(self, host):
-        """xapi exits: its sessions and connections are gone; a master flushes its database."""
-        xapi = host.xapi
-        if xapi is None:
-            return
-        host.xapi = None
-        if xapi.is_master:
-            host.backup = xapi.db.copy()
-            host.message_backup = xapi.messages.copy()
-        for listener in host.listeners:
-            listener.close()
-        self._sync_pool_listener()
-        for other in self._hosts.values():
-            if (other.xapi and other.xapi.restart_with_master
-                    and other.xapi.master_address == host.address):
-                self._restart_xapi(other)
-        self._lock.notify_all()
-
-    def _restart_xapi(self, host):
-        self._stop_xapi(host)
-        self._after(self.timers["xapi_start"], self._start_xapi, host, host.boots)
-
-    def _light_fuse(self, host):
-        xapi = host.xapi
-        if xapi.fuse_lit:
-            return  # xapi lights its fuse once
-        xapi.fuse_lit = True
-
-        def blow():
-            if host.xapi is xapi:
-                self._restart_xapi(host)
-        self._after(self.timers["fuse"], blow)
-
-    def _back_up_database(self, host, xapi):
-        if host.xapi is not xapi:
-            return False
-        self._sync_backups(host, messages=False)
-        return True
-
-    def _sync_backups(self, host, messages):
-        """The master's database (and messages) copied to every slave in touch with it."""
-        xapi = host.xapi
-        for other in self._hosts.values():
-            if other is not host and self._connected_slave(other, host):
-                other.backup = xapi.db.copy()
-                if messages:
-                    other.message_backup = xapi.messages.copy()
-
-    def _sync_pool_listener(self):
-        masters = [host for host in self._hosts.values()
-                   if host.alive and host.xapi and host.xapi.is_master]
-        target = masters[0].name if len(masters) == 1 else None
-        listener = self._pool_listener
-        if listener.is_open and listener.host_name == target:
-            return
-        listener.close()
-        listener.host_name = target
-        if target is not None and self._started:
-            listener.open()
-
-    def _collect_garbage(self):
-        """The master's periodic pass: host liveness without HA, idle sessions."""
-        now = time.monotonic()
-        for host in self._hosts.values():
-            xapi = host.xapi
-            if xapi is None:
-                continue
-            expired = [ref for ref, session in xapi.sessions.items()
-                       if now - session.last_active > self.timers["session_idle"]]
-            for ref in expired:
-                del xapi.sessions[ref]
-            if expired:
-                self._lock.notify_all()
-            if not xapi.is_master or self._ha_enabled(xapi.db):
-                continue
-            for other in self._hosts.values():
-                if other is host:
-                    continue
-                if self._connected_slave(other, host):
-                    xapi.heard[other.name] = now
-                live = xapi.db.record("host_metrics", other.metrics_ref)["live"]
-                quiet = now - xapi.heard[other.name] > self.timers["host_assumed_dead"]
-                if live == quiet:
-                    xapi.db.update(other.metrics_ref, {"live": not quiet})
-                    self._lock.notify_all()
-        return True
-
-    def _ha_enabled(self, db):
-        return db.record("pool", self._pool_ref)["ha_enabled"]
-
-    def _ha_fence(self, dead, boots):
-        """HA has fenced ``dead``: not live for its master; a slave of it becomes master."""
-        if dead.alive or dead.boots != boots:
-            return
-        dead.fenced = True
-        for host in self._hosts.values():
-            xapi = host.xapi
-            if not host.alive or xapi is None or not host.ha_armed:
-                continue
-            if xapi.is_master:
-                xapi.db.update(dead.metrics_ref, {"live": False})
-            elif xapi.master_address == dead.address:
-                # HA's statefile holds the database's redo log: nothing is lost.
-                host.backup = dead.backup.copy()
-                self._set_disk_role(host, "master")
-                self._light_fuse(host)
-        self._lock.notify_all()
+            return self.pool.running_masters()
 
     # -- lab controls (also reachable as lab.* calls) --------------------------
 
     def fail_host(self, name):
         """The host dies: its listeners refuse connections, its plugins are killed."""
         with self._lock:
-            host = self._lab_host(name)
-            if not host.alive:
-                return
-            self._stop_xapi(host)
-            host.alive = False
-            host.boots += 1
-            host.died_at = time.monotonic()
-            self._kill_plugins(host)
-            if host.ha_armed:
-                self._after(self.timers["ha_fence"], self._ha_fence, host, host.boots)
-            self._sync_pool_listener()
-            self._lock.notify_all()
+            self.pool.fail_host(self._lab_host(name))
 
     def restore_host(self, name):
         """The host boots again; its xapi starts with the role its pool.conf names."""
         with self._lock:
-            host = self._lab_host(name)
-            if host.alive:
-                return
-            host.alive = True
-            host.boots += 1
-            host.fenced = False
-            self._after(self.timers["xapi_start"], self._start_xapi, host, host.boots)
-            self._lock.notify_all()
+            self.pool.restore_host(self._lab_host(name))
 
     def audit_entries(self):
         with self._lock:
             return copy.deepcopy(self._audit)
 
     def _lab_host(self, name):
-        if name not in self._hosts:
+        if name not in self.pool.hosts:
             raise XapiFailure("LAB_UNKNOWN_HOST", name)
-        return self._hosts[name]
+        return self.pool.hosts[name]
 
     def _lab_fail_host(self, call, name):
         self.fail_host(name)
@@ -752,7 +241,7 @@ class XapiSimulator(object):
         """
         started = time.monotonic()
         with self._lock:
-            behind = self._host_behind(listener)
+            behind = self.pool.behind(listener)
         try:
             reply = {"Status": "Success", "Value": self._dispatch(listener, method or "", params)}
             outcome = "Success"
@@ -769,11 +258,6 @@ class XapiSimulator(object):
                      time.monotonic() - started)
         return reply
 
-    def _host_behind(self, listener):
-        if listener.kind in ("host", "pool") and listener.host_name:
-            return self._hosts[listener.host_name]
-        return None
-
     def _method_spec(self, listener, method):
         if method.startswith("lab."):
             return self._lab_methods.get(method) if listener.loopback else None
@@ -784,7 +268,7 @@ class XapiSimulator(object):
     def _dispatch(self, listener, method, params):
         args = list(params)
         with self._lock:
-            call = _Call(listener, self._host_behind(listener))
+            call = _Call(listener, self.pool.behind(listener))
             spec = self._method_spec(listener, method)
             if listener.kind != "control":
                 if call.xapi is None:
@@ -826,10 +310,10 @@ class XapiSimulator(object):
             return
         # Everything else needs the master's database, which a slave waits for.
         while True:
-            master = self._master_at(xapi.master_address)
+            master = self.pool.master_at(xapi.master_address)
             if master is not None:
                 break
-            self._assert_serving(call)
+            self.pool.assert_serving(call)
             self._lock.wait()
         if session is None and self._live_session(master, call.session_ref) is None:
             raise XapiFailure("SESSION_INVALID", call.session_ref or "")
@@ -878,8 +362,7 @@ class XapiSimulator(object):
                 lambda call, message_uuid: self._messages(call).ref_by_uuid(message_uuid), 1),
             "event.from": _Method(self._event_from, 3),
         }
-        fields = {cls: self._hosts[self.config["master"]].backup.rows(cls)[0].record
-                  for cls in TABLES}
+        fields = {cls: self.pool.initial_db.rows(cls)[0].record for cls in TABLES}
         for cls in TABLES:
             methods[cls + ".get_all"] = _Method(self._getter_all(cls), 0)
             methods[cls + ".get_all_records"] = _Method(self._getter_all_records(cls), 0)
@@ -926,7 +409,7 @@ class XapiSimulator(object):
         self._authenticate(username, password)
         sessions = call.xapi.sessions
         ref = new_ref()
-        sessions[ref] = _Session(None, str(originator), time.monotonic())
+        sessions[ref] = Session(None, str(originator), time.monotonic())
         if originator:
             same = sorted((session.last_active, known) for known, session in sessions.items()
                           if session.local_host is None and session.originator == originator)
@@ -938,7 +421,7 @@ class XapiSimulator(object):
     def _slave_local_login(self, call, username, password):
         self._authenticate(username, password)
         ref = new_ref()
-        call.xapi.sessions[ref] = _Session(call.host.name, "", time.monotonic())
+        call.xapi.sessions[ref] = Session(call.host.name, "", time.monotonic())
         return ref
 
     def _logout(self, call):
@@ -959,7 +442,7 @@ class XapiSimulator(object):
 
     def _host_by_ref(self, db, ref):
         db.row("host", ref)
-        return next(host for host in self._hosts.values() if host.ref == ref)
+        return next(host for host in self.pool.hosts.values() if host.ref == ref)
 
     def _check_live(self, call, target):
         """xapi's check before it forwards a call: the master itself is always live."""
@@ -975,25 +458,25 @@ class XapiSimulator(object):
                 if target.xapi.booting:
                     raise XapiFailure("HOST_STILL_BOOTING")
                 return target.xapi
-            self._sleep(call, self.timers["call_plugin_retry"])
+            self.pool.sleep(call, self.timers["call_plugin_retry"])
         raise XapiFailure("CANNOT_CONTACT_HOST", target.ref)
 
     def _pool_operation(self, call, operation):
         """Enter a pool operation; the others refuse while it runs.  Returns its key."""
         db = self._db(call)
-        running = db.record("pool", self._pool_ref)["current_operations"]
+        running = db.record("pool", self.pool.pool_ref)["current_operations"]
         for other in running.values():
             raise XapiFailure(POOL_OPERATIONS[other])
         key = new_ref()
-        db.update(self._pool_ref, {"current_operations": dict(running, **{key: operation})})
+        db.update(self.pool.pool_ref, {"current_operations": dict(running, **{key: operation})})
         self._lock.notify_all()
         return key
 
     def _end_pool_operation(self, call, key):
         db = self._db(call)
-        running = dict(db.record("pool", self._pool_ref)["current_operations"])
+        running = dict(db.record("pool", self.pool.pool_ref)["current_operations"])
         running.pop(key, None)
-        db.update(self._pool_ref, {"current_operations": running})
+        db.update(self.pool.pool_ref, {"current_operations": running})
         self._lock.notify_all()
 
     def _pool_designate_new_master(self, call, host_ref):
@@ -1004,16 +487,16 @@ class XapiSimulator(object):
                 return ""  # xapi: this host is master already, nothing to do
             self._check_live(call, target)
             self._reach(call, target)
-            if self._ha_enabled(self._db(call)):
+            if self.pool.ha_enabled(self._db(call)):
                 raise XapiFailure("HA_IS_ENABLED")
-            self._sleep(call, self.timers["designate_call"])
+            self.pool.sleep(call, self.timers["designate_call"])
             if not target.alive or target.xapi is None:
                 raise XapiFailure("CANNOT_CONTACT_HOST", target.ref)
-            self._sync_backups(call.host, messages=True)
-            self._set_disk_role(call.host, "slave:" + target.address)
-            self._set_disk_role(target, "master")
+            self.pool.sync_backups(call.host, messages=True)
+            self.pool.set_disk_role(call.host, "slave:" + target.address)
+            self.pool.set_disk_role(target, "master")
             target.xapi.restart_with_master = True
-            self._light_fuse(call.host)
+            self.pool.light_fuse(call.host)
         finally:
             if call.host.xapi is call.xapi:
                 self._end_pool_operation(call, operation)
@@ -1022,13 +505,13 @@ class XapiSimulator(object):
     def _pool_emergency_transition(self, call):
         if call.host.ha_armed:
             raise XapiFailure("HA_IS_ENABLED")
-        self._set_disk_role(call.host, "master")
-        self._light_fuse(call.host)
+        self.pool.set_disk_role(call.host, "master")
+        self.pool.light_fuse(call.host)
         return ""
 
     def _pool_enable_ha(self, call, heartbeat_srs, configuration):
         db = self._db(call)
-        if self._ha_enabled(db):
+        if self.pool.ha_enabled(db):
             raise XapiFailure("HA_IS_ENABLED")
         if not isinstance(heartbeat_srs, list) or not isinstance(configuration, dict):
             raise XapiFailure("FIELD_TYPE_ERROR", "heartbeat_srs")
@@ -1036,16 +519,16 @@ class XapiSimulator(object):
             db.row("SR", ref)
         operation = self._pool_operation(call, "ha_enable")
         try:
-            for host in self._hosts.values():
+            for host in self.pool.hosts.values():
                 if not db.record("host_metrics", host.metrics_ref)["live"]:
                     raise XapiFailure("HOST_OFFLINE", host.ref)
             candidates = heartbeat_srs or [row.ref for row in db.rows("SR")
                                            if row.record["shared"]]
             if not candidates:
                 raise XapiFailure("CANNOT_CREATE_STATE_FILE")
-            db.update(self._pool_ref, {"ha_enabled": True, "ha_statefiles": [candidates[0]]})
-            for host in self._hosts.values():
-                if host is call.host or self._connected_slave(host, call.host):
+            db.update(self.pool.pool_ref, {"ha_enabled": True, "ha_statefiles": [candidates[0]]})
+            for host in self.pool.hosts.values():
+                if host is call.host or self.pool.connected_slave(host, call.host):
                     host.ha_armed = True
         finally:
             self._end_pool_operation(call, operation)
@@ -1053,14 +536,14 @@ class XapiSimulator(object):
 
     def _pool_disable_ha(self, call):
         db = self._db(call)
-        if not self._ha_enabled(db):
+        if not self.pool.ha_enabled(db):
             raise XapiFailure("HA_NOT_ENABLED")
         operation = self._pool_operation(call, "ha_disable")
         try:
-            db.update(self._pool_ref, {"ha_enabled": False, "ha_statefiles": []})
+            db.update(self.pool.pool_ref, {"ha_enabled": False, "ha_statefiles": []})
             now = time.monotonic()
-            for host in self._hosts.values():
-                if host is call.host or self._connected_slave(host, call.host):
+            for host in self.pool.hosts.values():
+                if host is call.host or self.pool.connected_slave(host, call.host):
                     host.ha_armed = False
                 # Heartbeats take over from HA: their clocks start now.
                 call.xapi.heard[host.name] = now
@@ -1099,7 +582,7 @@ class XapiSimulator(object):
             duration = EVENT_FROM_LONGEST
         deadline = time.monotonic() + duration
         db, messages = self._db(call), self._messages(call)
-        self._sleep(call, EVENT_BATCHING)
+        self.pool.sleep(call, EVENT_BATCHING)
         while True:
             self._assert_session(call)
             events = (db.changes_since(since, subscriptions)
@@ -1113,13 +596,13 @@ class XapiSimulator(object):
                     break
                 self._assert_session(call)
                 self._lock.wait(remaining)
-            self._sleep(call, EVENT_BATCHING)
+            self.pool.sleep(call, EVENT_BATCHING)
         return {"events": events, "valid_ref_counts": db.counts(),
                 "token": make_token(db.generation, messages.generation)}
 
     def _assert_session(self, call):
         """A blocked call ends the way it would on real xapi when the world changes under it."""
-        self._assert_serving(call)
+        self.pool.assert_serving(call)
         if call.session_ref not in call.xapi.sessions:
             raise XapiFailure("SESSION_INVALID", call.session_ref)
 
@@ -1145,22 +628,17 @@ class XapiSimulator(object):
 
     def _wait_for_plugin(self, call, target, serving, run):
         while not run.done:
-            self._assert_serving(call)
+            self.pool.assert_serving(call)
             if not target.alive:
                 # Nothing answers, nothing closes the connection: the call hangs.
-                self._sleep(call, max(0.0, target.died_at + self.timers["in_flight_hang"]
+                self.pool.sleep(call, max(0.0, target.died_at + self.timers["in_flight_hang"]
                                       - time.monotonic()))
                 raise XapiFailure("CANNOT_CONTACT_HOST", target.ref)
             if target.xapi is not serving:
                 raise XapiFailure("CANNOT_CONTACT_HOST", target.ref)  # its xapi restarted
             self._lock.wait()
-        self._assert_serving(call)
+        self.pool.assert_serving(call)
         return run.result()
-
-    def _kill_plugins(self, host):
-        for run in list(host.plugin_runs):
-            run.kill()
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
