@@ -10,8 +10,9 @@
     python -m tests.lab down --state DIR
 
 Until the controller exists, designate-master and fail-host also move the
-storage as it will (demote the old master, promote the new one, through
-host.call_plugin); --no-storage leaves that to you.
+storage as it will (once the new master's xapi answers after its restart:
+demote the old master, promote the new one, through host.call_plugin);
+--no-storage leaves that to you.
 """
 
 import argparse

@@ -113,7 +113,7 @@ class Demo(object):
             self.through_event("Planned master change: hostA -> hostB",
                                lambda: pool.designate_master(self.state_dir, "hostB"),
                                identity),
-            self.through_event("Host failure: hostB dies, HA makes hostA master",
+            self.through_event("Host failure: hostB dies, the elector makes hostA master",
                                lambda: pool.fail_host(self.state_dir, "hostB"), identity),
         ]
         pool.restore_host(self.state_dir, "hostB")
