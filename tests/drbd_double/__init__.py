@@ -5,12 +5,15 @@ and exports what its users call. Read it module by module:
 
 * ``model``: one pool (two hosts, N resources) kept in a STATE directory as
   ``state.json`` plus one data file per replica; roles, disk states, generations,
-  failure detection and resync over (lazily evaluated) time, split brain;
+  the kernel's state checks, time (evaluated lazily by every command);
+* ``replication``: the link between the replicas: handshake, failure detection,
+  polite disconnects, resync over time, split brain; ``states``: DRBD's state names;
 * ``setrole``: the kernel's promote retry loop, with its waits, fencing and --force;
 * ``fencing``: the fence-peer handler, run like the kernel and drbdadm run it
   (environment, network namespace, timeout, verdicts), synchronously or in a
   detached runner;
-* ``options``: the running DRBD options and ``drbdsetup show``'s field tables;
+* ``options``: the running DRBD options and ``drbdsetup show``;
+* ``status``: ``drbdsetup status`` as text and JSON;
 * ``resfile``: each host's resource file and ``drbdadm dump`` of it;
 * ``devices``: the device node and backing disk each host sees;
 * ``holders``: which processes hold a device open, and how (a Primary with
@@ -33,7 +36,8 @@ from .admin import (COMMANDS_LOG, LOCK_FILE, crash, cut, data_path, elapse, heal
                     revive, show, stop_handlers, wait_handlers)
 from .cli import install_wrappers, main, run_tool
 from .errors import DoubleError
-from .model import DATA_DIR, KERNEL_LOG, STATE_FILE
+from .model import KERNEL_LOG, STATE_FILE
+from .states import DATA_DIR
 
 __all__ = [
     "COMMANDS_LOG", "DATA_DIR", "KERNEL_LOG", "LOCK_FILE", "STATE_FILE", "DoubleError",

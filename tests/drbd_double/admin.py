@@ -16,8 +16,8 @@ import time
 
 from . import fencing, resfile
 from .errors import DoubleError
-from .model import (DATA_DIR, DUNKNOWN, KERNEL_LOG, KERNELS, SECONDARY, STATE_FILE,
-                    UP_TO_DATE, Pool, timestamp)
+from .model import KERNEL_LOG, KERNELS, STATE_FILE, Pool, timestamp
+from .states import DATA_DIR, DUNKNOWN, SECONDARY, UP_TO_DATE
 from .options import pool_options
 
 # Lab defaults: notice a dead peer within 0.5 s; resync the 64 MiB lab disk in 0.5 s.

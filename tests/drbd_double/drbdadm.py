@@ -10,7 +10,8 @@ commands it answers itself or with drbdmeta (``up``, ``adjust``, ``sh-dev``,
 from . import resfile
 from .drbdsetup import Output, report_refusal, run_drbdsetup
 from .errors import DoubleError, Refusal
-from .model import CONSISTENT, KERNELS, KNOWN_STALE, UP_TO_DATE
+from .model import KERNELS
+from .states import CONSISTENT, KNOWN_STALE, UP_TO_DATE
 
 UTILS_VERSION = "9.22.0"
 UTILS_VERSION_CODE = 0x091600

@@ -3,19 +3,17 @@
 Owns what drbdsetup prints and returns for each command the double knows, per DRBD
 generation: 8.4 names a device by minor and a connection by its address pair, 9 by
 resource name and peer node id; refusals carry the kernel's code and message;
-``status`` comes as text or as the exact ``--json`` layout, ``show`` in each
-generation's layout. The state changes themselves are the model's (``model.Pool``,
-``setrole``). ``Output`` collects what any emulated command prints, since drbdadm
+``status`` (``status``) and ``show`` (``options``) print each generation's layout.
+The state changes themselves are the model's (``model.Pool``, ``setrole``). ``Output`` collects what any emulated command prints, since drbdadm
 passes its drbdsetup steps' output through.
 """
 
 from . import setrole
 from .errors import (E_DOUBLE, ERR_CODE_BASE, ERR_INVALID_REQUEST, ERR_MINOR_INVALID,
                      ERR_RES_NOT_KNOWN, MESSAGES, DoubleError, Refusal, refusal_exit_code)
-from .model import CONNECTED, CONNECTING, STANDALONE
-from .options import (DISK_OPTIONS_84, DISK_OPTIONS_9, NET_OPTIONS_84, NET_OPTIONS_9,
-                      PEER_DEVICE_OPTIONS_9, RESOURCE_OPTIONS_84, RESOURCE_OPTIONS_9,
-                      indent, quoted, show_section)
+from .options import show_84, show_9
+from .states import CONNECTED, CONNECTING, STANDALONE
+from .status import CSTATE_9, status_json, status_text
 
 
 class Output(object):
@@ -202,7 +200,6 @@ def setup_role_9(pool, host, args, options, output):
     return 0
 
 
-CSTATE_9 = {CONNECTED: "Connected", CONNECTING: "Connecting", STANDALONE: "StandAlone"}
 CSTATE_84 = {CONNECTED: "Connected", CONNECTING: "WFConnection", STANDALONE: "StandAlone"}
 
 
@@ -287,162 +284,6 @@ def setup_status(pool, host, objname, as_json, output):
     return 0
 
 
-def replication_state(pool, host, name):
-    if not pool.connected(host, name):
-        return "Off"
-    return pool.resync_role(host, name) or "Established"
-
-
-def percent_in_sync(pool, name):
-    total = pool.resource(name)["size_mib"] * 1024
-    return 100.0 * (1 - pool.out_of_sync_kib(name) / float(total))
-
-
-def status_text(pool, host, name):
-    """drbdsetup status (9: status_cmd; 8.4: its compat layout, "peer" for the connection)."""
-    replica = pool.replica(host, name)
-    first = "%s role:%s" % (name, replica["role"])
-    if replica["susp_fen"]:
-        first += " suspended:fencing"
-    if replica["fail_io"]:
-        first += " force-io-failures:yes"
-    lines = [first, "  disk:%s" % replica["disk"]]
-    peer_name = pool.peer_of(host) if pool.version == "9" else "peer"
-    connection = pool.connection(host, name)
-    if connection == CONNECTED:
-        lines.append("  %s role:%s" % (peer_name, pool.peer_role(host, name)))
-        replication = replication_state(pool, host, name)
-        words = []
-        # 8.4's compat layout shows every connected device's replication state.
-        if replication != "Established" or pool.version == "8.4":
-            words.append("replication:%s" % replication)
-        words.append("peer-disk:%s" % pool.peer_disk(host, name))
-        if pool.resync_role(host, name):
-            words.append("done:%.2f" % percent_in_sync(pool, name))
-        lines.append("    " + " ".join(words))
-    else:
-        lines.append("  %s connection:%s" % (peer_name, CSTATE_9[connection]))
-    return "\n".join(lines) + "\n\n"
-
-
-def status_json(pool, host, names):
-    """`drbdsetup status --json` of utils 9.22, byte for byte in layout."""
-    chunks = ["[\n"]
-    for index, name in enumerate(names):
-        if index:
-            chunks.append(",\n")
-        chunks.append(resource_json(pool, host, name))
-    chunks.append("]\n\n")
-    return "".join(chunks)
-
-
-def json_bool(value):
-    return "true" if value else "false"
-
-
-def resource_json(pool, host, name):
-    replica = pool.replica(host, name)
-    peer = pool.peer_of(host)
-    connection = pool.connection(host, name)
-    size_kib = pool.resource(name)["size_mib"] * 1024
-    return (
-        '{\n'
-        '  "name": "%s",\n'
-        '  "node-id": %d,\n'
-        '  "role": "%s",\n'
-        '  "suspended": %s,\n'
-        '  "suspended-user": false,\n'
-        '  "suspended-no-data": false,\n'
-        '  "suspended-fencing": %s,\n'
-        '  "suspended-quorum": false,\n'
-        '  "force-io-failures": %s,\n'
-        '  "write-ordering": "flush",\n'
-        '  "devices": [\n'
-        '    {\n'
-        '      "volume": 0,\n'
-        '      "minor": %d,\n'
-        '      "disk-state": "%s",\n'
-        '      "client": false,\n'
-        '      "quorum": true,\n'
-        '      "size": %d,\n'
-        '      "read": 0,\n'
-        '      "written": 0,\n'
-        '      "al-writes": 0,\n'
-        '      "bm-writes": 0,\n'
-        '      "upper-pending": 0,\n'
-        '      "lower-pending": 0\n'
-        '    } ],\n'
-        '  "connections": [\n'
-        '    {\n'
-        '      "peer-node-id": %d,\n'
-        '      "name": "%s",\n'
-        '      "connection-state": "%s", \n'
-        '      "congested": false,\n'
-        '      "peer-role": "%s",\n'
-        '      "ap-in-flight": 0,\n'
-        '      "rs-in-flight": 0,\n'
-        '      "peer_devices": [\n'
-        '%s'
-        '        } ]\n'
-        '    } ]\n'
-        '}\n'
-    ) % (name, pool.node_id(host), replica["role"], json_bool(replica["susp_fen"]),
-         json_bool(replica["susp_fen"]), json_bool(replica["fail_io"]),
-         pool.resource(name)["minor"], replica["disk"], size_kib, pool.node_id(peer), peer,
-         CSTATE_9[connection], pool.peer_role(host, name), peer_device_json(pool, host, name))
-
-
-def peer_device_json(pool, host, name):
-    """peer_device_status_json: with resync details while a resync runs."""
-    syncing = pool.resync_role(host, name) is not None
-    out_of_sync = pool.out_of_sync_kib(name) if syncing else 0
-    text = (
-        '        {\n'
-        '          "volume": 0,\n'
-        '          "replication-state": "%s",\n'
-        '          "peer-disk-state": "%s",\n'
-        '          "peer-client": false,\n'
-        '          "resync-suspended": "no",\n'
-        '          "received": 0,\n'
-        '          "sent": 0,\n'
-        '          "out-of-sync": %d,\n'
-        '          "pending": 0,\n'
-        '          "unacked": 0,\n'
-        '          "has-sync-details": %s,\n'
-        '          "has-online-verify-details": false,\n'
-        '          "percent-in-sync": %.2f%s\n'
-    ) % (replication_state(pool, host, name), pool.peer_disk(host, name), out_of_sync,
-         json_bool(syncing), percent_in_sync(pool, name) if syncing else 100.0,
-         "," if syncing else "")
-    if not syncing:
-        return text
-    resync = pool.resource(name)["resync"]
-    total_sectors = pool.resource(name)["size_mib"] * 2048
-    to_go = out_of_sync * 2
-    elapsed_ms = max(1, int((pool.now() - resync["started"]) * 1000))
-    done_sectors = total_sectors - to_go
-    rate = pool.state["resync_rate"] if done_sectors else 0.0
-    remaining = to_go / 2048.0 / pool.state["resync_rate"]
-    return text + (
-        '          "rs-total": %d,\n'
-        '          "rs-dt-start-ms": %d,\n'
-        '          "rs-paused-ms": 0,\n'
-        '          "rs-dt0-ms": %d,\n'
-        '          "rs-db0-sectors": %d,\n'
-        '          "rs-dt1-ms": %d,\n'
-        '          "rs-db1-sectors": %d,\n'
-        '          "rs-failed": 0,\n'
-        '          "rs-same-csum": 0,\n'
-        '          "want": 0.00,\n'
-        '          "db0/dt0 [MiB/s]": %.2f,\n'
-        '          "db1/dt1 [MiB/s]": %.2f,\n'
-        '          "estimated-seconds-to-finish": %.0f,\n'
-        '          "db/dt [MiB/s]": %.2f,\n'
-        '          "percent-resync-done": %.2f\n'
-    ) % (total_sectors, elapsed_ms, elapsed_ms, done_sectors, elapsed_ms, done_sectors,
-         rate, rate, remaining, rate, 100.0 * done_sectors / total_sectors)
-
-
 # -- show
 
 def setup_show(pool, host, objname, show_defaults, output):
@@ -461,63 +302,3 @@ def setup_show(pool, host, objname, show_defaults, output):
         if objname in ("all", name):
             output.stdout.append(show_9(pool, host, name, show_defaults))
     return 0
-
-
-def running_values(pool, host):
-    """The options the kernel runs with, as drbdsetup prints them."""
-    values = dict(pool.options)
-    values["_name"] = quoted(pool.peer_of(host))
-    return values
-
-
-def show_9(pool, host, name, show_defaults):
-    values = running_values(pool, host)
-    minor = pool.resource(name)["minor"]
-    lines = ['resource "%s" {' % name]
-    lines += show_section("options", RESOURCE_OPTIONS_9, values, show_defaults, 1)
-    lines += [indent(1) + "_this_host {", indent(2) + "node-id\t\t\t%d;" % pool.node_id(host),
-              indent(2) + "volume 0 {", indent(3) + "device\t\t\tminor %d;" % minor,
-              indent(3) + 'disk\t\t\t"%s";' % pool.disk_path(host, name),
-              indent(3) + "meta-disk\t\t\tinternal;"]
-    lines += show_section("disk", DISK_OPTIONS_9, values, show_defaults, 3)
-    lines += [indent(2) + "}", indent(1) + "}"]
-    peer = pool.peer_of(host)
-    lines += [indent(1) + "connection {", indent(2) + "_peer_node_id %d;" % pool.node_id(peer),
-              indent(2) + "path {",
-              indent(3) + "_this_host ipv4 %s:%d;" % (pool.ip_address(host), pool.port(name)),
-              indent(3) + "_remote_host ipv4 %s:%d;" % (pool.ip_address(peer), pool.port(name)),
-              indent(2) + "}"]
-    if pool.connection(host, name) == STANDALONE:
-        lines.append(indent(2) + "_is_standalone;")
-    lines += show_section("net", NET_OPTIONS_9, values, show_defaults, 2)
-    peer_device = show_section("disk", PEER_DEVICE_OPTIONS_9, values, show_defaults, 3)
-    if peer_device:
-        lines += [indent(2) + "volume 0 {"] + peer_device + [indent(2) + "}"]
-    lines += [indent(1) + "}", "}"]
-    return "\n".join(lines) + "\n\n"
-
-
-def show_84(pool, host, name, show_defaults):
-    """show_scmd of drbdsetup-84: sections open even when all their values are defaults."""
-    values = running_values(pool, host)
-    minor = pool.resource(name)["minor"]
-    peer = pool.peer_of(host)
-    net_configured = pool.connection(host, name) != STANDALONE
-    lines = ["resource %s {" % name]
-    lines += show_section("options", RESOURCE_OPTIONS_84, values, show_defaults, 1, True)
-    if net_configured:
-        lines += show_section("net", NET_OPTIONS_84, values, show_defaults, 1, True)
-        lines += [indent(1) + "_remote_host {",
-                  indent(2) + "address\t\t\tipv4 %s:%d;" % (pool.ip_address(peer),
-                                                            pool.port(name)),
-                  indent(1) + "}"]
-    lines.append(indent(1) + "_this_host {")
-    if net_configured:
-        lines.append(indent(2) + "address\t\t\tipv4 %s:%d;" % (pool.ip_address(host),
-                                                               pool.port(name)))
-    lines += [indent(2) + "volume 0 {", indent(3) + "device\t\t\tminor %d;" % minor,
-              indent(3) + 'disk\t\t\t"%s";' % pool.disk_path(host, name),
-              indent(3) + "meta-disk\t\t\tinternal;"]
-    lines += show_section("disk", DISK_OPTIONS_84, values, show_defaults, 3, True)
-    lines += [indent(2) + "}", indent(1) + "}", "}"]
-    return "\n".join(lines) + "\n"

@@ -35,7 +35,8 @@ import subprocess
 import sys
 
 from . import resfile
-from .model import CONSISTENT, INCONSISTENT, KERNEL_LOG, KNOWN_STALE, OUTDATED, UP_TO_DATE
+from .model import KERNEL_LOG
+from .states import CONSISTENT, INCONSISTENT, KNOWN_STALE, OUTDATED, UP_TO_DATE
 
 HELPER = "/sbin/drbdadm"
 MINIMAL_ENV = {"HOME": "/", "TERM": "linux", "PATH": "/sbin:/usr/sbin:/bin:/usr/bin"}

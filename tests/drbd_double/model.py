@@ -2,11 +2,11 @@
 
 Owns ``state.json`` (roles, disk states, data generations, connections, resyncs,
 fence-peer requests) and the files behind it: one data file per replica and each
-host's device and configuration. It decides what DRBD 8.4.11 or 9.1.17 does when
-the link breaks, a host dies or comes back, and when the two hosts meet again
-(resync from the newer side, or split brain); the state changes a host asks for
-are checked here with the kernel's rules (``drbd_state.c``), and the promote
-retry loop that runs fencing is ``setrole``'s.
+host's device and configuration. The state changes a host asks for are checked
+here with the kernel's rules (``drbd_state.c``); what DRBD 8.4.11 or 9.1.17 does
+when the link breaks, a host dies or comes back, and when the two hosts meet
+again is ``replication``'s (a part of ``Pool``), and the promote retry loop that
+runs fencing is ``setrole``'s.
 
 Time is wall-clock time (plus the pool's ``clock_offset``, which ``elapse``
 advances) and is evaluated lazily: every command first brings the model up to
@@ -20,11 +20,6 @@ now (``advance``), so no daemon is needed. What takes time:
   whole device (a full resync: the double keeps no bitmap);
 * fence-peer handlers, which run without the STATE lock (``fencing``).
 
-Replication is modelled through the files: while the hosts are connected both
-replicas are one data file (protocol C: an acknowledged write is on both). The
-moment the link breaks (not when it is noticed) the replicas fork; a resync
-shares the source's file again, and an interrupted one leaves the target the
-source's data up to the resync point and its own stale data after it.
 Callers hold the STATE lock; see ``admin.locked_pool``.
 """
 
@@ -33,7 +28,6 @@ import datetime
 import fcntl
 import json
 import os
-import shutil
 import signal
 import time
 import uuid
@@ -44,11 +38,12 @@ from .errors import (ERR_DISCARD_IMPOSSIBLE, ERR_MINOR_OR_VOLUME_EXISTS, ERR_NET
                      SS_NO_UP_TO_DATE_DISK, SS_PRIMARY_NOP, SS_PRIMARY_READER,
                      SS_TWO_PRIMARIES, DoubleError, Refusal)
 from .holders import pid_alive, process_name, process_start, processes_holding
-from .options import seconds
+from .replication import Replication
+from .states import (CONNECTED, CONNECTING, CONSISTENT, DUNKNOWN, INCONSISTENT, KNOWN_STALE,
+                     OUTDATED, PRIMARY, SECONDARY, STANDALONE, UP_TO_DATE)
 
 STATE_FILE = "state.json"
 KERNEL_LOG = "kern.log"
-DATA_DIR = "data"
 
 # The DRBD generations a pool can emulate, and how their kernels identify themselves.
 KERNELS = {
@@ -56,20 +51,11 @@ KERNELS = {
     "9": {"api": 2, "code": 0x090111, "name": "9.1.17"},
 }
 PORT_BASE = 7789
-BLOCK = 4096
-
-PRIMARY, SECONDARY = "Primary", "Secondary"
-UP_TO_DATE, CONSISTENT = "UpToDate", "Consistent"
-OUTDATED, INCONSISTENT = "Outdated", "Inconsistent"
-DUNKNOWN = "DUnknown"
-# What a host knows of a peer it is not connected to: only a stale disk is known.
-KNOWN_STALE = (INCONSISTENT, OUTDATED)
-CONNECTED, CONNECTING, STANDALONE = "connected", "connecting", "standalone"
 # A fence-peer request whose runner never registered is given up after this long.
 RUNNER_START_GRACE = 30.0
 
 
-class Pool(object):
+class Pool(Replication):
     """One pool's DRBD state, loaded from and saved to STATE under the caller's lock.
 
     ``lock`` is the open STATE lock file (for ``unlocked``); ``spawner(pool, tokens)``
@@ -205,29 +191,6 @@ class Pool(object):
             return self.replica(self.peer_of(host), name)["disk"]
         # A fence-peer verdict (or a stale peer seen last) stands until the next connection.
         return self.replica(host, name)["peer_disk"]
-
-    def resync_role(self, host, name):
-        """"SyncSource", "SyncTarget" or None while ``name`` is connected."""
-        resync = self.resource(name)["resync"]
-        if not resync or not self.connected(host, name):
-            return None
-        return "SyncSource" if resync["source"] == host else "SyncTarget"
-
-    def resync_seconds(self, name):
-        return self.resource(name)["size_mib"] / float(self.state["resync_rate"])
-
-    def resync_done(self, name):
-        """The fraction of the running resync of ``name`` that is done."""
-        resync = self.resource(name)["resync"]
-        loss = self.resource(name)["loss"]
-        until = loss["at"] if loss else self.now()
-        return max(0.0, min(1.0, (until - resync["started"]) / self.resync_seconds(name)))
-
-    def out_of_sync_kib(self, name):
-        if not self.resource(name)["resync"]:
-            return 0
-        total = self.resource(name)["size_mib"] * 1024
-        return total - int(total * self.resync_done(name))
 
     def suspended_fencing(self, host, name):
         return self.replica(host, name)["susp_fen"]
@@ -436,15 +399,6 @@ class Pool(object):
                  % (minor, process_name(pid), pid, process_start(pid)) for pid, _ in openers]
         return info
 
-    def end_connection(self, name):
-        """A host politely leaves the connection (disconnect, down); over a link that is
-        already gone the loss is noticed first."""
-        resource = self.resource(name)
-        if resource["loss"]:
-            self.detect_loss(name)
-        if resource["connected"]:
-            self.drop_connection(name, hard=False)
-
     # -- events outside DRBD's control
 
     def set_link(self, names, link_up):
@@ -496,241 +450,6 @@ class Pool(object):
                 if replica["fail_io"] and self.is_up(host, name) and not self.openers(host, name):
                     replica["fail_io"] = False
         self.reap_runners()
-
-    def request_ping(self, name):
-        """A promote pings the peer: a dead peer is noticed within ping-timeout."""
-        loss = self.resource(name)["loss"]
-        if loss:
-            loss["detect_at"] = min(loss["detect_at"],
-                                    self.now() + seconds(self.options, "ping-timeout"))
-
-    def notice_dead_peer(self, name):
-        """DRBD 9 promote: ping the peer and wait until it answers or is declared dead."""
-        self.request_ping(name)
-        while self.resource(name)["loss"]:
-            self.sleep(max(0.0, self.resource(name)["loss"]["detect_at"] - self.now()))
-
-    # -- the replication link
-
-    def can_connect(self, name):
-        return self.resource(name)["link_up"] and all(
-            self.is_up(h, name) and not self.replica(h, name)["standalone"] for h in self.hosts)
-
-    def reconcile(self, name):
-        """Connect or break ``name`` so the link matches what both hosts allow."""
-        resource = self.resource(name)
-        possible = self.can_connect(name)
-        if resource["connected"]:
-            if not possible and resource["loss"] is None:
-                self.start_loss(name)
-            elif possible and resource["loss"] is not None:
-                self.cancel_loss(name)
-        elif possible and resource["loss"] is None:
-            self.handshake(name)
-
-    def keeper(self, name):
-        """The host that keeps the shared file when the replicas fork: the one Primary
-        (its openers hold that file), else a crashed host (so that nothing it left open
-        reaches the survivor)."""
-        primaries = [h for h in self.hosts if self.replica(h, name)["role"] == PRIMARY
-                     and self.alive(h)]
-        if len(primaries) == 1:
-            return primaries[0]
-        dead = [h for h in self.hosts if not self.alive(h)]
-        return (dead or self.hosts)[0]
-
-    def start_loss(self, name):
-        """The link is gone: no data flows from now on, but nobody has noticed yet."""
-        resource = self.resource(name)
-        now = self.now()
-        resource["loss"] = {"at": now, "detect_at": now + self.state["ping_window"]}
-        resync = resource["resync"]
-        if resync:
-            self.interrupt_resync(name)
-        else:
-            self.fork_replica(name, self.peer_of(self.keeper(name)))
-
-    def cancel_loss(self, name):
-        """The link came back before either side noticed: TCP carried on."""
-        resource = self.resource(name)
-        resync = resource["resync"]
-        gap = self.now() - resource["loss"]["at"]
-        resource["loss"] = None
-        if resync:
-            resync["started"] += gap
-            self.share_replica(name, resync["source"], resync["target"], keep_old=False)
-        else:
-            keeper = self.keeper(name)
-            self.share_replica(name, keeper, self.peer_of(keeper), keep_old=False)
-
-    def detect_loss(self, name):
-        """The hosts notice the link is gone (DRBD: "PingAck did not arrive in time.")."""
-        self.resource(name)["loss"] = None
-        for host in self.hosts:
-            if self.is_up(host, name):
-                self.kernel_log(host, name, "PingAck did not arrive in time.")
-        self.drop_connection(name, hard=True, forked=True)
-
-    def drop_connection(self, name, hard, forked=False):
-        """The connection of ``name`` ends: a network failure (``hard``) or a polite
-        disconnect. The Primary then fences its peer unless it knows the peer is stale."""
-        resource = self.resource(name)
-        roles = {h: self.replica(h, name)["role"] for h in self.hosts}
-        disks = {h: self.replica(h, name)["disk"] for h in self.hosts}
-        if not hard and roles[self.hosts[0]] != roles[self.hosts[1]] and (
-                self.fencing != "dont-care"):
-            # A polite disconnect between a Primary and a Secondary outdates the Secondary.
-            secondary = [h for h in self.hosts if roles[h] == SECONDARY][0]
-            if disks[secondary] in (UP_TO_DATE, CONSISTENT):
-                disks[secondary] = OUTDATED
-                self.replica(secondary, name)["disk"] = OUTDATED
-        if resource["resync"]:
-            if not forked:
-                self.interrupt_resync(name)
-            self.end_resync(name)
-        elif not forked:
-            self.fork_replica(name, self.peer_of(self.keeper(name)))
-        resource["connected"] = False
-        for host in self.hosts:
-            peer = self.peer_of(host)
-            if not self.is_up(host, name):
-                continue
-            replica = self.replica(host, name)
-            replica["peer_disk"] = disks[peer] if disks[peer] in KNOWN_STALE else DUNKNOWN
-            self.kernel_log(host, name, "Connection closed")
-            if (hard and self.version == "9" and replica["role"] == SECONDARY
-                    and roles[peer] == PRIMARY and replica["disk"] == UP_TO_DATE):
-                # DRBD 9 cannot tell a crashed Primary from a cut link: its data may be stale.
-                replica["disk"] = CONSISTENT
-            if replica["role"] == PRIMARY:
-                if replica["gen"] == replica["synced_gen"]:
-                    self.start_generation(name, replica)
-                if replica["peer_disk"] == DUNKNOWN and self.fencing != "dont-care":
-                    if self.fencing == "resource-and-stonith":
-                        replica["susp_fen"] = True
-                    self.request_fencing(host, name)
-        for host in self.hosts:
-            if not self.alive(host):
-                self.forget_dead(host, name)
-
-    def handshake(self, name):
-        first, second = [self.replica(h, name) for h in self.hosts]
-        changed = [r["gen"] != r["synced_gen"] for r in (first, second)]
-        discarding = [r["discard_my_data"] for r in (first, second)]
-        first["discard_my_data"] = second["discard_my_data"] = False
-        if all(changed) and discarding.count(True) != 1:
-            self.mark_split_brain(name)
-            return
-        target = self.sync_target(name, changed, discarding)
-        resource = self.resource(name)
-        resource.update(connected=True, split_brain=False, epoch=resource["epoch"] + 1)
-        for host in self.hosts:
-            self.replica(host, name).update(peer_disk=DUNKNOWN, susp_fen=False)
-        if target is None:
-            self.join_without_resync(name)
-        else:
-            self.start_resync(name, self.peer_of(target), target)
-
-    def sync_target(self, name, changed, discarding):
-        """Which host must receive the other's data, or None when they agree."""
-        if any(discarding):
-            return self.hosts[discarding.index(True)]
-        if any(changed):
-            return self.hosts[changed.index(False)]
-        inconsistent = [h for h in self.hosts if self.replica(h, name)["disk"] == INCONSISTENT]
-        if len(inconsistent) == 1:
-            return inconsistent[0]
-        return None
-
-    def join_without_resync(self, name):
-        keeper = self.keeper(name)
-        self.share_replica(name, keeper, self.peer_of(keeper), keep_old=False)
-        replicas = [self.replica(h, name) for h in self.hosts]
-        generation = self.replica(keeper, name)["gen"]
-        # Connected to a peer with good data, Consistent and Outdated disks are UpToDate.
-        good = any(r["disk"] in (UP_TO_DATE, CONSISTENT) for r in replicas)
-        for replica in replicas:
-            replica.update(gen=generation, synced_gen=generation)
-            if good and replica["disk"] in (CONSISTENT, OUTDATED):
-                replica["disk"] = UP_TO_DATE
-
-    def start_resync(self, name, source, target):
-        resource = self.resource(name)
-        target_replica = self.replica(target, name)
-        source_replica = self.replica(source, name)
-        resource["resync"] = {"source": source, "target": target, "started": self.now(),
-                              "old_data": target_replica["data"]}
-        self.share_replica(name, source, target, keep_old=True)
-        target_replica["disk"] = INCONSISTENT
-        if source_replica["disk"] == CONSISTENT:
-            source_replica["disk"] = UP_TO_DATE
-        kib = resource["size_mib"] * 1024
-        for host, role in ((source, "SyncSource"), (target, "SyncTarget")):
-            self.kernel_log(host, name, "Began resync as %s (will sync %d KB [%d bits set])."
-                            % (role, kib, kib // 4), scope="device")
-
-    def finish_resync(self, name):
-        resync = self.resource(name)["resync"]
-        source = self.replica(resync["source"], name)
-        target = self.replica(resync["target"], name)
-        self.end_resync(name)
-        target["disk"] = source["disk"]
-        for replica in (source, target):
-            replica.update(gen=source["gen"], synced_gen=source["gen"])
-        duration = max(1, int(round(self.resync_seconds(name))))
-        rate = self.resource(name)["size_mib"] * 1024 // duration
-        for host in (resync["source"], resync["target"]):
-            self.kernel_log(host, name, "Resync done (total %d sec; paused 0 sec; %d K/sec)"
-                            % (duration, rate), scope="device")
-
-    def end_resync(self, name):
-        resource = self.resource(name)
-        old = os.path.join(self.state_dir, resource["resync"]["old_data"])
-        if os.path.exists(old):
-            os.remove(old)
-        resource["resync"] = None
-
-    def interrupt_resync(self, name):
-        """The target keeps what arrived: the source's data up to the resync point."""
-        resync = self.resource(name)["resync"]
-        size = self.resource(name)["size_mib"] * 1024 * 1024
-        done = int(size * self.resync_done(name)) // BLOCK * BLOCK
-        fresh = self.new_data_file(name)
-        path = os.path.join(self.state_dir, fresh)
-        shutil.copyfile(os.path.join(self.state_dir, resync["old_data"]), path)
-        with open(self.data_path(resync["source"], name), "rb") as source, \
-                open(path, "r+b") as target:
-            target.write(source.read(done))
-        self.replica(resync["target"], name)["data"] = fresh
-
-    def mark_split_brain(self, name):
-        self.resource(name)["split_brain"] = True
-        for host in self.hosts:
-            self.replica(host, name)["standalone"] = True
-            self.kernel_log(host, name, "Split-Brain detected but unresolved, dropping connection!")
-
-    def start_generation(self, name, replica):
-        resource = self.resource(name)
-        resource["last_gen"] += 1
-        replica["gen"] = resource["last_gen"]
-
-    def new_data_file(self, name):
-        resource = self.resource(name)
-        resource["files_made"] += 1
-        return os.path.join(DATA_DIR, "%s-%d.img" % (name, resource["files_made"]))
-
-    def fork_replica(self, name, host):
-        """Give ``host`` its own copy of the replica it shares; it stops getting writes."""
-        fresh = self.new_data_file(name)
-        shutil.copyfile(self.data_path(host, name), os.path.join(self.state_dir, fresh))
-        self.replica(host, name)["data"] = fresh
-
-    def share_replica(self, name, source, target, keep_old):
-        """``target``'s replica becomes ``source``'s file again."""
-        old = self.data_path(target, name)
-        self.replica(target, name)["data"] = self.replica(source, name)["data"]
-        if not keep_old and old != self.data_path(target, name) and os.path.exists(old):
-            os.remove(old)
 
     # -- fence-peer requests (run by ``fencing``'s detached runner)
 

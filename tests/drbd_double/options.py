@@ -17,6 +17,7 @@ replicas and does not promote on open.
 """
 
 from .errors import DoubleError
+from .states import STANDALONE
 
 # What an iscsi-ha pool runs with unless a test asks for something else.
 POOL_DEFAULTS = {"protocol": "C", "fencing": "resource-only", "allow-two-primaries": "no",
@@ -135,3 +136,63 @@ def indent(depth):
 
 def quoted(text):
     return '"%s"' % text
+
+
+def running_values(pool, host):
+    """The options the kernel runs with, as drbdsetup prints them."""
+    values = dict(pool.options)
+    values["_name"] = quoted(pool.peer_of(host))
+    return values
+
+
+def show_9(pool, host, name, show_defaults):
+    values = running_values(pool, host)
+    minor = pool.resource(name)["minor"]
+    lines = ['resource "%s" {' % name]
+    lines += show_section("options", RESOURCE_OPTIONS_9, values, show_defaults, 1)
+    lines += [indent(1) + "_this_host {", indent(2) + "node-id\t\t\t%d;" % pool.node_id(host),
+              indent(2) + "volume 0 {", indent(3) + "device\t\t\tminor %d;" % minor,
+              indent(3) + 'disk\t\t\t"%s";' % pool.disk_path(host, name),
+              indent(3) + "meta-disk\t\t\tinternal;"]
+    lines += show_section("disk", DISK_OPTIONS_9, values, show_defaults, 3)
+    lines += [indent(2) + "}", indent(1) + "}"]
+    peer = pool.peer_of(host)
+    lines += [indent(1) + "connection {", indent(2) + "_peer_node_id %d;" % pool.node_id(peer),
+              indent(2) + "path {",
+              indent(3) + "_this_host ipv4 %s:%d;" % (pool.ip_address(host), pool.port(name)),
+              indent(3) + "_remote_host ipv4 %s:%d;" % (pool.ip_address(peer), pool.port(name)),
+              indent(2) + "}"]
+    if pool.connection(host, name) == STANDALONE:
+        lines.append(indent(2) + "_is_standalone;")
+    lines += show_section("net", NET_OPTIONS_9, values, show_defaults, 2)
+    peer_device = show_section("disk", PEER_DEVICE_OPTIONS_9, values, show_defaults, 3)
+    if peer_device:
+        lines += [indent(2) + "volume 0 {"] + peer_device + [indent(2) + "}"]
+    lines += [indent(1) + "}", "}"]
+    return "\n".join(lines) + "\n\n"
+
+
+def show_84(pool, host, name, show_defaults):
+    """show_scmd of drbdsetup-84: sections open even when all their values are defaults."""
+    values = running_values(pool, host)
+    minor = pool.resource(name)["minor"]
+    peer = pool.peer_of(host)
+    net_configured = pool.connection(host, name) != STANDALONE
+    lines = ["resource %s {" % name]
+    lines += show_section("options", RESOURCE_OPTIONS_84, values, show_defaults, 1, True)
+    if net_configured:
+        lines += show_section("net", NET_OPTIONS_84, values, show_defaults, 1, True)
+        lines += [indent(1) + "_remote_host {",
+                  indent(2) + "address\t\t\tipv4 %s:%d;" % (pool.ip_address(peer),
+                                                            pool.port(name)),
+                  indent(1) + "}"]
+    lines.append(indent(1) + "_this_host {")
+    if net_configured:
+        lines.append(indent(2) + "address\t\t\tipv4 %s:%d;" % (pool.ip_address(host),
+                                                               pool.port(name)))
+    lines += [indent(2) + "volume 0 {", indent(3) + "device\t\t\tminor %d;" % minor,
+              indent(3) + 'disk\t\t\t"%s";' % pool.disk_path(host, name),
+              indent(3) + "meta-disk\t\t\tinternal;"]
+    lines += show_section("disk", DISK_OPTIONS_84, values, show_defaults, 3, True)
+    lines += [indent(2) + "}", indent(1) + "}", "}"]
+    return "\n".join(lines) + "\n"

@@ -21,7 +21,7 @@ Waits and handlers run without the STATE lock, so every step re-reads the model.
 from .errors import (MESSAGES, SS_NO_UP_TO_DATE_DISK, SS_PRIMARY_NOP, SS_TWO_PRIMARIES,
                      DoubleError, Refusal)
 from .fencing import apply_verdict, before_handler, prepare, run
-from .model import CONSISTENT, DUNKNOWN, INCONSISTENT, OUTDATED, PRIMARY, UP_TO_DATE
+from .states import CONSISTENT, DUNKNOWN, INCONSISTENT, OUTDATED, PRIMARY, UP_TO_DATE
 from .options import seconds
 
 MAX_TRIES = 4
