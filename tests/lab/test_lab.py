@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 
+import pytest
 import XenAPI
 
 from tests.lab import pool
@@ -62,6 +63,25 @@ def test_master_failure_moves_storage_to_the_survivor_without_losing_writes(lab)
     assert_same_storage(lab, "while-alone", identity)
 
 
+def test_each_host_reads_its_own_config_at_the_plugins_default_path(lab):
+    record = pool.Lab.load(lab.state).record
+    for name in ("hostA", "hostB"):
+        seen = subprocess.check_output(["ip", "netns", "exec", record["namespaces"][name],
+                                        "cat", "/etc/iscsi-ha/iscsi-ha.conf"])
+        with open(record["hosts"][name]["config"], "rb") as handle:
+            assert seen == handle.read()
+
+
+def test_a_planned_master_change_restarts_xapi_and_the_old_master_follows(lab):
+    moved = lab("designate-master", "hostB")
+    assert moved["xapi_restart_seconds"] > 0
+    old_master = XenAPI.Session(lab.description["hosts"]["hostA"]["xapi_url"])
+    with pytest.raises(XenAPI.Failure) as refused:
+        old_master.xenapi.login_with_password(pool.USERNAME, pool.PASSWORD)
+    assert refused.value.details == [
+        "HOST_IS_SLAVE", lab.description["hosts"]["hostB"]["address"]]
+
+
 def test_a_cut_replication_link_stops_a_move_to_the_outdated_host(lab):
     lab("cut-replication")
     moved = lab("designate-master", "hostB")
@@ -85,6 +105,7 @@ def test_down_removes_everything_and_can_run_twice(tmp_path):
     assert not [name for name in namespaces if name in listed]
     assert not [pid for pid in pids if pool.process_alive(pid)]
     assert not os.path.exists(running.state)
+    assert not [name for name in namespaces if os.path.exists("/etc/netns/" + name)]
     assert lab_command("down", "--state", running.state) == (0, {"down": True,
                                                                   "was_up": False})
 
