@@ -430,7 +430,11 @@ def designate_master(state_dir, name, move_storage=True):
     with lab.xapi(master=name) as session:
         result["xapi_restart_seconds"] = round(time.time() - committed, 3)
         if ha:
-            session.retrying(lambda api: api.pool.enable_ha([], {}))
+            try:
+                session.retrying(lambda api: api.pool.enable_ha([], {}))
+            except XenAPI.Failure as failure:
+                raise LabError("XAPI refused to enable HA again on %s: %s"
+                               % (name, " ".join(failure.details))) from None
         if move_storage:
             result["storage"] = lab.move_storage(session, old, name,
                                                  "planned master change to %s" % name)
