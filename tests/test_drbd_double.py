@@ -419,8 +419,9 @@ def test_a_broken_handler_changes_nothing_and_the_promote_is_refused(tmp_path, v
 
 
 def test_a_handler_that_hangs_is_killed_and_counts_as_broken(tmp_path):
+    pid_file = tmp_path / "hang.pid"
     state = make_fenced_pool(tmp_path, "9", lambda s: {"hostB": handler(
-        tmp_path, "hang", "echo started\nexec sleep 60")}, handler_timeout=0.5)
+        tmp_path, "hang", "echo $$ > %s\nexec sleep 60" % pid_file)}, handler_timeout=0.5)
     drbd_double.cut(state)
     notice(state)
     assert_refused(state, "hostB", -7, NOT_OUTDATED)
@@ -428,8 +429,15 @@ def test_a_handler_that_hangs_is_killed_and_counts_as_broken(tmp_path):
     assert "Command '/bin/sh -c %s' did not terminate within 0.5 seconds\n" % (
         tmp_path / "hang") in log
     assert "fence-peer helper broken, returned 20" in log
-    assert "sleep 60" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
-                                            text=True, timeout=10).stdout
+    assert not process_alive(int(pid_file.read_text()))
+
+
+def process_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as stat_file:
+            return stat_file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_the_sync_handler_runs_without_the_state_lock(tmp_path, version):
@@ -462,15 +470,32 @@ def test_a_verdict_after_the_link_came_back_is_not_applied(tmp_path, version,
 
 
 def test_crash_stops_the_crashed_hosts_handler(tmp_path, version):
-    hang = handler(tmp_path, "hang", "exec sleep 60")
+    pid_file = tmp_path / "hang.pid"
+    hang = handler(tmp_path, "hang", "echo $$ > %s\nexec sleep 60" % pid_file)
     state = make_fenced_pool(tmp_path, version, lambda s: {"hostA": hang})
     ok(state, "hostA", "primary", "r0")
     drbd_double.cut(state)
     notice(state)
-    assert drbd_double.show(state)["runners"]
+    wait_for(pid_file.exists)
+    wait_for(lambda: pid_file.read_text().strip())
     drbd_double.crash(state, "hostA")
     assert drbd_double.show(state)["runners"] == {}
-    drbd_double.wait_handlers(state, timeout=10)
+    wait_for(lambda: not process_alive(int(pid_file.read_text())))
+
+
+def test_stop_handlers_kills_what_runs_in_the_background(tmp_path):
+    pid_file = tmp_path / "hang.pid"
+    hang = handler(tmp_path, "hang", "echo $$ > %s\nexec sleep 60" % pid_file)
+    state = make_fenced_pool(tmp_path, "9", lambda s: {"hostA": hang})
+    ok(state, "hostA", "primary", "r0")
+    drbd_double.cut(state)
+    notice(state)
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+    with pytest.raises(drbd_double.DoubleError, match="still running"):
+        drbd_double.wait_handlers(state, timeout=0.2)
+    drbd_double.stop_handlers(state)
+    wait_for(lambda: not process_alive(int(pid_file.read_text())))
+    drbd_double.wait_handlers(state, timeout=1)
 
 
 # -- promoting without a connection
@@ -889,17 +914,17 @@ def test_demote_and_down_are_refused_while_the_device_is_open_for_writing(pool9)
     ok(pool9, "hostA", "primary", "r0")
     holder = open(device(pool9, "hostA"), "r+b")
     try:
-        for command in ("secondary", "down"):
+        for command, why in (("secondary", []), ("down", ["failed to demote"])):
             result = drbdadm(pool9, "hostA", command, "r0")
             assert result.returncode == 11
             lines = result.stderr.splitlines()
-            assert lines[:3] == [
+            assert lines[:3 + len(why)] == [
                 "r0: State change failed: (-12) Device is held open by someone",
-                "additional info from kernel:",
+                "additional info from kernel:"] + why + [
                 "/dev/drbd0 open_cnt:1, writable:1; list of openers follows"]
-            assert lines[3].startswith("drbd0 opened by ")
-            assert "(pid %d)" % os.getpid() in lines[3]
-            assert lines[4] == "Command 'drbdsetup %s r0' terminated with exit code 11" % command
+            assert lines[-2].startswith("drbd0 opened by ")
+            assert "(pid %d)" % os.getpid() in lines[-2]
+            assert lines[-1] == "Command 'drbdsetup %s r0' terminated with exit code 11" % command
     finally:
         holder.close()
     ok(pool9, "hostA", "secondary", "r0")
@@ -913,6 +938,31 @@ def test_drbd9_read_only_openers_do_not_block_a_demote_but_the_peers_promote(poo
         assert_refused(pool9, "hostB", -22,
                        "Peer may not become primary while device is opened read-only")
     ok(pool9, "hostB", "primary", "r0")
+
+
+def test_drbd9_read_only_openers_block_a_detach(pool9):
+    ok(pool9, "hostA", "primary", "r0")
+    with open(device(pool9, "hostA"), "rb"):
+        down = drbdadm(pool9, "hostA", "down", "r0")
+        assert down.returncode == 17
+        assert down.stderr.splitlines()[:4] == [
+            "r0: State change failed: (-2) Need access to UpToDate data",
+            "additional info from kernel:", "failed to detach",
+            "/dev/drbd0 open_cnt:1, writable:0; list of openers follows"]
+        # It got as far as demoting and disconnecting.
+        assert (replica(pool9, "hostA")["role"], replica(pool9, "hostA")["connection"]) == (
+            "Secondary", "standalone")
+    ok(pool9, "hostA", "down", "r0")
+
+
+def test_drbd84_down_of_a_held_primary_fails_to_demote(pool84):
+    ok(pool84, "hostA", "primary", "r0")
+    with open(device(pool84, "hostA"), "rb"):
+        result = drbdadm(pool84, "hostA", "down", "r0")
+    assert (result.returncode, result.stderr) == (11, (
+        "r0: State change failed: (-12) Device is held open by someone\n"
+        "additional info from kernel:\nfailed to demote\n"
+        "Command 'drbdsetup-84 down r0' terminated with exit code 11\n"))
 
 
 def test_drbd84_refuses_a_demote_for_any_opener_and_names_none(pool84):

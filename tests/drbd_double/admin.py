@@ -104,7 +104,7 @@ def init_pool(state_dir, version, hosts, resources, netns=None, fence_peer=None,
              "alive": {h: True for h in hosts}, "resources": {}, "options": options,
              "fence_peer": fence_peer, "ping_window": float(ping_window),
              "resync_rate": float(resync_rate), "handler_timeout": float(handler_timeout),
-             "clock_offset": 0.0, "runners": {}}
+             "clock_offset": 0.0, "runners": {}, "handlers": {}}
     for name, minor, size_mib in resources:
         data = os.path.join(DATA_DIR, "%s-0.img" % name)
         with open(os.path.join(state_dir, data), "wb") as image:
@@ -169,7 +169,7 @@ def wait_handlers(state_dir, timeout=60.0):
     deadline = time.time() + timeout
     while True:
         with locked_pool(state_dir) as pool:
-            if not pool.state["runners"]:
+            if not pool.state["runners"] and not pool.state["handlers"]:
                 return
         if time.time() > deadline:
             raise DoubleError("fence-peer handlers still running after %.0f s" % timeout)

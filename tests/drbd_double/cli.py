@@ -211,10 +211,15 @@ def run_fence_runner(state_dir, token):
         if request is None:
             del pool.state["runners"][token]
             return
-    code = fencing.run(request)
+    code = fencing.run(request, lambda group: record_handler(state_dir, group, host))
     with locked_pool(state_dir) as pool:
         if pool.state["runners"].pop(token, None) and pool.is_up(host, name):
             fencing.apply_verdict(pool, host, name, code, epoch)
+
+
+def record_handler(state_dir, group, host):
+    with locked_pool(state_dir) as pool:
+        pool.state["handlers"][str(group)] = {"host": host}
 
 
 def split_emulation_args(argv):

@@ -24,8 +24,9 @@ Exit codes (``conn_try_outdate_peer``): 3 peer Inconsistent, 4 peer Outdated,
 resource-and-stonith until ``resume-io``).
 
 The asynchronous handler runs in a detached runner process
-(``python3 -m tests.drbd_double fence-runner``), registered in state.json
-(``runners``) so that ``crash`` and ``stop_handlers`` can kill it.
+(``python3 -m tests.drbd_double fence-runner``). Runners and every handler's
+process group are registered in state.json (``runners``, ``handlers``) so that
+``crash`` (that host's) and ``stop_handlers`` (all) can kill them.
 """
 
 import ctypes
@@ -108,8 +109,12 @@ def prepare(pool, host, name, cstate):
             "timeout": pool.state["handler_timeout"]}
 
 
-def run(request):
-    """Run the handler (without the STATE lock); its exit code as drbdadm returns it."""
+def run(request, on_start):
+    """Run the handler (without the STATE lock); its exit code as drbdadm returns it.
+
+    ``on_start(group)`` records the handler's process group, so that ``crash`` and
+    ``stop_handlers`` can kill whatever it started (the kernel's helper does not die
+    with drbdsetup)."""
     if not request["command"]:
         return 0
     argv = ["/bin/sh", "-c", request["command"]]
@@ -119,6 +124,7 @@ def run(request):
         handler = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                    cwd="/", env=request["env"], start_new_session=True,
                                    preexec_fn=die_with_parent)
+        on_start(handler.pid)
         try:
             code = handler.wait(timeout=request["timeout"])
         except subprocess.TimeoutExpired:
@@ -204,8 +210,8 @@ def spawn_detached(argv, env):
     child = os.fork()
     if child == 0:
         try:
-            os.setsid()
             if os.fork() == 0:
+                os.setsid()  # its own session and process group: pgid == pid
                 null = os.open(os.devnull, os.O_RDWR)
                 for fd in (0, 1, 2):
                     os.dup2(null, fd)

@@ -73,10 +73,7 @@ class Pool(Replication):
         return cls(state_dir, read_state(state_dir), lock, spawner)
 
     def save(self):
-        path = os.path.join(self.state_dir, STATE_FILE)
-        with open(path + ".tmp", "w") as state_file:
-            json.dump(self.state, state_file, indent=1, sort_keys=True)
-        os.replace(path + ".tmp", path)
+        write_state(self.state_dir, self.state)
 
     def commit(self):
         """Make the files match the model and save it (what other commands see)."""
@@ -299,12 +296,22 @@ class Pool(Replication):
         return CONSISTENT
 
     def take_down(self, host, name):
+        """``drbdsetup down``: demote, disconnect, detach; each step may refuse."""
         replica = self.replica(host, name)
         if not replica["up"]:
             return
         if replica["role"] == PRIMARY:
-            self.demote(host, name)
+            try:
+                self.demote(host, name)
+            except Refusal as refusal:
+                raise Refusal(refusal.code, ["failed to demote"] + refusal.info)
         self.end_connection(name)
+        openers = self.openers(host, name) if self.version == "9" else []
+        if openers:
+            # DRBD 9 let read-only openers stay through the demote; they block the detach.
+            replica["standalone"] = True
+            raise Refusal(SS_NO_UP_TO_DATE_DISK,
+                          ["failed to detach"] + self.opener_info(name, openers))
         replica.update(up=False, standalone=False, susp_fen=False, fail_io=False)
         self.reconcile(name)
 
@@ -461,12 +468,16 @@ class Pool(Replication):
             "requested": self.now(), "spawned": False, "pid": None}
 
     def stop_runners(self, host=None):
+        """Kill the background runners and every handler process group (of ``host``)."""
         for token, runner in list(self.state["runners"].items()):
             if host is None or runner["host"] == host:
                 if runner["pid"] and pid_alive(runner["pid"]):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(runner["pid"], signal.SIGKILL)
+                    kill_group(runner["pid"])
                 del self.state["runners"][token]
+        for group, handler in list(self.state["handlers"].items()):
+            if host is None or handler["host"] == host:
+                kill_group(int(group))
+                del self.state["handlers"][group]
 
     def reap_runners(self):
         now = self.now()
@@ -477,6 +488,19 @@ class Pool(Replication):
                 gone = runner["spawned"] and now - runner["requested"] > RUNNER_START_GRACE
             if gone:
                 del self.state["runners"][token]
+        for group in list(self.state["handlers"]):
+            if not group_alive(int(group)):
+                del self.state["handlers"][group]
+
+    def handler_started(self, group, host):
+        """Record a running handler's process group, from a process that runs unlocked."""
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        try:
+            state = read_state(self.state_dir)
+            state["handlers"][str(group)] = {"host": host}
+            write_state(self.state_dir, state)
+        finally:
+            fcntl.flock(self.lock, fcntl.LOCK_UN)
 
     # -- files a host sees
 
@@ -505,6 +529,13 @@ class Pool(Replication):
         return described
 
 
+def write_state(state_dir, state):
+    path = os.path.join(state_dir, STATE_FILE)
+    with open(path + ".tmp", "w") as state_file:
+        json.dump(state, state_file, indent=1, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
 def read_state(state_dir):
     try:
         with open(os.path.join(state_dir, STATE_FILE)) as state_file:
@@ -512,6 +543,19 @@ def read_state(state_dir):
     except FileNotFoundError:
         raise DoubleError("%s is not a DRBD double state directory (run init first)"
                           % state_dir)
+
+
+def kill_group(group):
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+
+
+def group_alive(group):
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def timestamp():

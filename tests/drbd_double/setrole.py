@@ -164,7 +164,7 @@ def try_outdate_peer(pool, host, name):
     cstate = "StandAlone" if pool.replica(host, name)["standalone"] else "Connecting"
     request = prepare(pool, host, name, cstate)
     with pool.unlocked():
-        code = run(request)
+        code = run(request, lambda group: pool.handler_started(group, host))
     require_up(pool, host, name)
     return apply_verdict(pool, host, name, code, epoch)
 
