@@ -13,6 +13,7 @@ as measured by a client reading block 0 every 20 ms. Ends by taking the lab down
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,9 @@ from tests.lab import pool
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PATTERN_BLOCKS = 2048  # 1 MiB of 512-byte blocks
 PROBE_LEAD_SECONDS = 0.5
-PROBE_SECONDS = 6.0
+# The probe stops once the event is over and I/O has settled; this only bounds it.
+PROBE_LIMIT_SECONDS = 300.0
+SETTLE_SECONDS = 1.0
 
 
 class Demo(object):
@@ -68,14 +71,16 @@ class Demo(object):
     def through_event(self, title, action, identity):
         """Run ``action`` while a client probes the LUN; check data and identity after."""
         self.say("\n== %s ==\n" % title)
-        probe = subprocess.Popen(self.client_argv("probe", "--duration", str(PROBE_SECONDS),
-                                                  "--interval", "0.02"),
+        probe = subprocess.Popen(self.client_argv("probe", "--duration",
+                                                  str(PROBE_LIMIT_SECONDS), "--interval", "0.02"),
                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  universal_newlines=True)
         try:
             time.sleep(PROBE_LEAD_SECONDS)
             outcome = action()
-            output, errors = probe.communicate(timeout=PROBE_SECONDS + 30)
+            time.sleep(SETTLE_SECONDS)
+            probe.send_signal(signal.SIGTERM)  # it reports what it saw and exits
+            output, errors = probe.communicate(timeout=30)
         finally:
             if probe.poll() is None:
                 probe.kill()
