@@ -171,7 +171,7 @@ def adm_down(pool, host, name, options, output):
 
 
 def adm_connect(pool, host, name, options, output):
-    extra = ["--protocol=C"] if pool.version == "8.4" else []
+    extra = ["--protocol=%s" % pool.options["protocol"]] if pool.version == "8.4" else []
     return run_setup_step(pool, host, ["connect", name] + connection_args(pool, host, name)
                           + extra + sorted(options), output)
 

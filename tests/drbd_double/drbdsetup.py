@@ -89,7 +89,8 @@ def run_drbdsetup(pool, host, args, output):
         if command == "secondary":
             allowed.discard("--force")  # 8.4 cannot force a demotion
         if command == "connect":
-            allowed.add("--protocol=C")  # 8.4 sets the protocol per connection
+            # 8.4 sets the protocol per connection (the double's is the pool's).
+            allowed.add("--protocol=%s" % pool.options["protocol"])
     unknown = options - allowed
     if unknown:
         output.err("drbdsetup: unrecognized option '%s'" % sorted(unknown)[0])
