@@ -27,6 +27,7 @@ HOSTS = ["hostA", "hostB"]
 BLOCK = 4096
 FAST_TIMERS = {"ping-timeout": "1"}
 FAST_TIMERS_9 = dict(FAST_TIMERS, **{"auto-promote-timeout": "1"})
+RATE = 1 / 1024.0  # MiB/s: a resync of 1 MiB takes 1024 s of the model's time
 
 
 def make_pool(tmp_path, version, size_mib=1, **extra):
@@ -267,25 +268,27 @@ def test_drbd84_reports_local_and_peer_state_in_one_line(pool84):
 # -- noticing a broken link or a dead peer takes time
 
 
-def test_a_cut_link_goes_unnoticed_for_the_ping_window(pool84):
+def test_a_cut_link_goes_unnoticed_for_the_ping_window(tmp_path):
+    pool84 = make_pool(tmp_path, "8.4", ping_window=30)
     ok(pool84, "hostA", "primary", "r0")
     drbd_double.cut(pool84)
     assert ok(pool84, "hostA", "cstate", "r0") == "Connected\n"
     assert ok(pool84, "hostB", "role", "r0") == "Secondary/Primary\n"
-    drbd_double.elapse(pool84, 0.4)
+    drbd_double.elapse(pool84, 28)
     assert ok(pool84, "hostB", "cstate", "r0") == "Connected\n"
-    drbd_double.elapse(pool84, 0.2)
+    drbd_double.elapse(pool84, 2)
     assert ok(pool84, "hostA", "cstate", "r0") == "WFConnection\n"
     assert ok(pool84, "hostB", "role", "r0") == "Secondary/Unknown\n"
     assert "PingAck did not arrive in time." in kernel_log(pool84)
 
 
-def test_a_link_healed_within_the_ping_window_is_never_lost(pool):
+def test_a_link_healed_within_the_ping_window_is_never_lost(tmp_path, version):
+    pool = make_pool(tmp_path, version, ping_window=30)
     ok(pool, "hostA", "primary", "r0")
     drbd_double.cut(pool)
     write_block(device(pool, "hostA"), 1, b"while cut")
     drbd_double.heal(pool)
-    notice(pool)
+    drbd_double.elapse(pool, 31)
     assert replica(pool, "hostA")["connection"] == "connected"
     assert replica_block(pool, "hostB", 1) == b"while cut"
     assert "Connection closed" not in kernel_log(pool)
@@ -502,7 +505,8 @@ def test_stop_handlers_kills_what_runs_in_the_background(tmp_path):
 
 
 def test_promote_right_after_a_crash_is_refused_on_84_even_with_a_good_handler(tmp_path):
-    state = make_fenced_pool(tmp_path, "8.4", lambda s: {"hostB": exits(tmp_path, 5)})
+    state = make_fenced_pool(tmp_path, "8.4", lambda s: {"hostB": exits(tmp_path, 5)},
+                             ping_window=30)
     ok(state, "hostA", "primary", "r0")
     drbd_double.crash(state, "hostA")
     # -1 while it still sees the Primary, a ping later the handler runs, tries are used up.
@@ -515,7 +519,8 @@ def test_promote_right_after_a_crash_is_refused_on_84_even_with_a_good_handler(t
 
 def test_drbd9_survivor_of_a_crashed_primary_is_consistent_and_needs_a_fencing_verdict(
         tmp_path):
-    state = make_fenced_pool(tmp_path, "9", lambda s: {"hostB": exits(tmp_path, 5)})
+    state = make_fenced_pool(tmp_path, "9", lambda s: {"hostB": exits(tmp_path, 5)},
+                             ping_window=30)
     ok(state, "hostA", "primary", "r0")
     drbd_double.crash(state, "hostA")
     # The promote itself pings the dead peer, then waits for the disk to settle.
@@ -674,7 +679,8 @@ def test_without_fencing_a_revived_host_is_uptodate(tmp_path, version):
 
 def test_revived_primary_comes_back_secondary_and_resyncs_from_the_new_primary(tmp_path,
                                                                               version):
-    state = make_fenced_pool(tmp_path, version, lambda s: {"hostB": exits(tmp_path, 7)})
+    state = make_fenced_pool(tmp_path, version, lambda s: {"hostB": exits(tmp_path, 7)},
+                             resync_rate=RATE)
     ok(state, "hostA", "primary", "r0")
     drbd_double.crash(state, "hostA")
     notice(state)
@@ -684,7 +690,7 @@ def test_revived_primary_comes_back_secondary_and_resyncs_from_the_new_primary(t
     assert replica(state, "hostA")["role"] == "Secondary"
     assert replica(state, "hostA")["connection"] == "connected"
     assert replica(state, "hostA")["resync"] == "SyncTarget"
-    notice(state)
+    drbd_double.elapse(state, 1024)  # the 1 MiB disk at 1 KiB/s
     assert disk(state, "hostA") == "UpToDate"
     assert replica_block(state, "hostA", 7) == b"written during the failover"
 
@@ -701,9 +707,6 @@ def test_writes_reach_both_replicas_only_while_connected(pool9):
     assert replica_block(pool9, "hostA", 2) == b"after the cut"
     assert replica_block(pool9, "hostB", 2) == b""
     assert replica_block(pool9, "hostB", 1) == b"before the cut"
-
-
-RATE = 1 / 1024.0  # MiB/s: the 4 MiB resync takes 4096 s of the model's time
 
 
 def resyncing_pool(tmp_path, version):
