@@ -770,6 +770,23 @@ def test_a_link_lost_mid_resync_leaves_the_target_inconsistent(tmp_path, version
     assert replica_block(state, "hostB", 1000) == b""
 
 
+def test_an_inconsistent_primary_resyncs_from_its_peer_after_the_link_comes_back(tmp_path,
+                                                                                version):
+    state = resyncing_pool(tmp_path, version)
+    ok(state, "hostA", "secondary", "r0")
+    ok(state, "hostB", "primary", "r0")  # a SyncTarget Primary, reading through its peer
+    drbd_double.elapse(state, 1024)
+    drbd_double.cut(state)
+    notice(state)
+    assert (replica(state, "hostB")["role"], disk(state, "hostB")) == ("Primary",
+                                                                       "Inconsistent")
+    drbd_double.heal(state)
+    assert replica(state, "hostB")["resync"] == "SyncTarget"  # not a split brain
+    drbd_double.elapse(state, 4096)
+    assert disk(state, "hostB") == "UpToDate"
+    assert replica_block(state, "hostB", 1000) == b"near the end"
+
+
 def test_promoting_both_sides_while_cut_is_a_split_brain(pool9):
     drbd_double.cut(pool9)
     notice(pool9)

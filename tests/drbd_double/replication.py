@@ -68,8 +68,7 @@ class Replication(object):
         """DRBD 9 promote: ping the peer and wait until it answers or is declared dead."""
         self.request_ping(name)
         while self.resource(name)["loss"]:
-            self.sleep(max(0.0, self.resource(name)["loss"]["detect_at"] - self.now()))
-
+            self.sleep(max(0.01, self.resource(name)["loss"]["detect_at"] - self.now()))
 
     def can_connect(self, name):
         return self.resource(name)["link_up"] and all(
@@ -177,10 +176,12 @@ class Replication(object):
         changed = [r["gen"] != r["synced_gen"] for r in (first, second)]
         discarding = [r["discard_my_data"] for r in (first, second)]
         first["discard_my_data"] = second["discard_my_data"] = False
-        if all(changed) and discarding.count(True) != 1:
+        inconsistent = [h for h in self.hosts if self.replica(h, name)["disk"] == INCONSISTENT]
+        # An Inconsistent disk becomes SyncTarget whatever the generations say.
+        if all(changed) and discarding.count(True) != 1 and len(inconsistent) != 1:
             self.mark_split_brain(name)
             return
-        target = self.sync_target(name, changed, discarding)
+        target = self.sync_target(changed, discarding, inconsistent)
         resource = self.resource(name)
         resource.update(connected=True, split_brain=False, epoch=resource["epoch"] + 1)
         for host in self.hosts:
@@ -190,15 +191,15 @@ class Replication(object):
         else:
             self.start_resync(name, self.peer_of(target), target)
 
-    def sync_target(self, name, changed, discarding):
-        """Which host must receive the other's data, or None when they agree."""
+    def sync_target(self, changed, discarding, inconsistent):
+        """Which host must receive the other's data, or None when they agree
+        (drbd_sync_handshake: disk states first, then the data generations)."""
+        if len(inconsistent) == 1:
+            return inconsistent[0]
         if any(discarding):
             return self.hosts[discarding.index(True)]
         if any(changed):
             return self.hosts[changed.index(False)]
-        inconsistent = [h for h in self.hosts if self.replica(h, name)["disk"] == INCONSISTENT]
-        if len(inconsistent) == 1:
-            return inconsistent[0]
         return None
 
     def join_without_resync(self, name):
