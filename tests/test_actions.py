@@ -290,9 +290,3 @@ def test_any_exception_in_a_step_still_rolls_back():
         actions.execute("promote", actions.plan_promote(CONFIG, observed()), host, "test")
     assert "OSError" in caught.value.message and "No space left" in caught.value.message
     assert host.journal[-2:] == [("drbd-secondary", "r1"), ("drbd-secondary", "r0")]
-
-
-def test_a_rolled_back_release_checks_the_vip_before_claiming_it_again():
-    undo = Step("vip-release", "192.0.2.100").inverse()
-    assert (undo.kind, undo.recheck) == ("vip-claim", True)
-    assert Step("drbd-primary", "r0").inverse().recheck is False

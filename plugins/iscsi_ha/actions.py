@@ -51,21 +51,17 @@ class Step(object):
         "vip-claim": "vip-release", "vip-release": "vip-claim",
     }
 
-    def __init__(self, kind, subject, force=False, recheck=False, peer_down=False):
+    def __init__(self, kind, subject, force=False, peer_down=False):
         self.kind = kind
         self.subject = subject
         self.force = force
-        # Set on a VIP claim that undoes a release: promote checked the address
-        # before planning, a rollback has to check it again.
-        self.recheck = recheck
         # Set on a DRBD promote whose caller confirmed the peer is gone: the
         # fence-peer handler, which DRBD runs during the promote, may then report
         # an unreachable peer as fenced.
         self.peer_down = peer_down
 
     def inverse(self):
-        return Step(self.INVERSES[self.kind], self.subject,
-                    recheck=self.kind == "vip-release")
+        return Step(self.INVERSES[self.kind], self.subject)
 
     def __eq__(self, other):
         return ((self.kind, self.subject, self.force, self.peer_down)
@@ -337,9 +333,8 @@ class Host(object):
     def _vip_claim(self, step):
         if self.vip.is_local():
             return
-        if step.recheck and self.vip.answered_elsewhere():
-            raise VipInUse("another host answers for %s now; not claiming it back"
-                           % self.vip.cidr)
+        # claim() probes for another holder itself, right before adding the
+        # address: a rollback that claims it back is checked the same way.
         self.vip.claim()
 
     def _vip_release(self, step):
