@@ -19,7 +19,7 @@ from iscsi_ha.errors import BadArgument, BadConfig
 PARSERS = {"9": "drbdadm", "8.4": "/usr/lib/drbd/drbdadm-84"}
 HOSTS = [("xcp-a", "198.51.100.1"), ("xcp-b", "198.51.100.2")]
 EXAMPLE = {"resource": "r0", "minor": 1, "disk": "/dev/sdb", "hosts": HOSTS, "port": 7789}
-HANDLER = '"/usr/libexec/iscsi-ha/iscsi-ha-fence-peer"'
+HANDLER = "/usr/libexec/iscsi-ha/iscsi-ha-fence-peer"  # drbdadm dump prints a plain word unquoted
 PLUGINS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        "plugins")
 

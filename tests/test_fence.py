@@ -1,5 +1,6 @@
 """The fence-peer handler's verdicts: DRBD's exit codes, failing closed on any doubt."""
 
+import io
 import json
 import os
 import time
@@ -56,10 +57,11 @@ def test_peer_down_confirmation_is_for_one_resource_and_expires(tmp_path):
 
 
 def test_a_damaged_confirmation_counts_as_none(tmp_path):
-    marker = tmp_path / "peer-down.r0"
+    marker = str(tmp_path / "peer-down.r0")
     for text in ("", "{", json.dumps({"resource": "r0"}), json.dumps([1])):
-        marker.write_text(text)
-        assert not fence.peer_down_confirmed(str(marker), "r0")
+        with open(marker, "w") as handle:
+            handle.write(text)
+        assert not fence.peer_down_confirmed(marker, "r0")
 
 
 @pytest.fixture
@@ -67,9 +69,10 @@ def config_file(tmp_path):
     text = config_module.render_sample(
         state_dir=str(tmp_path / "state"), run_dir=str(tmp_path / "run"),
         log_file=str(tmp_path / "iscsi-ha.log"), inventory=str(tmp_path / "inventory"))
-    path = tmp_path / "iscsi-ha.conf"
-    path.write_text(text.replace("fence = 10", "fence = 0.3"))
-    return str(path)
+    path = str(tmp_path / "iscsi-ha.conf")
+    with io.open(path, "w", encoding="utf-8") as handle:
+        handle.write(text.replace(u"fence = 10", u"fence = 0.3"))
+    return path
 
 
 def run_main(config_file, monkeypatch, capsys, answer):

@@ -103,15 +103,45 @@ class Host(object):
         self.network = network
         self.directory = directory
         self.state = os.path.join(directory, "drbd")
+        self.fence_peer = self.write_fence_peer()
         double("init", "--state", self.state, "--version", drbd_version,
                "--hosts", "hostA,hostB", "--resource", "r0:0:16",
-               "--netns", "hostA=%s" % network.host.name)
+               "--netns", "hostA=%s" % network.host.name,
+               "--fence-peer", "hostA=%s" % self.fence_peer,
+               # These tests cut the link themselves: no detection delay to wait out.
+               "--ping-window", "0")
         for host in ("hostA", "hostB"):
             double("install-wrappers", "--state", self.state, "--host", host,
                    "--bin", os.path.join(directory, host))
         self.device = os.path.join(self.state, "hostA", "dev", "drbd0")
         self.config_path = os.path.join(directory, "iscsi-ha.conf")
         self.write_config(lock_wait=lock_wait, ip_tool=ip_tool)
+
+    def write_fence_peer(self):
+        """A stand-in for iscsi-ha's handler (there is no XAPI here): it records what
+        DRBD showed it, whether the promote's peer-down word was there, and exits
+        with the code in ``fence-exit`` (1, "doubt", unless a test says otherwise)."""
+        path = os.path.join(self.directory, "iscsi-ha-fence-peer")
+        marker = os.path.join(self.directory, "run", "peer-down.r0")
+        with open(path, "w") as script:
+            script.write("#!/bin/sh\n"
+                         "if [ -e %(marker)s ]; then word=confirmed; else word=none; fi\n"
+                         "echo \"$DRBD_RESOURCE $word\" >> %(dir)s/fence-calls\n"
+                         "exit $(cat %(dir)s/fence-exit 2>/dev/null || echo 1)\n"
+                         % {"marker": marker, "dir": self.directory})
+        os.chmod(path, 0o755)
+        return path
+
+    def fence_calls(self):
+        try:
+            with open(os.path.join(self.directory, "fence-calls")) as calls:
+                return calls.read().splitlines()
+        except IOError:
+            return []
+
+    def set_fence_exit(self, code):
+        with open(os.path.join(self.directory, "fence-exit"), "w") as handle:
+            handle.write("%d\n" % code)
 
     def write_config(self, lock_wait=10, ip_tool="ip"):
         bin_dir = os.path.join(self.directory, "hostA")
@@ -122,7 +152,8 @@ class Host(object):
             tools={"drbdadm": os.path.join(bin_dir, "drbdadm"),
                    "drbdsetup": os.path.join(bin_dir, "drbdsetup"),
                    "tgtadm": "tgtadm", "ip": ip_tool, "arping": "arping"},
-            state_dir=os.path.join(self.directory, "run"),
+            state_dir=os.path.join(self.directory, "state"),
+            run_dir=os.path.join(self.directory, "run"),
             log_file=os.path.join(self.directory, "iscsi-ha.log"),
             resources=[{"name": "r0", "device": self.device, "lun": 1,
                         "scsi_id": SCSI_ID, "scsi_sn": SCSI_SN}])
@@ -256,16 +287,76 @@ def test_promote_is_refused_while_the_peer_is_primary(host9):
         host9.peer("secondary", "r0")
 
 
-def test_an_outdated_disk_is_refused_unless_forced(host9):
-    assert host9.peer("primary", "r0") == 0
+def local_drbdadm(host, *args):
+    return subprocess.call([os.path.join(host.directory, "hostA", "drbdadm")] + list(args))
+
+
+def test_promote_is_refused_while_the_peer_is_unknown(host):
+    # Replication cut with both Secondary: hostA's UpToDate may be stale by now.
+    double("net-cut", "--state", host.state)
+    for args in ({}, {"force": "true"}):
+        reply = host.call("promote", **args)
+        assert reply.error[0] == "ISCSI_HA_PEER_UNKNOWN", reply.error
+        assert "r0 is not connected to its peer" in reply.error[1]
+        assert "peer_down=true" in reply.error[1]
+        assert_untouched(host)
+    assert host.fence_calls() == []  # refused before DRBD was asked
+
+
+def test_an_outdated_disk_needs_the_peer_down_and_force(host9):
     double("net-cut", "--state", host9.state)
-    assert host9.peer("secondary", "r0") == 0
-    reply = host9.call("promote")
+    assert local_drbdadm(host9, "outdate", "r0") == 0
+    assert host9.call("promote").error[0] == "ISCSI_HA_PEER_UNKNOWN"
+    reply = host9.call("promote", peer_down="true")
     assert reply.error[0] == "ISCSI_HA_DISK_NOT_UPTODATE"
     assert "Outdated" in reply.error[1] and "force=true" in reply.error[1]
     assert_untouched(host9)
-    reply = host9.call("promote", force="true")
+    reply = host9.call("promote", peer_down="true", force="true")
     assert reply.ok, reply.error
+    assert reachable(host9.network)
+
+
+def test_peer_down_reaches_the_fence_peer_handler_of_that_promote_only(host):
+    double("net-cut", "--state", host.state)
+    host.set_fence_exit(7)
+    reply = host.call("promote", peer_down="true", reason="peer powered off")
+    assert reply.ok, reply.error
+    assert host.fence_calls() == ["r0 confirmed"]
+    assert not os.path.exists(os.path.join(host.directory, "run", "peer-down.r0"))
+    assert reachable(host.network)
+
+
+def test_a_handler_that_cannot_fence_makes_drbd_refuse_and_promote_roll_back(host):
+    double("net-cut", "--state", host.state)
+    reply = host.call("promote", peer_down="true")
+    assert reply.error[0] == "ISCSI_HA_STEP_FAILED", reply.error
+    assert "(-7)" in reply.error[1]
+    assert "the peer may still be Primary: power it off or demote it first" in reply.error[1]
+    assert "force" not in reply.error[1].split("(-7)")[1]
+    # DRBD 8.4 asks the handler up to four times before it gives up.
+    assert host.fence_calls() and set(host.fence_calls()) == {"r0 confirmed"}
+    assert_untouched(host)
+    assert not os.path.exists(os.path.join(host.directory, "run", "peer-down.r0"))
+
+
+def test_outdate_marks_a_standby_outdated_and_leaves_a_primary_alone(host):
+    double("net-cut", "--state", host.state)
+    result = json.loads(host.call("outdate", resource="r0", reason="peer fencing").value)
+    assert (result["changed"], result["role"], result["disk"]) == (True, "Secondary",
+                                                                    "Outdated")
+    again = json.loads(host.call("outdate", resource="r0").value)
+    assert again["changed"] is False and "nothing to do" in again["summary"]
+    reply = host.call("outdate", resource="nosuch")
+    assert reply.error[0] == "ISCSI_HA_BAD_ARGUMENT"
+    assert "use one of r0" in reply.error[1]
+    assert host.call("outdate").error[0] == "ISCSI_HA_BAD_ARGUMENT"
+
+
+def test_outdate_of_a_primary_says_so_and_changes_nothing(host9):
+    assert host9.call("promote").ok
+    result = json.loads(host9.call("outdate", resource="r0").value)
+    assert (result["changed"], result["role"], result["disk"]) == (False, "Primary",
+                                                                    "UpToDate")
     assert reachable(host9.network)
 
 
@@ -349,7 +440,8 @@ def test_without_tgtd_promote_is_refused_and_nothing_changes(network, tmp_path):
                        "drbdsetup": os.path.join(directory, "hostA", "drbdsetup"),
                        "tgtadm": "tgtadm", "ip": "ip", "arping": "arping"},
                 state_dir=directory, log_file=os.path.join(directory, "log"),
-                resources=[{"name": "r0", "device": "/dev/null", "lun": 1,
+                resources=[{"name": "r0", "lun": 1,
+                            "device": os.path.join(directory, "drbd", "hostA", "dev", "drbd0"),
                             "scsi_id": SCSI_ID, "scsi_sn": SCSI_SN}]))
         reply = plugin.call("promote", {}, config_path=config_path, netns=lonely.name)
         assert reply.error[0] == "ISCSI_HA_TARGET_DAEMON_DOWN"
@@ -363,11 +455,18 @@ def test_without_tgtd_promote_is_refused_and_nothing_changes(network, tmp_path):
 
 def test_a_second_action_waits_for_the_lock_then_fails_busy(host9):
     host9.write_config(lock_wait=0.5)
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    os.makedirs(os.path.join(host9.directory, "run"))
+    lock_path = os.path.join(host9.directory, "run", "action.lock")
+    # Another action in progress: it holds the lock's flock and has written its pid.
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.write(fd, ('%d\\n' % os.getpid()).encode())\n"
+        "print('locked')\nsys.stdout.flush()\ntime.sleep(30)"), lock_path],
+        stdout=subprocess.PIPE)
     try:
-        os.makedirs(os.path.join(host9.directory, "run"))
-        with open(os.path.join(host9.directory, "run", "action.lock"), "w") as lock:
-            lock.write("%d\n" % holder.pid)
+        assert holder.stdout.readline() == b"locked\n"
         reply = host9.call("promote")
         assert reply.error[0] == "ISCSI_HA_BUSY"
         assert "pid %d" % holder.pid in reply.error[1]
@@ -375,7 +474,8 @@ def test_a_second_action_waits_for_the_lock_then_fails_busy(host9):
     finally:
         holder.kill()
         holder.wait()
-    assert host9.call("promote").ok  # a dead holder's lock is broken, not obeyed
+    # The kernel dropped the dead holder's lock; its pid is still in the file.
+    assert host9.call("promote").ok
 
 
 def test_check_passes_on_a_ready_host(host9):
@@ -390,7 +490,7 @@ def test_demote_rolls_back_to_serving_when_drbd_cannot_go_secondary(host9):
     network = host9.network
     assert host9.call("promote").ok
     holder = subprocess.Popen(network.host.exec_argv(
-        [python3(), "-c", "import sys, time\nf = open(sys.argv[1], 'rb')\nprint('open')\n"
+        [python3(), "-c", "import sys, time\nf = open(sys.argv[1], 'r+b')\nprint('open')\n"
          "sys.stdout.flush()\ntime.sleep(60)", host9.device]), stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline() == b"open\n"
