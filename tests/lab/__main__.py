@@ -33,6 +33,9 @@ def parser():
     up.add_argument("--drbd-version", choices=["9", "8.4"], default="9")
     up.add_argument("--plugin-python", default=None,
                     help="Python the plugin runs on (default: this one)")
+    up.add_argument("--elector", choices=["external", "xapi-ha"], default=pool.DEFAULT_ELECTOR,
+                    help="what makes the survivor master: an external elector such as "
+                         "HA-Lizard (HA off in xapi) or XenServer HA (default %(default)s)")
     commands.add_parser("status", help="pool master and each host's plugin status")
     for name, text in (("designate-master", "planned master change to HOST"),
                        ("fail-host", "HOST dies; the survivor takes over")):
@@ -51,7 +54,8 @@ def parser():
 
 def run(options):
     if options.command == "up":
-        return pool.up(options.state, options.drbd_version, options.plugin_python)
+        return pool.up(options.state, options.drbd_version, options.plugin_python,
+                       options.elector)
     if options.command == "status":
         return pool.status(options.state)
     if options.command == "designate-master":

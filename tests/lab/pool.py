@@ -32,6 +32,7 @@ from iscsi_ha import commands, config as config_module
 from iscsi_ha.errors import CommandFailed
 from tests.drbd_double import crash as drbd_crash, cut as drbd_cut, heal as drbd_heal
 from tests.drbd_double import init_pool, install_wrappers, revive as drbd_revive
+from tests.drbd_double import stop_handlers as drbd_stop_handlers
 from tests.lab import host_etc
 from tests.lab.xapi_client import MasterSession, XapiUnreachable, wait_for_slave
 from tests.support import netns
@@ -49,6 +50,9 @@ STORAGE_INTERFACE, REPLICATION_INTERFACE, CLIENT_INTERFACE = "xenbr0", "repl0", 
 RESOURCE = {"name": "iscsi1", "minor": 1, "size_mib": 64, "lun": 1,
             "scsi_id": "1fa0c0de0001", "scsi_sn": "IHA-LAB-ISCSI1"}
 SIMULATOR_START_SECONDS = 15
+# Who makes a survivor master when the master dies (see xapi_sim): something
+# outside xapi such as HA-Lizard, the common two-host setup, or XenServer HA.
+DEFAULT_ELECTOR = "external"
 
 
 class LabError(Exception):
@@ -201,8 +205,12 @@ class Lab(object):
 
 # -- building ------------------------------------------------------------------
 
-def up(state_dir, drbd_version="9", plugin_python=None):
-    """Build the pool, make hostA master and promote it; return the lab's description."""
+def up(state_dir, drbd_version="9", plugin_python=None, elector=DEFAULT_ELECTOR):
+    """Build the pool, make hostA master and promote it; return the lab's description.
+
+    ``elector`` is what makes a survivor master: "external" (HA-Lizard and the
+    like: HA off in xapi) or "xapi-ha" (XenServer HA).
+    """
     state_dir = os.path.abspath(state_dir)
     if os.path.exists(os.path.join(state_dir, LAB_FILE)):
         raise LabError("a lab is already up in %s; run `down` first" % state_dir)
@@ -215,6 +223,7 @@ def up(state_dir, drbd_version="9", plugin_python=None):
                        "client": prefix + "-c", "switch": prefix + "-sw"},
         "plugin_python": plugin_python or sys.executable,
         "drbd_version": drbd_version,
+        "elector": elector,
         "hosts": dict((name, {"uuid": str(uuid.uuid4()), "address": address,
                               "replication_address": replication, "alive": True})
                       for name, address, replication in HOSTS),
@@ -289,11 +298,42 @@ def _build_network(lab):
 
 def _build_drbd(lab):
     names = lab.record["namespaces"]
+    # Each host's resource file names its own copy of iscsi-ha's handler
+    # (written by _install_fence_peer), as DRBD on a dom0 names the installed one.
     init_pool(lab.path("drbd"), lab.record["drbd_version"], sorted(lab.hosts),
               [(RESOURCE["name"], RESOURCE["minor"], RESOURCE["size_mib"])],
-              dict((name, names[name]) for name in lab.hosts))
+              dict((name, names[name]) for name in lab.hosts),
+              fence_peer=dict((name, [_fence_peer_path(lab, name)]) for name in lab.hosts))
     for name in lab.hosts:
         install_wrappers(lab.path("drbd"), name, lab.path("hosts", name, "bin"))
+
+
+def _fence_peer_path(lab, name):
+    return lab.path("hosts", name, "libexec", "iscsi-ha-fence-peer")
+
+
+def _install_fence_peer(lab, name, plugin_dir, config_path):
+    """The handler beside a link to the host's library, started with the host's config.
+
+    DRBD starts it with nearly no environment, so the config path is on its
+    command line, in the small wrapper DRBD names.
+    """
+    libexec = os.path.dirname(_fence_peer_path(lab, name))
+    if os.path.exists(libexec):
+        shutil.rmtree(libexec)
+    installed = os.path.join(libexec, "installed")
+    os.makedirs(installed)
+    os.symlink(os.path.join(plugin_dir, "iscsi_ha"), os.path.join(installed, "iscsi_ha"))
+    with open(os.path.join(REPO, "plugins", "iscsi-ha-fence-peer")) as source:
+        lines = source.readlines()
+    lines[0] = "#!%s\n" % lab.record["plugin_python"]
+    handler = os.path.join(installed, "iscsi-ha-fence-peer")
+    with open(handler, "w") as target:
+        target.writelines(lines)
+    os.chmod(handler, 0o755)
+    with open(_fence_peer_path(lab, name), "w") as wrapper:
+        wrapper.write("#!/bin/sh\nexec %s --config %s\n" % (handler, config_path))
+    os.chmod(_fence_peer_path(lab, name), 0o755)
 
 
 def _install_host(lab, name):
@@ -321,8 +361,10 @@ def _install_host(lab, name):
         tools={"drbdadm": os.path.join(bin_dir, "drbdadm"),
                "drbdsetup": os.path.join(bin_dir, "drbdsetup"),
                "tgtadm": "tgtadm", "ip": "ip", "arping": "arping"},
-        state_dir=os.path.join(host_dir, "run"),
+        state_dir=os.path.join(host_dir, "state"), run_dir=os.path.join(host_dir, "run"),
         log_file=os.path.join(host_dir, "iscsi-ha.log"),
+        xapi_url="http://%s" % lab.hosts[name]["address"], xapi_username=USERNAME,
+        xapi_password_file=os.path.join(host_dir, "xapi-password"),
         inventory=os.path.join(host_dir, "xensource-inventory"),
         resources=[{"name": RESOURCE["name"], "lun": RESOURCE["lun"],
                     "device": lab.path("drbd", name, "dev", "drbd%d" % RESOURCE["minor"]),
@@ -332,15 +374,15 @@ def _install_host(lab, name):
         handle.write(text)
     with open(os.path.join(host_dir, "xensource-inventory"), "w") as handle:
         handle.write("INSTALLATION_UUID='%s'\n" % lab.hosts[name]["uuid"])
+    with open(os.path.join(host_dir, "xapi-password"), "w") as handle:
+        handle.write(PASSWORD + "\n")
+    _install_fence_peer(lab, name, plugin_dir, config_path)
     lab.hosts[name]["plugin_dir"] = plugin_dir
     lab.hosts[name]["config"] = config_path
     # xapi gives the plugin no ISCSI_HA_CONF: it reads its default path.
     host_etc.install(lab.record["namespaces"][name], config_path)
 
 
-# Who makes a survivor master when the master dies (see xapi_sim): something
-# outside xapi such as HA-Lizard, the common two-host setup, or XenServer HA.
-DEFAULT_ELECTOR = "external"
 
 
 def _start_simulator(lab):
@@ -558,6 +600,11 @@ def down(state_dir):
     simulator = lab.record.get("xapi", {}).get("pid")
     if simulator:
         _terminate(simulator, problems)
+    if os.path.isdir(lab.path("drbd")):
+        try:
+            drbd_stop_handlers(lab.path("drbd"))  # fence-peer handlers still running
+        except Exception as exc:  # keep tearing down; report at the end
+            problems.append("DRBD handlers: %s" % exc)
     for name in lab.hosts:
         try:
             daemon = lab.tgtd(name)

@@ -237,6 +237,15 @@ def cleanup_all(prefix=PREFIX, ip="ip"):
         if name.startswith(prefix) and _link_exists(ip, None, name):
             commands.run([ip, "link", "delete", name], timeout=10)
             removed.append(name)
+    # Lab hosts' own /etc entries (tests/lab/host_etc.py, Python 3 only).
+    netns_etc = "/etc/netns"
+    leftovers = [name for name in (os.listdir(netns_etc) if os.path.isdir(netns_etc) else [])
+                 if name.startswith(prefix)]
+    if leftovers:
+        from tests.lab import host_etc
+        for name in leftovers:
+            host_etc.remove(name)
+            removed.append(os.path.join(netns_etc, name))
     return removed
 
 
