@@ -1236,6 +1236,11 @@ def test_adjust_brings_the_resource_up_and_reconnects(pool9):
     assert ok(pool9, "hostA", "sh-dev", "r0") == device(pool9, "hostA") + "\n"
 
 
+def test_sh_ll_dev_names_the_backing_disk(pool9):
+    assert ok(pool9, "hostA", "sh-ll-dev", "r0") == \
+        drbd_double.data_path(pool9, "hostA", "r0") + "\n"
+
+
 # -- wrappers, locking and the admin command line
 
 

@@ -413,6 +413,14 @@ class Drbd(object):
             raise _unknown_resource(resource, result)
         return paths[0]
 
+    def backing_disk(self, resource):
+        """The disk under ``resource`` (its first volume), as DRBD's config names it."""
+        result = self._run([self.drbdadm, "sh-ll-dev", resource])
+        paths = result.stdout.split()
+        if result.returncode != 0 or not paths:
+            raise _unknown_resource(resource, result)
+        return paths[0]
+
     def knows(self, resource):
         """Whether this host's DRBD configuration defines ``resource``."""
         result = self._run([self.drbdadm, "sh-dev", resource])

@@ -23,7 +23,8 @@ SETUP_TOOL = {"8.4": "drbdsetup-84", "9": "drbdsetup"}
 E_USAGE = 1
 
 ADM_COMMANDS = ("primary", "secondary", "up", "down", "connect", "disconnect", "adjust",
-                "outdate", "resume-io", "role", "cstate", "dstate", "status", "sh-dev", "dump")
+                "outdate", "resume-io", "role", "cstate", "dstate", "status", "sh-dev", "sh-ll-dev",
+                "dump")
 ADM_COMMAND_OPTIONS = {"primary": {"--force"}, "secondary": {"--force"},
                        "connect": {"--discard-my-data"}}
 # drbdadm-84 cannot force a demotion.
@@ -282,6 +283,12 @@ def adm_sh_dev(pool, host, name, options, output):
     return 0
 
 
+def adm_sh_ll_dev(pool, host, name, options, output):
+    """The backing disk: here the file that holds this host's replica."""
+    output.out(pool.data_path(host, name))
+    return 0
+
+
 ADM_ACTIONS = {
     "primary": adm_primary,
     "secondary": adm_secondary,
@@ -298,4 +305,5 @@ ADM_ACTIONS = {
     "dstate": adm_dstate,
     "status": adm_status,
     "sh-dev": adm_sh_dev,
+    "sh-ll-dev": adm_sh_ll_dev,
 }
