@@ -1,5 +1,7 @@
 """The config file: the sample is valid, and every mistake is reported with its fix."""
 
+import os
+
 import pytest
 
 from iscsi_ha import config
@@ -127,3 +129,196 @@ def test_values_must_be_plain_ascii():
     joined = u"\n".join(problems_of(text))
     assert u"[vip] interface: 'br\u00e9' must be plain ASCII" in joined
     assert u"[host] state_dir: '/var/run/d\u00e9mo' must be plain ASCII" in joined
+
+
+def test_a_section_given_twice_is_named_with_its_lines():
+    text = sample() + "\n[target]\ntid = 2\n"
+    lines = text.splitlines()
+    first, again = lines.index("[target]") + 1, len(lines)
+    assert problems_of(text) == [
+        "[target]: appears again at line %d (first at line %d); put all its keys in one "
+        "section" % (again - 1, first),
+        "[target] tid: set again at line %d (first at line %d); keep one"
+        % (again, lines.index("tid = 1") + 1)]
+
+
+def test_a_key_given_twice_is_named_with_its_lines():
+    text = sample().replace("tid = 1\n", "tid = 1\ntid = 2\n")
+    line = text.splitlines().index("tid = 1") + 1
+    assert problems_of(text) == [
+        "[target] tid: set again at line %d (first at line %d); keep one" % (line + 1, line)]
+
+
+@pytest.mark.parametrize("comment", [" # the first target", " ; the first target",
+                                     "\t# tab", " #"])
+def test_an_inline_comment_is_refused_on_every_python(comment):
+    text = sample().replace("tid = 1\n", "tid = 1%s\n" % comment)
+    line = text.splitlines().index("tid = 1" + comment) + 1
+    assert problems_of(text) == [
+        "[target] tid: '1%s' (line %d) holds a comment; put comments on their own line"
+        % (comment.rstrip(), line)]
+
+
+def test_comment_characters_inside_a_word_are_part_of_the_value():
+    parsed = config.parse(sample().replace("log_file = /var/log/iscsi-ha.log",
+                                           "log_file = /var/log/iscsi#ha;1.log"))
+    assert parsed.log_file == "/var/log/iscsi#ha;1.log"
+
+
+@pytest.mark.parametrize("line, complaint", [
+    ("  tid = 2", "is indented, which would continue the value above"),
+    ("just words", "is neither [section], key = value nor a comment"),
+    ("= 5", "is neither [section], key = value nor a comment"),
+    ("[target] # main", "is neither [section], key = value nor a comment"),
+])
+def test_lines_that_are_not_ini_are_named(line, complaint):
+    text = sample().replace("tid = 1\n", "tid = 1\n%s\n" % line)
+    number = text.splitlines().index(line) + 1
+    with pytest.raises(BadConfig) as caught:
+        config.parse(text, "odd.conf")
+    assert caught.value.message == "odd.conf is not valid INI: line %d: '%s' %s" % (
+        number, line.strip(), caught.value.message.split("' ", 1)[1])
+    assert complaint in caught.value.message
+
+
+def test_a_key_before_any_section_is_named():
+    with pytest.raises(BadConfig) as caught:
+        config.parse("tid = 1\n" + sample(), "early.conf")
+    assert ("early.conf is not valid INI: line 1: 'tid = 1' comes before any [section]"
+            in caught.value.message)
+
+
+def test_indented_comments_and_windows_line_ends_are_fine():
+    text = sample().replace("tid = 1\n", "tid = 1\n    # indented comment\n")
+    assert config.parse(text.replace("\n", "\r\n")).tid == 1
+
+
+def test_initiators_are_all_or_addresses_and_networks():
+    assert config.parse(sample()).initiators == ["ALL"]
+    parsed = config.parse(sample(initiators="192.0.2.11 198.51.100.0/24"))
+    assert parsed.initiators == ["192.0.2.11", "198.51.100.0/24"]
+
+
+@pytest.mark.parametrize("initiators, bad", [
+    ("ALL 192.0.2.11", "ALL already allows every initiator"),
+    ("192.0.2.11 192.0.2.012", "'192.0.2.012' must be an IPv4 address"),
+    ("192.0.2.11 host-b", "'host-b' must be an IPv4 address"),
+    ("192.0.2.1/24", "'192.0.2.1/24' has host bits set; write the network as 192.0.2.0/24"),
+])
+def test_a_bad_initiator_word_is_named(initiators, bad):
+    [problem] = problems_of(sample(initiators=initiators))
+    assert problem.startswith("[target] initiators: ")
+    assert bad in problem
+
+
+@pytest.mark.parametrize("key", ["lock_wait", "command", "fence"])
+@pytest.mark.parametrize("value", ["inf", "nan", "1e999", "-1", "0"])
+def test_every_timeout_must_be_a_finite_positive_number(key, value):
+    text = sample()
+    default = [line for line in text.splitlines() if line.startswith(key + " = ")][0]
+    assert problems_of(text.replace(default, "%s = %s" % (key, value))) == [
+        "[timeouts] %s: '%s' must be a number of seconds above 0 and at most 86400, such "
+        "as 10 or 2.5" % (key, value)]
+
+
+def test_the_vip_address_is_a_strict_dotted_quad():
+    assert problems_of(sample(vip="192.0.2.010/24"))[0].startswith(
+        "[vip] address: '192.0.2.010/24' must be an IPv4 address with prefix length")
+
+
+def test_persistent_and_boot_scoped_state_have_their_own_directories():
+    parsed = config.parse(sample())
+    assert parsed.state_dir == "/var/lib/iscsi-ha"
+    assert parsed.run_dir == "/run/iscsi-ha"
+    assert parsed.manual_mode_path == "/var/lib/iscsi-ha/manual-mode"
+    assert parsed.lock_path == "/run/iscsi-ha/action.lock"
+    assert parsed.announcer_pid_path == "/run/iscsi-ha/arp-announcer.pid"
+    assert parsed.peer_down_marker_path("iscsi1") == "/run/iscsi-ha/peer-down.iscsi1"
+    moved = config.parse(sample(state_dir="/srv/state", run_dir="/dev/shm/iha"))
+    assert moved.manual_mode_path == "/srv/state/manual-mode"
+    assert moved.lock_path == "/dev/shm/iha/action.lock"
+    assert problems_of(sample(run_dir="run")) == [
+        "[host] run_dir: 'run' must be an absolute path"]
+
+
+def test_a_config_from_before_the_new_keys_is_still_valid():
+    text = sample()
+    for line in ("fence = 10\n", "run_dir = /run/iscsi-ha\n", "write_cache = off\n"):
+        text = text.replace(line, "")
+    text = text[:text.index("[xapi]")] + text[text.index("# One section per DRBD"):]
+    parsed = config.parse(text)
+    assert (parsed.fence_timeout, parsed.run_dir, parsed.xapi_url) == (
+        10.0, "/run/iscsi-ha", "local")
+    assert parsed.resources[0].write_cache is False
+
+
+def resource(**overrides):
+    values = {"name": "iscsi1", "device": "/dev/drbd1", "lun": 1, "scsi_id": "1fa0c0de0001",
+              "scsi_sn": "IHA-ISCSI1"}
+    values.update(overrides)
+    return values
+
+
+def test_write_cache_is_part_of_the_pool_wide_identity():
+    off = config.parse(sample())
+    on = config.parse(sample(resources=[resource(write_cache="on")]))
+    assert off.resources[0].write_cache is False
+    assert on.resources[0].write_cache is True
+    assert on.resources[0].identity()["write_cache"] is True
+    assert on.digest() != off.digest()
+    assert problems_of(sample(resources=[resource(write_cache="yes")])) == [
+        "[resource iscsi1] write_cache: 'yes' must be on or off"]
+
+
+def test_xapi_settings_default_to_the_local_socket_as_root():
+    parsed = config.parse(sample())
+    assert (parsed.xapi_url, parsed.xapi_username, parsed.xapi_password_file) == (
+        "local", "root", None)
+
+
+def test_xapi_settings_are_host_local_and_checked():
+    remote = config.parse(sample(xapi_url="https://192.0.2.1", xapi_username="iha",
+                                 xapi_password_file="/etc/iscsi-ha/xapi.password"))
+    assert (remote.xapi_url, remote.xapi_username, remote.xapi_password_file) == (
+        "https://192.0.2.1", "iha", "/etc/iscsi-ha/xapi.password")
+    assert remote.digest() == config.parse(sample()).digest()
+    found = problems_of(sample(xapi_url="xapi.example.com", xapi_username="a b",
+                               xapi_password_file="xapi.password"))
+    assert found == [
+        "[xapi] url: 'xapi.example.com' must be an http or https URL, such as "
+        "https://192.0.2.1 or https://xcp-a.example.com:443; or write local for this "
+        "host's own xapi",
+        "[xapi] username: 'a b' must be a XAPI user name without spaces, such as root",
+        "[xapi] password_file: 'xapi.password' must be an absolute path"]
+
+
+def test_the_fence_timeout_is_its_own_setting():
+    assert config.parse(sample()).fence_timeout == 10.0
+    assert config.parse(sample().replace("fence = 10", "fence = 4.5")).fence_timeout == 4.5
+
+
+def test_scsi_ids_differing_only_in_case_are_the_same_naa_identifier():
+    joined = "\n".join(problems_of(sample(resources=[
+        resource(), resource(name="iscsi2", device="/dev/drbd2", lun=2, scsi_sn="S2",
+                             scsi_id="1FA0C0DE0001")])))
+    assert "[resource iscsi2] scsi_id: 1FA0C0DE0001 is also used by [resource iscsi1]" in joined
+
+
+def test_two_first_callers_may_race_to_create_a_directory(tmp_path, monkeypatch):
+    path = str(tmp_path / "a" / "run")
+    real_makedirs = os.makedirs
+
+    def beaten_to_it(name, *args, **kwargs):
+        real_makedirs(name)  # the other caller wins the race
+        real_makedirs(name, *args, **kwargs)
+    monkeypatch.setattr(os, "makedirs", beaten_to_it)
+    config.ensure_directory(path, "[host] run_dir")
+    assert os.path.isdir(path)
+
+
+def test_a_directory_that_cannot_be_made_is_a_config_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text(u"")
+    with pytest.raises(BadConfig) as caught:
+        config.ensure_directory(str(blocker / "sub"), "[host] state_dir")
+    assert "make [host] state_dir a writable directory" in caught.value.message

@@ -10,17 +10,18 @@ controller can tell when the hosts disagree; host-local ones (tool paths,
 interfaces, device paths, state directory) may differ.
 """
 
+import errno
+import functools
 import hashlib
 import io
 import json
 import os
 import re
-import socket
 import sys
 
 import six
-from six.moves import configparser
 
+from iscsi_ha import validate
 from iscsi_ha.errors import BadConfig
 
 DEFAULT_PATH = "/etc/iscsi-ha/iscsi-ha.conf"
@@ -30,6 +31,7 @@ SAMPLE_TEMPLATE = "iscsi-ha.conf.j2"
 
 TOOLS = ("drbdadm", "drbdsetup", "tgtadm", "ip", "arping")
 RESOURCE_PREFIX = "resource "
+LOCAL_XAPI = "local"
 
 # section -> key -> default (None: required)
 _SCHEMA = {
@@ -37,27 +39,32 @@ _SCHEMA = {
                "tgt_control_port": "0"},
     "vip": {"address": None, "interface": None, "dad_wait": "1", "arp_announcements": "3"},
     "replication": {"interface": None, "drbd_version": "auto"},
-    "timeouts": {"lock_wait": "10", "command": "20"},
+    "timeouts": {"lock_wait": "10", "command": "20", "fence": "10"},
     "tools": dict((tool, tool) for tool in TOOLS),
-    "host": {"state_dir": "/var/run/iscsi-ha", "log_file": "/var/log/iscsi-ha.log",
-             "inventory": "/etc/xensource-inventory"},
+    "host": {"state_dir": "/var/lib/iscsi-ha", "run_dir": "/run/iscsi-ha",
+             "log_file": "/var/log/iscsi-ha.log", "inventory": "/etc/xensource-inventory"},
+    "xapi": {"url": LOCAL_XAPI, "username": "root", "password_file": ""},
 }
 _RESOURCE_SCHEMA = {"device": None, "lun": None, "scsi_id": None, "scsi_sn": None,
-                    "vendor_id": "ISCSIHA", "product_id": "HA-DISK"}
+                    "vendor_id": "ISCSIHA", "product_id": "HA-DISK", "write_cache": "off"}
 
-_IQN = re.compile(r"^iqn\.\d{4}-\d{2}\.[a-z0-9][a-z0-9.-]*(:[^\s]+)?$")
-_RESOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # what both DRBD parsers accept
-_INTERFACE = re.compile(r"^[^\s/:]{1,15}$")
-_SCSI_TEXT = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces
-_SCSI_ID = re.compile(r"^[0-9a-fA-F]{1,31}$")
+_IQN = re.compile(r"^iqn\.\d{4}-\d{2}\.[a-z0-9][a-z0-9.-]*(:[^\s]+)?\Z")
+_RESOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\Z")  # what both DRBD parsers accept
+_USERNAME = re.compile(r"^[\x21-\x7e]+\Z")
 _BACKENDS = ("tgt",)
 _DRBD_VERSIONS = ("auto", "8.4", "9")
+_HOST_PATHS = ("state_dir", "run_dir", "log_file", "inventory")
+
+_SECTION_LINE = re.compile(r"^\[([^\[\]]*)\]\Z")
+_KEY_VALUE = re.compile(r"^([^=:]*)[=:](.*)\Z")
+_INLINE_COMMENT = re.compile(r"(^|\s)[#;]")
 
 
 class Resource(object):
     """One replicated disk exported as one LUN."""
 
-    def __init__(self, name, device, lun, scsi_id, scsi_sn, vendor_id, product_id):
+    def __init__(self, name, device, lun, scsi_id, scsi_sn, vendor_id, product_id,
+                 write_cache=False):
         self.name = name
         self.device = device
         self.lun = lun
@@ -65,12 +72,13 @@ class Resource(object):
         self.scsi_sn = scsi_sn
         self.vendor_id = vendor_id
         self.product_id = product_id
+        self.write_cache = write_cache
 
     def identity(self):
         """What the initiators see of this LUN; must match on both hosts."""
         return {"name": self.name, "lun": self.lun, "scsi_id": self.scsi_id,
                 "scsi_sn": self.scsi_sn, "vendor_id": self.vendor_id,
-                "product_id": self.product_id}
+                "product_id": self.product_id, "write_cache": self.write_cache}
 
 
 class Config(object):
@@ -78,34 +86,44 @@ class Config(object):
 
     def __init__(self, path, values, resources):
         self.path = path
-        self.backend = values["target"]["backend"]
-        self.iqn = values["target"]["iqn"]
-        self.tid = int(values["target"]["tid"])
-        self.initiators = values["target"]["initiators"].split()
-        self.tgt_control_port = int(values["target"]["tgt_control_port"])
-        self.vip_address, prefix = values["vip"]["address"].split("/")
-        self.vip_prefix = int(prefix)
-        self.vip_interface = values["vip"]["interface"]
-        self.dad_wait = int(values["vip"]["dad_wait"])
-        self.arp_announcements = int(values["vip"]["arp_announcements"])
+        target, vip, host = values["target"], values["vip"], values["host"]
+        self.backend = target["backend"]
+        self.iqn = target["iqn"]
+        self.tid = target["tid"]
+        self.initiators = target["initiators"]
+        self.tgt_control_port = target["tgt_control_port"]
+        self.vip_address, self.vip_prefix = vip["address"]
+        self.vip_interface = vip["interface"]
+        self.dad_wait = vip["dad_wait"]
+        self.arp_announcements = vip["arp_announcements"]
         self.replication_interface = values["replication"]["interface"]
         self.drbd_version = values["replication"]["drbd_version"]
-        self.lock_wait = float(values["timeouts"]["lock_wait"])
-        self.command_timeout = float(values["timeouts"]["command"])
+        self.lock_wait = values["timeouts"]["lock_wait"]
+        self.command_timeout = values["timeouts"]["command"]
+        self.fence_timeout = values["timeouts"]["fence"]
         self.tools = dict(values["tools"])
-        self.state_dir = values["host"]["state_dir"]
-        self.log_file = values["host"]["log_file"]
-        self.inventory = values["host"]["inventory"]
+        self.state_dir = host["state_dir"]
+        self.run_dir = host["run_dir"]
+        self.log_file = host["log_file"]
+        self.inventory = host["inventory"]
+        self.xapi_url = values["xapi"]["url"]
+        self.xapi_username = values["xapi"]["username"]
+        self.xapi_password_file = values["xapi"]["password_file"] or None
         self.resources = resources
 
+    # run_dir is emptied at boot: what must not outlive the processes that made it.
     @property
     def lock_path(self):
-        return os.path.join(self.state_dir, "action.lock")
+        return os.path.join(self.run_dir, "action.lock")
 
     @property
     def announcer_pid_path(self):
-        return os.path.join(self.state_dir, "arp-announcer.pid")
+        return os.path.join(self.run_dir, "arp-announcer.pid")
 
+    def peer_down_marker_path(self, resource_name):
+        return os.path.join(self.run_dir, "peer-down." + resource_name)
+
+    # state_dir survives a reboot: the sysadmin's decisions.
     @property
     def manual_mode_path(self):
         return os.path.join(self.state_dir, "manual-mode")
@@ -138,6 +156,20 @@ def config_path():
     return os.environ.get(PATH_VARIABLE) or DEFAULT_PATH
 
 
+def ensure_directory(path, setting):
+    """Create directory ``path`` (the config's ``setting``) unless it is there.
+
+    Two first callers may race to create it; both succeed. A path that cannot
+    be a directory is a :class:`BadConfig` naming ``setting``.
+    """
+    try:
+        os.makedirs(path)
+    except OSError as exc:
+        if not (exc.errno == errno.EEXIST and os.path.isdir(path)):
+            raise BadConfig("cannot create the directory %s (%s); make %s a writable "
+                            "directory" % (path, exc.strerror or exc, setting))
+
+
 def load(path=None):
     """Read and validate the config file; raise :class:`BadConfig` listing every problem."""
     path = path or config_path()
@@ -155,40 +187,85 @@ def load(path=None):
 
 
 def parse(text, path="<config>"):
-    parser = configparser.RawConfigParser()
-    parser.optionxform = str  # keys are case-sensitive, as documented
-    try:
-        _read_string(parser, text, path)
-    except configparser.Error as exc:
-        raise BadConfig("%s is not valid INI: %s" % (path, _one_line(exc)))
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
     problems = []
-    values = _read_sections(parser, problems)
-    resources = _read_resources(parser, problems)
+    sections = _read_ini(text, path, problems)
+    values = _read_sections(sections, problems)
+    resources = _read_resources(sections, problems)
     _validate(values, resources, problems)
     if problems:
         raise BadConfig("%s has %d problem%s: %s" % (
             path, len(problems), "" if len(problems) == 1 else "s", "; ".join(problems)),
             details=problems)
-    return Config(path, values, resources)
+    return Config(path, values, [Resource(name, **keys) for name, keys in resources])
 
 
-def _read_string(parser, text, path):
-    if hasattr(parser, "read_string"):
-        parser.read_string(text, source=path)
-    else:  # Python 2.7
-        parser.readfp(io.StringIO(text if isinstance(text, six.text_type) else
-                                  text.decode("utf-8")), path)
+def _read_ini(text, path, problems):
+    """The file's sections as ``{name: {key: value}}``, in one way on every Python.
+
+    The standard parsers disagree: 2.7's silently keeps the last of two equal
+    sections or keys and cuts a value at " ;", 3.x refuses the duplicates and
+    keeps the comment in the value, and they read indented lines differently.
+    No setting spans lines or needs an inline comment, so those are refused;
+    duplicates and inline comments join ``problems``. Lines that are no INI at
+    all raise :class:`BadConfig` at once.
+    """
+    sections, first_seen, broken = {}, {}, []
+    current = None
+    for number, line in enumerate(re.split(r"\r\n|\r|\n", text), 1):
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        if line[0].isspace():
+            broken.append("line %d: '%s' is indented, which would continue the value "
+                          "above; no setting spans lines: remove the indentation"
+                          % (number, stripped))
+            continue
+        header = _SECTION_LINE.match(stripped)
+        if header:
+            current = " ".join(header.group(1).split())
+            if current in sections:
+                problems.append("[%s]: appears again at line %d (first at line %d); put "
+                                "all its keys in one section"
+                                % (current, number, first_seen[current]))
+            else:
+                sections[current] = {}
+                first_seen[current] = number
+            continue
+        pair = _KEY_VALUE.match(stripped)
+        if stripped.startswith("[") or not pair or not pair.group(1).strip():
+            broken.append("line %d: '%s' is neither [section], key = value nor a comment"
+                          % (number, stripped))
+            continue
+        if current is None:
+            broken.append("line %d: '%s' comes before any [section]; move it into its "
+                          "section" % (number, stripped))
+            continue
+        key, value = pair.group(1).strip(), pair.group(2).strip()
+        where = "[%s] %s" % (current, key)
+        if (current, key) in first_seen:
+            problems.append("%s: set again at line %d (first at line %d); keep one"
+                            % (where, number, first_seen[(current, key)]))
+            continue
+        first_seen[(current, key)] = number
+        comment = _INLINE_COMMENT.search(value)
+        if comment:
+            problems.append("%s: '%s' (line %d) holds a comment; put comments on their "
+                            "own line" % (where, value, number))
+            value = value[:comment.start()].strip()
+        sections[current][key] = value
+    if broken:
+        raise BadConfig("%s is not valid INI: %s" % (path, "; ".join(broken)),
+                        details=broken)
+    return sections
 
 
-def _one_line(exc):
-    return " ".join(str(exc).split())
-
-
-def _read_sections(parser, problems):
+def _read_sections(sections, problems):
     values = {}
     for section, keys in sorted(_SCHEMA.items()):
-        values[section] = _read_keys(parser, section, keys, problems)
-    for section in parser.sections():
+        values[section] = _read_keys(sections, section, keys, problems)
+    for section in sorted(sections):
         if section not in _SCHEMA and not section.startswith(RESOURCE_PREFIX):
             problems.append("[%s]: unknown section; known sections are %s and "
                             "[resource NAME]" % (section, ", ".join(
@@ -196,40 +273,38 @@ def _read_sections(parser, problems):
     return values
 
 
-def _read_keys(parser, section, schema, problems):
-    present = dict(parser.items(section)) if parser.has_section(section) else {}
+def _read_keys(sections, section, schema, problems):
+    present = dict(sections.get(section, {}))
     values = {}
     for key, default in sorted(schema.items()):
         value = present.pop(key, default)
-        if value is None or not value.strip():
+        if not value:
             if default is None:
                 problems.append("[%s] %s: missing; set it (see the sample config)"
                                 % (section, key))
                 continue
             value = default
-        values[key] = value.strip()
+        values[key] = value
     for key in sorted(present):
         problems.append("[%s] %s: unknown key; valid keys are %s"
                         % (section, key, ", ".join(sorted(schema))))
     return values
 
 
-def _read_resources(parser, problems):
+def _read_resources(sections, problems):
+    """``[(name, {key: value})]`` of the complete ``[resource NAME]`` sections."""
     resources = []
-    for section in parser.sections():
+    for section in sorted(sections):
         if not section.startswith(RESOURCE_PREFIX):
             continue
-        name = section[len(RESOURCE_PREFIX):].strip()
+        name = section[len(RESOURCE_PREFIX):]
         if not _RESOURCE_NAME.match(name):
             problems.append("[%s]: bad resource name; use the DRBD resource name "
                             "(letters, digits, _ . -)" % section)
             continue
-        values = _read_keys(parser, section, _RESOURCE_SCHEMA, problems)
-        if len(values) != len(_RESOURCE_SCHEMA):
-            continue
-        resources.append(Resource(name, values["device"], values["lun"], values["scsi_id"],
-                                  values["scsi_sn"], values["vendor_id"],
-                                  values["product_id"]))
+        values = _read_keys(sections, section, _RESOURCE_SCHEMA, problems)
+        if len(values) == len(_RESOURCE_SCHEMA):
+            resources.append((name, values))
     if not resources and not any(p.startswith("[resource") for p in problems):
         problems.append("[resource NAME]: no resource configured; add one section per "
                         "DRBD resource")
@@ -237,117 +312,127 @@ def _read_resources(parser, problems):
 
 
 def _validate(values, resources, problems):
-    """Check every value that is present (missing ones are reported already)."""
-    _check_ascii(values, resources, problems)
-    target, vip = values["target"], values["vip"]
-    if target["backend"] not in _BACKENDS:
+    """Check every value that is present and make it canonical, in place.
+
+    Missing ones are reported already; a value that fails stays as it was (the
+    problems then stop :class:`Config` from being built).
+    """
+    places = [("[%s] %s" % (section, key), keys, key)
+              for section, keys in sorted(values.items()) for key in sorted(keys)]
+    places += [("[resource %s] %s" % (name, key), keys, key)
+               for name, keys in resources for key in sorted(keys)]
+    for where, keys, key in places:
+        _check_ascii(problems, where, keys, key)
+
+    def check(section, key, rule, *arguments):
+        _check(problems, "[%s] %s" % (section, key), values[section], key, rule,
+               *arguments)
+
+    if values["target"].get("backend") not in _BACKENDS:
         problems.append("[target] backend: '%s' is not supported; use one of %s"
-                        % (target["backend"], ", ".join(_BACKENDS)))
-    if "iqn" in target and not _IQN.match(target["iqn"]):
-        problems.append("[target] iqn: '%s' is not an iSCSI qualified name; use the form "
-                        "iqn.YYYY-MM.reversed.domain:name" % target["iqn"])
-    _check_int(problems, "[target] tid", target["tid"], 1, 65535)
+                        % (values["target"].get("backend"), ", ".join(_BACKENDS)))
+    check("target", "iqn", _iqn)
+    check("target", "tid", validate.whole_number, 1, 65535)
     # tgtd keeps its control port in a signed short.
-    _check_int(problems, "[target] tgt_control_port", target["tgt_control_port"], 0, 32767)
-    if "address" in vip:
-        _check_vip(problems, vip["address"])
-    for section in ("vip", "replication"):
-        interface = values[section].get("interface")
-        if interface is not None and not _INTERFACE.match(interface):
-            problems.append("[%s] interface: '%s' is not a network interface name (at most "
-                            "15 characters, no spaces)" % (section, interface))
-    _check_int(problems, "[vip] dad_wait", vip["dad_wait"], 1, 30)
-    _check_int(problems, "[vip] arp_announcements", vip["arp_announcements"], 0, 20)
-    if values["replication"]["drbd_version"] not in _DRBD_VERSIONS:
-        problems.append("[replication] drbd_version: '%s'; use one of %s"
-                        % (values["replication"]["drbd_version"], ", ".join(_DRBD_VERSIONS)))
+    check("target", "tgt_control_port", validate.whole_number, 0, 32767)
+    check("target", "initiators", validate.initiators)
+    check("vip", "address", validate.ipv4_with_prefix)
+    check("vip", "interface", validate.interface)
+    check("vip", "dad_wait", validate.whole_number, 1, 30)
+    check("vip", "arp_announcements", validate.whole_number, 0, 20)
+    check("replication", "interface", validate.interface)
+    check("replication", "drbd_version", _one_of, _DRBD_VERSIONS)
     for key in sorted(values["timeouts"]):
-        _check_number(problems, "[timeouts] %s" % key, values["timeouts"][key])
-    for key in ("state_dir", "log_file", "inventory"):
-        if not os.path.isabs(values["host"][key]):
-            problems.append("[host] %s: '%s' must be an absolute path"
-                            % (key, values["host"][key]))
-    for resource in resources:
-        _validate_resource(problems, resource)
-    for attribute in ("lun", "scsi_id", "scsi_sn", "device"):
-        _check_unique(problems, resources, attribute)
+        check("timeouts", key, validate.seconds)
+    for key in _HOST_PATHS:
+        check("host", key, _absolute_path)
+    check("xapi", "url", _xapi_url)
+    check("xapi", "username", _username)
+    if values["xapi"].get("password_file"):
+        check("xapi", "password_file", _absolute_path)
+    for name, keys in resources:
+        _validate_resource(problems, name, keys)
+    for key in ("lun", "scsi_id", "scsi_sn", "device"):
+        _check_unique(problems, resources, key)
 
 
-
-def _check_ascii(values, resources, problems):
-    """Values end up in tool command lines and SCSI pages: plain ASCII only."""
-    places = [("[%s] %s" % (section, key), value)
-              for section, keys in sorted(values.items()) for key, value in sorted(keys.items())]
-    places += [("[resource %s] %s" % (r.name, key), getattr(r, key)) for r in resources
-               for key in ("device", "scsi_id", "scsi_sn", "vendor_id", "product_id")]
-    for where, value in places:
-        try:
-            value.encode("ascii")
-        except UnicodeError:
-            problems.append("%s: '%s' must be plain ASCII" % (where, value))
+def _check(problems, where, keys, key, rule, *arguments):
+    if key not in keys:
+        return
+    try:
+        keys[key] = rule(keys[key], *arguments)
+    except ValueError as exc:
+        problems.append(u"%s: %s" % (where, six.text_type(exc)))
 
 
-def _validate_resource(problems, resource):
-    where = "[resource %s]" % resource.name
-    if not os.path.isabs(resource.device):
-        problems.append("%s device: '%s' must be an absolute path such as /dev/drbd0"
-                        % (where, resource.device))
-    if _check_int(problems, where + " lun", resource.lun, 1, 255):
-        resource.lun = int(resource.lun)
-    if not _SCSI_ID.match(resource.scsi_id):
-        # tgt turns scsi_id into the NAA-6 designator XenServer identifies the LUN
-        # by, one hex digit per character: anything but hex digits would collide.
-        problems.append("%s scsi_id: '%s' must be 1 to 31 hexadecimal digits (it becomes "
-                        "the LUN's NAA identifier)" % (where, resource.scsi_id))
-    for key, limit in (("scsi_sn", 36), ("vendor_id", 8), ("product_id", 16)):
-        value = getattr(resource, key)
-        if len(value) > limit or not _SCSI_TEXT.match(value) or "," in value or "=" in value:
-            problems.append("%s %s: '%s' must be 1 to %d printable ASCII characters "
-                            "without spaces, commas or =" % (where, key, value, limit))
+def _check_ascii(problems, where, keys, key):
+    """Values end up in tool command lines and SCSI pages: plain ASCII only.
+
+    A value that is not is dropped, so no other check quotes it again.
+    """
+    try:
+        keys[key].encode("ascii")
+    except UnicodeError:
+        problems.append("%s: '%s' must be plain ASCII" % (where, keys.pop(key)))
 
 
-def _check_unique(problems, resources, attribute):
+def _validate_resource(problems, name, keys):
+    where = "[resource %s] " % name
+    _check(problems, where + "device", keys, "device", _absolute_path,
+           "such as /dev/drbd0")
+    _check(problems, where + "lun", keys, "lun", validate.whole_number, 1, 255)
+    for key in validate.SCSI_IDENTITY_KEYS:
+        _check(problems, where + key, keys, key, functools.partial(validate.scsi_identity, key))
+    _check(problems, where + "write_cache", keys, "write_cache", validate.on_off)
+
+
+def _check_unique(problems, resources, key):
     seen = {}
-    for resource in resources:
-        value = getattr(resource, attribute)
+    for name, keys in resources:
+        if key not in keys:
+            continue
+        # tgt reads scsi_id as hex digits: ABC and abc make the same NAA identifier.
+        value = keys[key].lower() if key == "scsi_id" else keys[key]
         if value in seen:
             problems.append("[resource %s] %s: %s is also used by [resource %s]; each "
-                            "resource needs its own" % (resource.name, attribute, value,
-                                                        seen[value]))
-        seen.setdefault(value, resource.name)
+                            "resource needs its own" % (name, key, keys[key], seen[value]))
+        seen.setdefault(value, name)
 
 
-def _check_int(problems, where, text, lowest, highest):
+def _iqn(text):
+    if _IQN.match(text):
+        return text
+    raise ValueError("'%s' is not an iSCSI qualified name; use the form "
+                     "iqn.YYYY-MM.reversed.domain:name" % text)
+
+
+def _one_of(text, choices):
+    if text in choices:
+        return text
+    raise ValueError("'%s'; use one of %s" % (text, ", ".join(choices)))
+
+
+def _absolute_path(text, example=""):
+    if os.path.isabs(text):
+        return text
+    raise ValueError("'%s' must be an absolute path%s" % (text, example and " " + example))
+
+
+def _xapi_url(text):
+    """``local`` (xapi's own unix socket on this dom0) or the URL of a pool host."""
+    if text == LOCAL_XAPI:
+        return text
     try:
-        number = int(text)
-    except ValueError:
-        number = None
-    if number is None or not lowest <= number <= highest:
-        problems.append("%s: '%s' must be a whole number from %d to %d"
-                        % (where, text, lowest, highest))
-        return False
-    return True
+        return validate.http_url(text)
+    except ValueError as exc:
+        raise ValueError(u"%s; or write %s for this host's own xapi"
+                         % (six.text_type(exc), LOCAL_XAPI))
 
 
-def _check_number(problems, where, text):
-    try:
-        if float(text) > 0:
-            return
-    except ValueError:
-        pass
-    problems.append("%s: '%s' must be a positive number of seconds" % (where, text))
-
-
-def _check_vip(problems, text):
-    address, _, prefix = text.partition("/")
-    try:
-        valid = (address.count(".") == 3 and bool(socket.inet_aton(address))
-                 and 1 <= int(prefix) <= 32)
-    except (socket.error, ValueError):
-        valid = False
-    if not valid:
-        problems.append("[vip] address: '%s' must be an IPv4 address with prefix length, "
-                        "e.g. 192.0.2.100/24" % text)
+def _username(text):
+    if _USERNAME.match(text):
+        return text
+    raise ValueError("'%s' must be a XAPI user name without spaces, such as root" % text)
 
 
 def templates_dir():
@@ -383,9 +468,14 @@ SAMPLE_VALUES = {
     "replication_interface": "bond1",
     "drbd_version": "auto",
     "tools": dict((tool, tool) for tool in TOOLS),
-    "state_dir": "/var/run/iscsi-ha",
+    "initiators": "ALL",
+    "state_dir": _SCHEMA["host"]["state_dir"],
+    "run_dir": _SCHEMA["host"]["run_dir"],
     "log_file": "/var/log/iscsi-ha.log",
     "inventory": "/etc/xensource-inventory",
+    "xapi_url": LOCAL_XAPI,
+    "xapi_username": "root",
+    "xapi_password_file": "",
     "resources": [{"name": "iscsi1", "device": "/dev/drbd1", "lun": 1,
                    "scsi_id": "1fa0c0de0001", "scsi_sn": "IHA-ISCSI1"}],
 }
