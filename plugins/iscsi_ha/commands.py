@@ -1,15 +1,66 @@
-"""Running external tools: argv lists, no shell, a timeout, captured output."""
+"""Running external tools: argv lists, no shell, a hard time limit, captured output.
+
+Also the monotonic clock every deadline in iscsi-ha is measured on
+(:func:`monotonic`), since a wall-clock step must not stretch or cut a timeout.
+"""
 
 import errno
 import os
+import select
 import signal
 import subprocess
-import threading
 import time
 
-import six
-
 from iscsi_ha.errors import CommandFailed, ToolMissing
+
+# After a command's end or its kill, how long its output pipes may stay open
+# before we stop reading: a process in uninterruptible sleep, or a grandchild
+# that left the process group with setsid() and inherited the pipes, could keep
+# them open indefinitely.
+GRACE_SECONDS = 0.5
+_RECHECK_SECONDS = 0.05  # how often to look whether the command ended while reading
+_CLOCK_MONOTONIC = 1  # <linux/time.h>
+
+
+def _libc_monotonic():
+    """CLOCK_MONOTONIC via libc's clock_gettime() (for Python 2.7), or None."""
+    try:
+        import ctypes
+    except ImportError:
+        return None
+
+    class Timespec(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    # glibc >= 2.17 has it in libc itself (the running process); older in librt.
+    for library in (None, "librt.so.1"):
+        try:
+            clock_gettime = ctypes.CDLL(library, use_errno=True).clock_gettime
+        except (OSError, AttributeError):
+            continue
+        clock_gettime.argtypes = [ctypes.c_int, ctypes.POINTER(Timespec)]
+        clock_gettime.restype = ctypes.c_int
+        now = Timespec()
+        if clock_gettime(_CLOCK_MONOTONIC, ctypes.byref(now)) != 0:
+            continue
+
+        def libc_monotonic():
+            clock_gettime(_CLOCK_MONOTONIC, ctypes.byref(now))
+            return now.tv_sec + now.tv_nsec * 1e-9
+        return libc_monotonic
+    return None
+
+
+def _elapsed_ticks():
+    """Seconds since an arbitrary point (boot, on Linux), in clock ticks (10 ms).
+
+    The last resort: times() counts the kernel's ticks, so it never steps with
+    the wall clock, only its resolution is coarse.
+    """
+    return os.times()[4]
+
+
+monotonic = getattr(time, "monotonic", None) or _libc_monotonic() or _elapsed_ticks
 
 
 class Result(object):
@@ -48,49 +99,87 @@ def _decode(data):
 
 
 def _kill_group(process):
-    """Kill the command and everything it started (drbdadm runs drbdsetup, handlers...).
-
-    Killing only the direct child would leave grandchildren holding the output
-    pipes open, and reading them would wait as long as the grandchildren live.
-    """
+    """Kill the command and everything it started (drbdadm runs drbdsetup, handlers...)."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except OSError:
         pass
 
 
-def _communicate(process, timeout):
-    """communicate() with a deadline; returns ((stdout, stderr), timed_out)."""
-    if six.PY2:
-        # 2.7's communicate() has no timeout: a timer kills the process group instead.
-        expired = threading.Event()
-
-        def expire():
-            expired.set()
-            _kill_group(process)
-
-        timer = threading.Timer(timeout, expire)
-        timer.start()
-        try:
-            output = process.communicate()
-        finally:
-            timer.cancel()
-        return output, expired.is_set()
+def _ready(poller, seconds):
     try:
-        return process.communicate(timeout=timeout), False
-    except subprocess.TimeoutExpired:  # pylint: disable=no-member
-        _kill_group(process)
-        return process.communicate(), True
+        return poller.poll(max(0, int(seconds * 1000) + 1))
+    except (select.error, OSError) as exc:  # 2.7 does not retry after a signal itself
+        if exc.args[0] == errno.EINTR:
+            return []
+        raise
+
+
+def _collect(process, deadline):
+    """Read the command's output until it ends; never past ``deadline`` plus graces.
+
+    Returns ``(stdout, stderr, returncode, timed_out)``. At the deadline the
+    process group is killed. Once the command has ended or been killed, its
+    pipes get :data:`GRACE_SECONDS` to close; what still holds them then is
+    left behind with whatever it has not written yet. ``returncode`` is None
+    when even SIGKILL did not end the command within the grace (a process in
+    uninterruptible sleep ends only when the kernel lets it).
+    """
+    out_fd, err_fd = process.stdout.fileno(), process.stderr.fileno()
+    output = {out_fd: [], err_fd: []}
+    poller = select.poll()
+    for fd in output:
+        poller.register(fd, select.POLLIN)
+    reading = set(output)
+    give_up = deadline
+    timed_out = False
+    pause = 0.0005
+    while reading or process.returncode is None:
+        now = monotonic()
+        if process.returncode is None and process.poll() is not None:
+            give_up = min(give_up, now + GRACE_SECONDS)
+        if now >= give_up:
+            if process.returncode is None and not timed_out:
+                timed_out = True
+                _kill_group(process)
+                give_up = now + GRACE_SECONDS
+                continue
+            break
+        if not reading:  # it closed its output but has not exited yet
+            time.sleep(min(pause, give_up - now))
+            pause = min(pause * 2, _RECHECK_SECONDS)
+            continue
+        for fd, _ in _ready(poller, min(give_up - now, _RECHECK_SECONDS)):
+            try:
+                data = os.read(fd, 65536)
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                raise
+            if data:
+                output[fd].append(data)
+            else:
+                poller.unregister(fd)
+                reading.discard(fd)
+    if reading:
+        _kill_group(process)  # what of it is still in its group holds our pipes
+    process.stdout.close()
+    process.stderr.close()
+    return (b"".join(output[out_fd]), b"".join(output[err_fd]), process.returncode,
+            timed_out)
 
 
 def run(argv, timeout=20.0, check=True):
     """Run ``argv``; return a :class:`Result`.
 
-    With ``check`` a non-zero exit or a timeout raises :class:`CommandFailed`;
-    a missing executable always raises :class:`ToolMissing`.
+    ``timeout`` is a hard limit: the command's whole process group is killed
+    then, and the call returns within a short grace after it whatever the
+    command's children do. With ``check`` a non-zero exit or a timeout raises
+    :class:`CommandFailed`; a missing executable always raises
+    :class:`ToolMissing`.
     """
     argv = [str(a) for a in argv]
-    started = time.time()
+    started = monotonic()
     devnull = open(os.devnull, "rb")
     try:
         process = subprocess.Popen(
@@ -109,9 +198,8 @@ def run(argv, timeout=20.0, check=True):
         raise
     finally:
         devnull.close()
-    (out, err), timed_out = _communicate(process, timeout)
-    result = Result(argv, process.returncode, _decode(out), _decode(err),
-                    time.time() - started)
+    out, err, returncode, timed_out = _collect(process, started + timeout)
+    result = Result(argv, returncode, _decode(out), _decode(err), monotonic() - started)
     if check and (timed_out or result.returncode != 0):
         raise CommandFailed(argv, result.returncode, result.stdout, result.stderr,
                             timed_out=timed_out)
