@@ -1,4 +1,11 @@
-"""One iscsi-ha action at a time on a host: a PID lock file with a bounded wait."""
+"""One iscsi-ha action at a time on a host: an flock() held for the action.
+
+The lock is the kernel's flock on an open file, not the file's existence or
+contents: the kernel drops it when the holder's last descriptor closes, which
+happens however the holder ends (exit, crash, SIGKILL). So an empty file, a
+file naming a dead process or a reused PID never blocks anyone. The holder
+writes its PID into the file only so a waiter can say who it waits for.
+"""
 
 import contextlib
 import errno
@@ -6,69 +13,85 @@ import fcntl
 import os
 import time
 
-from lockfile import AlreadyLocked, LockFailed
-from lockfile.pidlockfile import PIDLockFile
-
+from iscsi_ha.commands import monotonic
+from iscsi_ha.config import ensure_directory
 from iscsi_ha.errors import BadConfig, Busy
 
 _POLL_SECONDS = 0.05
+_SETTING = "[host] run_dir"
 
 
-def _alive(pid):
+def _open_locked(path):
+    """A descriptor on ``path`` holding its flock, or (None, holder pid or None)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
-
-
-def _try_acquire(lock, guard_path):
-    """One attempt; returns (acquired, holder pid).
-
-    A lock left by a process that no longer exists is broken (dom0 may have
-    rebooted mid-action). The check and the break happen under an flock on a
-    guard file, so two waiters cannot both break the same stale lock and then
-    each take it.
-    """
-    with open(guard_path, "a") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)
+        # Children the action starts (the ARP announcer outlives it) must not keep it.
+        fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.fcntl(fd, fcntl.F_GETFD) | fcntl.FD_CLOEXEC)
         try:
-            lock.acquire(timeout=0)
-            return True, None
-        except AlreadyLocked:
-            holder = lock.read_pid()
-            if holder is None or _alive(holder):
-                return False, holder
-            lock.break_lock()
-            lock.acquire(timeout=0)
-            return True, None
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (IOError, OSError) as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            holder = _read_pid(fd)
+            os.close(fd)
+            return None, holder
+    except BaseException:
+        _close_quietly(fd)
+        raise
+    return fd, None
+
+
+def _read_pid(fd):
+    try:
+        return int(os.read(fd, 32).decode("ascii").strip())
+    except (OSError, UnicodeError, ValueError):
+        return None  # the holder has not written it yet
+
+
+def _write_pid(fd):
+    try:
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, ("%d\n" % os.getpid()).encode("ascii"))
+    except OSError:
+        pass  # a full disk costs only the PID in a waiter's message, not the lock
+
+
+def _close_quietly(fd):
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager
 def host_lock(path, wait_seconds):
     """Hold the host's action lock for the ``with`` block.
 
-    A live holder makes this raise :class:`Busy` after ``wait_seconds``.
+    A live holder makes this raise :class:`Busy` after ``wait_seconds``; a
+    directory or file that cannot hold the lock is :class:`BadConfig`.
     """
-    directory = os.path.dirname(path)
+    deadline = monotonic() + wait_seconds
     try:
-        if directory and not os.path.isdir(directory):
-            os.makedirs(directory)
-        lock = PIDLockFile(path)
-        deadline = time.time() + wait_seconds
+        ensure_directory(os.path.dirname(path) or ".", _SETTING)
         while True:
-            acquired, holder = _try_acquire(lock, path + ".guard")
-            if acquired:
+            fd, holder = _open_locked(path)
+            if fd is not None:
                 break
-            if time.time() >= deadline:
-                raise Busy("another iscsi-ha action (pid %s) is running on this host and "
-                           "did not finish within %g s; retry when it is done (lock file %s)"
-                           % (holder, wait_seconds, path))
+            if monotonic() >= deadline:
+                raise Busy("another iscsi-ha action%s is running on this host and did "
+                           "not finish within %g s; retry when it is done (lock file %s)"
+                           % (" (pid %d)" % holder if holder else "", wait_seconds, path))
             time.sleep(_POLL_SECONDS)
-    except (LockFailed, IOError, OSError) as exc:
-        raise BadConfig("cannot use the lock file %s (%s); make [host] state_dir a writable "
-                        "directory" % (path, getattr(exc, "strerror", None) or exc))
+        _write_pid(fd)
+    except (IOError, OSError) as exc:
+        raise BadConfig("cannot use the lock file %s (%s); make %s a writable directory"
+                        % (path, exc.strerror or exc, _SETTING))
     try:
         yield
     finally:
-        lock.release()
+        try:
+            os.ftruncate(fd, 0)  # the PID is about to be wrong: leave no stale one
+        except OSError:
+            pass
+        os.close(fd)
