@@ -57,7 +57,7 @@ setup(
         ("share/iscsi-ha/templates", ["templates/iscsi-ha.conf.j2",
                                       "templates/drbd-resource.res.j2"]),
     ],
-    install_requires=["jinja2", "lockfile", "six"],
+    install_requires=["jinja2", "six"],
     cmdclass={"install_data": InstallData},
     python_requires=">=2.7",
 )

@@ -26,7 +26,7 @@ pip_install() {
 pip_install "$PY27" pip-upgrade-py27 "pip==20.3.4"
 pip_install "$PY36" pip-upgrade-py36 "pip==21.3.1"
 # XenAPI 2.14 is the last py2.py3 release: the fence-peer handler needs it on every dom0 Python.
-pip_install "$PY27" pip-py27-xenapi "pytest==4.6.11" "jinja2<3" "markupsafe<2" lockfile six \
+pip_install "$PY27" pip-py27-xenapi "pytest==4.6.11" "jinja2<3" "markupsafe<2" six \
     "XenAPI==2.14"
-pip_install "$PY36" pip-py36-xenapi "pytest==7.0.1" "jinja2<3.1" lockfile six "XenAPI==2.14"
-pip_install "$PY3" pip-py3 pytest "jinja2" lockfile six XenAPI
+pip_install "$PY36" pip-py36-xenapi "pytest==7.0.1" "jinja2<3.1" six "XenAPI==2.14"
+pip_install "$PY3" pip-py3 pytest "jinja2" six XenAPI
