@@ -99,7 +99,8 @@ def network():
 class Host(object):
     """One test's host: a fresh DRBD pool (hostA here, hostB the peer) and a config."""
 
-    def __init__(self, network, directory, drbd_version, lock_wait=10, ip_tool="ip"):
+    def __init__(self, network, directory, drbd_version, lock_wait=10, ip_tool="ip",
+                 init_args=()):
         self.network = network
         self.directory = directory
         self.state = os.path.join(directory, "drbd")
@@ -109,7 +110,7 @@ class Host(object):
                "--netns", "hostA=%s" % network.host.name,
                "--fence-peer", "hostA=%s" % self.fence_peer,
                # These tests cut the link themselves: no detection delay to wait out.
-               "--ping-window", "0")
+               "--ping-window", "0", *init_args)
         for host in ("hostA", "hostB"):
             double("install-wrappers", "--state", self.state, "--host", host,
                    "--bin", os.path.join(directory, host))
@@ -130,6 +131,14 @@ class Host(object):
                          "exit $(cat %(dir)s/fence-exit 2>/dev/null || echo 1)\n"
                          % {"marker": marker, "dir": self.directory})
         os.chmod(path, 0o755)
+        return path
+
+    def write_lvm_conf(self, rejecting=True):
+        """dom0's lvm.conf, keeping LVM off this host's DRBD devices and replicas."""
+        path = os.path.join(self.directory, "lvm.conf")
+        with open(path, "w") as handle:
+            handle.write('devices {\n    global_filter = [ %s"a|.*|" ]\n}\n'
+                         % ('"r|^%s/|", ' % self.state if rejecting else ""))
         return path
 
     def fence_calls(self):
@@ -155,6 +164,7 @@ class Host(object):
             state_dir=os.path.join(self.directory, "state"),
             run_dir=os.path.join(self.directory, "run"),
             log_file=os.path.join(self.directory, "iscsi-ha.log"),
+            lvm_conf=self.write_lvm_conf(),
             resources=[{"name": "r0", "device": self.device, "lun": 1,
                         "scsi_id": SCSI_ID, "scsi_sn": SCSI_SN}])
         text = text.replace("lock_wait = 10", "lock_wait = %s" % lock_wait)
@@ -483,6 +493,29 @@ def test_check_passes_on_a_ready_host(host9):
     failed = [c for c in answer["checks"] if not c["ok"]]
     assert failed == []
     assert answer["ok"] is True
+    names = [c["check"] for c in answer["checks"]]
+    for name in ("DRBD r0 protocol", "DRBD r0 fencing", "DRBD r0 auto-promote",
+                 "DRBD r0 fence-peer handler", "arping is iputils'", "LVM filter for r0"):
+        assert name in names
+
+
+def test_check_flags_each_unsafe_running_drbd_setting(network, tmp_path):
+    unsafe = ("--net-option", "protocol=A", "--net-option", "fencing=dont-care",
+              "--net-option", "auto-promote=yes")
+    host = Host(network, str(tmp_path), "9", init_args=unsafe)
+    answer = json.loads(host.call("check").value)
+    failed = dict((c["check"], c["detail"]) for c in answer["checks"] if not c["ok"])
+    assert sorted(failed) == ["DRBD r0 auto-promote", "DRBD r0 fencing", "DRBD r0 protocol"]
+    assert failed["DRBD r0 protocol"].startswith("A, but iscsi-ha needs C")
+
+
+def test_check_flags_an_lvm_filter_that_lets_lvm_scan_the_drbd_device(host9):
+    host9.write_lvm_conf(rejecting=False)
+    answer = json.loads(host9.call("check").value)
+    failed = dict((c["check"], c["detail"]) for c in answer["checks"] if not c["ok"])
+    assert list(failed) == ["LVM filter for r0"]
+    assert "LVM would scan %s and " % host9.device in failed["LVM filter for r0"]
+    assert answer["ok"] is False
 
 
 def test_demote_rolls_back_to_serving_when_drbd_cannot_go_secondary(host9):

@@ -11,11 +11,11 @@ import platform
 
 import six
 
-from iscsi_ha import __version__, actions, config as config_module, drbd, logs, report
+from iscsi_ha import __version__, actions, config as config_module, drbd, logs, lvmfilter, report
 from iscsi_ha.commands import find_tool
 from iscsi_ha.errors import BadArgument, IscsiHaError, StepFailed
 from iscsi_ha.lock import host_lock
-from iscsi_ha.vip import interface_exists
+from iscsi_ha.vip import arping_flavour, interface_exists
 
 LOG = logging.getLogger("iscsi-ha")
 
@@ -81,6 +81,7 @@ def set_manual_mode(enabled, reason=""):
     with host_lock(config.lock_path, config.lock_wait):
         was = _manual_mode(config)
         if enabled and not was:
+            config_module.ensure_directory(config.state_dir, "[host] state_dir")
             with io.open(config.manual_mode_path, "w", encoding="utf-8") as flag:
                 flag.write(six.text_type(reason) + u"\n")
         elif was and not enabled:
@@ -107,6 +108,8 @@ def check():
         path = find_tool(config.tools[tool])
         record("tool %s" % tool, path, path or "%s not found; install it or set [tools] %s"
                % (config.tools[tool], tool))
+        if tool == "arping" and path:
+            record("arping is iputils'", *arping_flavour(path, config.command_timeout))
     for label, interface in (("vip interface", config.vip_interface),
                              ("replication interface", config.replication_interface)):
         exists = _quietly(lambda: interface_exists(interface, config.tools["ip"],
@@ -123,6 +126,7 @@ def check():
             record("DRBD device of %s" % resource.name, device == resource.device,
                    "DRBD says %s, config says %s" % (device, resource.device))
             _check_drbd_settings(host.drbd, resource.name, record)
+            _check_lvm_filter(config, host.drbd, resource.name, resource.device, record)
     running = _quietly(host.target.daemon_running)
     record("tgtd", running is True, "answering on control port %d" % config.tgt_control_port
            if running is True else "not answering (%s); start tgtd" % (running or "down"))
@@ -140,6 +144,28 @@ def _check_drbd_settings(drbd_, name, record):
     for check_name, ok, detail in drbd.check_settings(name, options, handler,
                                                       drbd_.version()):
         record(check_name, ok, detail)
+
+
+def _check_lvm_filter(config, drbd_, name, device, record):
+    """LVM must scan neither the DRBD device nor the disk under it (README: the LVM filter)."""
+    try:
+        with io.open(config.lvm_conf, encoding="utf-8") as handle:
+            text = handle.read()
+    except (IOError, OSError, UnicodeError) as exc:
+        record("LVM filter for %s" % name, False, "cannot read %s (%s); set [host] lvm_conf"
+               % (config.lvm_conf, exc))
+        return
+    backing = _quietly(lambda: drbd_.backing_disk(name))
+    devices = [device] + ([backing] if backing and backing.startswith("/") else [])
+    try:
+        scanned = [path for path in devices if lvmfilter.scanned(text, path)]
+    except ValueError as exc:
+        record("LVM filter for %s" % name, False, "%s: %s" % (config.lvm_conf, exc))
+        return
+    record("LVM filter for %s" % name, not scanned,
+           "%s rejects %s" % (config.lvm_conf, " and ".join(devices)) if not scanned else
+           "LVM would scan %s: add a reject pattern to global_filter in the devices section "
+           "of %s (see the README)" % (" and ".join(scanned), config.lvm_conf))
 
 
 def _quietly(probe):

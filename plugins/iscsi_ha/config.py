@@ -42,7 +42,8 @@ _SCHEMA = {
     "timeouts": {"lock_wait": "10", "command": "20", "fence": "10"},
     "tools": dict((tool, tool) for tool in TOOLS),
     "host": {"state_dir": "/var/lib/iscsi-ha", "run_dir": "/run/iscsi-ha",
-             "log_file": "/var/log/iscsi-ha.log", "inventory": "/etc/xensource-inventory"},
+             "log_file": "/var/log/iscsi-ha.log", "inventory": "/etc/xensource-inventory",
+             "lvm_conf": "/etc/lvm/lvm.conf"},
     "xapi": {"url": LOCAL_XAPI, "username": "root", "password_file": ""},
 }
 _RESOURCE_SCHEMA = {"device": None, "lun": None, "scsi_id": None, "scsi_sn": None,
@@ -53,7 +54,7 @@ _RESOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\Z")  # what both DRBD parsers acc
 _USERNAME = re.compile(r"^[\x21-\x7e]+\Z")
 _BACKENDS = ("tgt",)
 _DRBD_VERSIONS = ("auto", "8.4", "9")
-_HOST_PATHS = ("state_dir", "run_dir", "log_file", "inventory")
+_HOST_PATHS = ("state_dir", "run_dir", "log_file", "inventory", "lvm_conf")
 
 _SECTION_LINE = re.compile(r"^\[([^\[\]]*)\]\Z")
 _KEY_VALUE = re.compile(r"^([^=:]*)[=:](.*)\Z")
@@ -106,6 +107,7 @@ class Config(object):
         self.run_dir = host["run_dir"]
         self.log_file = host["log_file"]
         self.inventory = host["inventory"]
+        self.lvm_conf = host["lvm_conf"]
         self.xapi_url = values["xapi"]["url"]
         self.xapi_username = values["xapi"]["username"]
         self.xapi_password_file = values["xapi"]["password_file"] or None
@@ -473,6 +475,7 @@ SAMPLE_VALUES = {
     "run_dir": _SCHEMA["host"]["run_dir"],
     "log_file": "/var/log/iscsi-ha.log",
     "inventory": "/etc/xensource-inventory",
+    "lvm_conf": "/etc/lvm/lvm.conf",
     "xapi_url": LOCAL_XAPI,
     "xapi_username": "root",
     "xapi_password_file": "",

@@ -365,6 +365,7 @@ def _install_host(lab, name):
         log_file=os.path.join(host_dir, "iscsi-ha.log"),
         xapi_url="http://%s" % lab.hosts[name]["address"], xapi_username=USERNAME,
         xapi_password_file=os.path.join(host_dir, "xapi-password"),
+        lvm_conf=os.path.join(host_dir, "lvm.conf"),
         inventory=os.path.join(host_dir, "xensource-inventory"),
         resources=[{"name": RESOURCE["name"], "lun": RESOURCE["lun"],
                     "device": lab.path("drbd", name, "dev", "drbd%d" % RESOURCE["minor"]),
@@ -374,6 +375,10 @@ def _install_host(lab, name):
         handle.write(text)
     with open(os.path.join(host_dir, "xensource-inventory"), "w") as handle:
         handle.write("INSTALLATION_UUID='%s'\n" % lab.hosts[name]["uuid"])
+    with open(os.path.join(host_dir, "lvm.conf"), "w") as handle:
+        # The DRBD devices and the replicas behind them, as a dom0's filter would.
+        handle.write('devices {\n    global_filter = [ "r|^%s/|", "a|.*|" ]\n}\n'
+                     % lab.path("drbd"))
     with open(os.path.join(host_dir, "xapi-password"), "w") as handle:
         handle.write(PASSWORD + "\n")
     _install_fence_peer(lab, name, plugin_dir, config_path)
