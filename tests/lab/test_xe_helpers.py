@@ -4,6 +4,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -51,9 +52,16 @@ def test_move_demotes_the_others_then_promotes_the_chosen_host(lab, xe):
 
 def test_move_to_an_outdated_host_leaves_the_storage_where_it_is(lab, xe):
     lab("cut-replication")
+    # DRBD notices a cut link only after its ping timeout; the Primary's
+    # fence-peer handler then outdates hostB.
+    deadline = time.time() + 30
+    while lab("status")["hosts"]["hostB"]["result"]["resources"][0]["disk"] != "Outdated":
+        assert time.time() < deadline, "hostB was never outdated"
+        time.sleep(0.1)
     code, output = helper(xe, "iscsi-ha-move", lab.description["hosts"]["hostB"]["uuid"])
     assert code == 1
-    assert "not moving: a DRBD disk on" in output
+    assert "not moving: a DRBD disk on %s is not UpToDate (iscsi1 is Outdated)" \
+        % lab.description["hosts"]["hostB"]["uuid"] in output
     assert "demoting" not in output
     assert lab.roles() == {"hostA": "primary", "hostB": "secondary"}
 
