@@ -116,6 +116,8 @@ def test_as_dict_is_plain_json():
 @pytest.mark.parametrize("field,value", [
     ("scsi_id", "a,b"), ("scsi_id", "has space"), ("scsi_sn", "x=y"), ("scsi_id", "x" * 37),
     ("vendor_id", "NINECHARS"), ("product_id", "P" * 17), ("scsi_sn", ""),
+    # tgt makes the NAA designator from the hex digits only: others would collide.
+    ("scsi_id", "1fa0c0de000g"), ("scsi_id", "f" * 32),
 ])
 def test_add_lun_refuses_identities_tgt_would_mangle(field, value):
     identity = dict(IDENTITY)

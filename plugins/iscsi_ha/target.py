@@ -18,15 +18,14 @@ product_id, and scsi_ids that differ only in non-hex characters collide.
 import os
 import re
 
-import six
-
-from iscsi_ha import commands
+from iscsi_ha import commands, validate
 from iscsi_ha.errors import BadArgument, CommandFailed, TargetDaemonDown, TargetError
 
 TARGET_STATES = ("ready", "offline")
 
 # tgt silently truncates longer values; these are the INQUIRY field widths.
-IDENTITY_LIMITS = (("vendor_id", 8), ("product_id", 16), ("scsi_id", 36), ("scsi_sn", 36))
+# The order tgtadm is given them in (--params key=value,...).
+IDENTITY_KEYS = ("vendor_id", "product_id", "scsi_id", "scsi_sn")
 
 # The backing store flag of a LUN without a write cache (see the module docstring).
 WRITE_THROUGH_FLAG = "sync"
@@ -226,13 +225,13 @@ def _parse_nexus_line(target, initiator, line):
     return initiator
 
 
-def _check_identity(name, value, limit):
+def _check_identity(name, value):
     # tgtadm takes the identity as a comma-separated key=value list, and tgt
     # truncates overlong values without a word: refuse both up front.
-    if (not isinstance(value, six.string_types) or not value or len(value) > limit
-            or re.search(r"[^\x21-\x7e]|[,=]", value)):
-        raise BadArgument("%s %r must be 1..%d printable characters without spaces, "
-                          "commas or '='" % (name, value, limit))
+    try:
+        validate.scsi_identity(name, value)
+    except ValueError as exc:
+        raise BadArgument("%s: %s" % (name, exc))
 
 
 def _on_off(write_cache):
@@ -351,8 +350,8 @@ class TgtTarget(object):
         what = "add LUN %s (%s) to target %s" % (lun, device, tid)
         identity = {"vendor_id": vendor_id, "product_id": product_id, "scsi_id": scsi_id,
                     "scsi_sn": scsi_sn}
-        for name, limit in IDENTITY_LIMITS:
-            _check_identity(name, identity[name], limit)
+        for name in IDENTITY_KEYS:
+            _check_identity(name, identity[name])
         present = self._existing(tid, what).lun(lun)
         if present is not None and present.backing_path != device:
             raise TargetError("cannot %s: LUN %s already exports %s"
@@ -363,7 +362,7 @@ class TgtTarget(object):
                 "change that in place: delete the LUN (demote this host) and add it again"
                 % (what, lun, _on_off(present.write_cache), _on_off(write_cache)),
                 details=[what])
-        params = ["%s=%s" % (name, identity[name]) for name, _ in IDENTITY_LIMITS]
+        params = ["%s=%s" % (name, identity[name]) for name in IDENTITY_KEYS]
         if present is None:
             # tgtadm answers a missing backing store with just "invalid request".
             if not os.path.exists(device):
