@@ -407,15 +407,14 @@ class Drbd(object):
 
     def device(self, resource):
         """The block device of ``resource`` (its first volume), e.g. ``/dev/drbd0``."""
-        result = self._run([self.drbdadm, "sh-dev", resource])
-        paths = result.stdout.split()
-        if result.returncode != 0 or not paths:
-            raise _unknown_resource(resource, result)
-        return paths[0]
+        return self._first_path("sh-dev", resource)
 
     def backing_disk(self, resource):
         """The disk under ``resource`` (its first volume), as DRBD's config names it."""
-        result = self._run([self.drbdadm, "sh-ll-dev", resource])
+        return self._first_path("sh-ll-dev", resource)
+
+    def _first_path(self, query, resource):
+        result = self._run([self.drbdadm, query, resource])
         paths = result.stdout.split()
         if result.returncode != 0 or not paths:
             raise _unknown_resource(resource, result)

@@ -324,16 +324,21 @@ def _install_fence_peer(lab, name, plugin_dir, config_path):
     installed = os.path.join(libexec, "installed")
     os.makedirs(installed)
     os.symlink(os.path.join(plugin_dir, "iscsi_ha"), os.path.join(installed, "iscsi_ha"))
-    with open(os.path.join(REPO, "plugins", "iscsi-ha-fence-peer")) as source:
-        lines = source.readlines()
-    lines[0] = "#!%s\n" % lab.record["plugin_python"]
     handler = os.path.join(installed, "iscsi-ha-fence-peer")
-    with open(handler, "w") as target:
-        target.writelines(lines)
-    os.chmod(handler, 0o755)
+    _install_script(lab, "iscsi-ha-fence-peer", handler)
     with open(_fence_peer_path(lab, name), "w") as wrapper:
         wrapper.write("#!/bin/sh\nexec %s --config %s\n" % (handler, config_path))
     os.chmod(_fence_peer_path(lab, name), 0o755)
+
+
+def _install_script(lab, name, path):
+    """Copy ``plugins/NAME`` to ``path`` pointing at the plugin Python, as setup.py does."""
+    with open(os.path.join(REPO, "plugins", name)) as source:
+        lines = source.readlines()
+    lines[0] = "#!%s\n" % lab.record["plugin_python"]
+    with open(path, "w") as target:
+        target.writelines(lines)
+    os.chmod(path, 0o755)
 
 
 def _install_host(lab, name):
@@ -346,13 +351,7 @@ def _install_host(lab, name):
                     os.path.join(plugin_dir, "iscsi_ha"),
                     ignore=shutil.ignore_patterns("*.pyc", "__pycache__"))
     shutil.copy(os.path.join(REPO, "tests", "xapi_plugin", "XenAPIPlugin.py"), plugin_dir)
-    with open(os.path.join(REPO, "plugins", "iscsi-ha")) as source:
-        lines = source.readlines()
-    lines[0] = "#!%s\n" % lab.record["plugin_python"]
-    plugin = os.path.join(plugin_dir, "iscsi-ha")
-    with open(plugin, "w") as target:
-        target.writelines(lines)
-    os.chmod(plugin, 0o755)
+    _install_script(lab, "iscsi-ha", os.path.join(plugin_dir, "iscsi-ha"))
     bin_dir = os.path.join(host_dir, "bin")
     text = config_module.render_sample(
         iqn=IQN, vip="%s/%d" % (VIP, PREFIX), vip_interface=STORAGE_INTERFACE,
