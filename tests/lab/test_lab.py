@@ -134,6 +134,12 @@ def test_the_plugin_runs_on_python_27_through_xapi(tmp_path):
         assert version["python"].startswith("2.7.")
         moved = running("designate-master", "hostB")
         assert [step["ok"] for step in moved["storage"]] == [True, True, True]
+        # The survivor's DRBD 8.4 runs iscsi-ha's fence-peer handler, on 2.7 too.
+        failed = running("fail-host", "hostB")
+        assert failed["master"] == "hostA"
+        assert failed["storage"][-1]["fn"] == "promote", failed
+        assert failed["storage"][-1]["ok"], failed
+        assert running.roles()["hostA"] == "primary"
     finally:
         lab_command("down", "--state", running.state)
 
