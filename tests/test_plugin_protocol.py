@@ -4,6 +4,8 @@
 import io
 import json
 
+import pytest
+
 from iscsi_ha import config as config_module
 from tests.support import plugin
 
@@ -20,13 +22,21 @@ def test_unknown_function_is_xapis_unknown_plugin_function_failure():
     assert_no_traceback(reply)
 
 
-def test_promote_with_a_bad_force_value_is_a_bad_argument_failure(tmp_path):
-    reply = plugin.call("promote", {"force": "banana"},
+@pytest.mark.parametrize("argument", ["force", "peer_down"])
+def test_promote_with_a_bad_flag_value_is_a_bad_argument_failure(tmp_path, argument):
+    reply = plugin.call("promote", {argument: "banana"},
                         config_path=str(tmp_path / "never-read.conf"))
     assert reply.status == "Failure"
     assert reply.error[0] == "ISCSI_HA_BAD_ARGUMENT"
-    assert "force='banana'" in reply.error[1]
-    assert reply.error[2] == "force"
+    assert "%s='banana'" % argument in reply.error[1]
+    assert reply.error[2] == argument
+    assert_no_traceback(reply)
+
+
+def test_outdate_needs_its_resource_argument(tmp_path):
+    reply = plugin.call("outdate", {}, config_path=str(tmp_path / "never-read.conf"))
+    assert reply.error[0] == "ISCSI_HA_BAD_ARGUMENT"
+    assert "needs argument resource" in reply.error[1]
     assert_no_traceback(reply)
 
 

@@ -135,11 +135,12 @@ def check():
 
 
 def _check_drbd_settings(drbd_, name, record):
-    options = _quietly(lambda: drbd_.running_options(name))
-    handler = _quietly(lambda: drbd_.fence_peer_handler(name))
-    if not isinstance(options, dict):
+    try:
+        options = drbd_.running_options(name)
+        handler = drbd_.fence_peer_handler(name)
+    except IscsiHaError as exc:
         record("DRBD %s running settings" % name, False,
-               "cannot read them (%s); is the resource up?" % options)
+               "cannot read them (%s); is the resource up?" % exc.message)
         return
     for check_name, ok, detail in drbd.check_settings(name, options, handler,
                                                       drbd_.version()):
@@ -155,8 +156,12 @@ def _check_lvm_filter(config, drbd_, name, device, record):
         record("LVM filter for %s" % name, False, "cannot read %s (%s); set [host] lvm_conf"
                % (config.lvm_conf, exc))
         return
-    backing = _quietly(lambda: drbd_.backing_disk(name))
-    devices = [device] + ([backing] if backing and backing.startswith("/") else [])
+    devices = [device]
+    try:
+        devices.append(drbd_.backing_disk(name))
+    except IscsiHaError as exc:
+        record("backing disk of %s" % name, False, "cannot tell it (%s), so the LVM filter "
+               "was checked for %s only" % (exc.message, device))
     try:
         scanned = [path for path in devices if lvmfilter.scanned(text, path)]
     except ValueError as exc:
