@@ -150,3 +150,16 @@ def test_a_master_change_to_a_host_without_tgtd_leaves_the_storage_serving(lab):
     assert moved["storage"][0]["refused"] == ("not moving the storage: tgtd is not running "
                                               "on hostB")
     assert lab.roles() == {"hostA": "primary", "hostB": "secondary"}
+
+
+def test_with_xenserver_ha_as_elector_a_master_failure_moves_the_storage(tmp_path):
+    running = start_lab(tmp_path, "--elector", "xapi-ha")
+    try:
+        running.io("write", "--seed", "before-ha-failure", "--blocks", "64")
+        failed = running("fail-host", "hostA")
+        assert failed["master"] == "hostB"
+        assert failed["storage"][-1]["fn"] == "promote", failed
+        assert failed["storage"][-1]["ok"], failed
+        assert running.io("verify", "--seed", "before-ha-failure", "--blocks", "64")["ok"]
+    finally:
+        lab_command("down", "--state", running.state)
