@@ -26,6 +26,9 @@ import sys
 import threading
 import time
 
+from iscsi_ha import config as config_module, logs
+from iscsi_ha.errors import IscsiHaError
+
 EXIT_DOUBT = 1
 EXIT_PEER_INCONSISTENT = 3
 EXIT_PEER_OUTDATED = 4
@@ -45,12 +48,7 @@ LOG = logging.getLogger("iscsi-ha")
 
 def confirm_peer_down(path, resource, seconds):
     """Leave word for the handler that the peer of ``resource`` is down, for ``seconds``."""
-    directory = os.path.dirname(path)
-    try:
-        os.makedirs(directory)
-    except OSError as exc:
-        if exc.errno != errno.EEXIST:
-            raise
+    config_module.ensure_directory(os.path.dirname(path), "[host] run_dir")
     record = {"resource": resource, "expires": time.time() + seconds, "pid": os.getpid()}
     temporary = "%s.%d" % (path, os.getpid())
     with open(temporary, "w") as handle:
@@ -160,8 +158,6 @@ USAGE = ("usage: iscsi-ha-fence-peer [--config PATH]\n"
 
 
 def main(argv=None, environ=None):
-    from iscsi_ha import config as config_module, logs
-    from iscsi_ha.errors import IscsiHaError
     argv = sys.argv[1:] if argv is None else argv
     environ = os.environ if environ is None else environ
     path = None
