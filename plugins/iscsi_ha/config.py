@@ -39,12 +39,17 @@ _SCHEMA = {
                "tgt_control_port": "0"},
     "vip": {"address": None, "interface": None, "dad_wait": "1", "arp_announcements": "3"},
     "replication": {"interface": None, "drbd_version": "auto"},
-    "timeouts": {"lock_wait": "10", "command": "20", "fence": "10"},
+    "timeouts": {"lock_wait": "10", "command": "20", "fence": "10", "peer": "10",
+                 "action": "120"},
     "tools": dict((tool, tool) for tool in TOOLS),
     "host": {"state_dir": "/var/lib/iscsi-ha", "run_dir": "/run/iscsi-ha",
              "log_file": "/var/log/iscsi-ha.log", "inventory": "/etc/xensource-inventory",
-             "lvm_conf": "/etc/lvm/lvm.conf"},
+             "lvm_conf": "/etc/lvm/lvm.conf", "pool_conf": "/etc/xensource/pool.conf"},
     "xapi": {"url": LOCAL_XAPI, "username": "root", "password_file": ""},
+    "controller": {"interval": "10"},
+    "alerts": {"email_to": "", "email_from": "", "smtp_server": "", "smtp_port": "0",
+               "smtp_security": "none", "smtp_username": "", "smtp_password_file": "",
+               "repeat_window": "1800"},
 }
 _RESOURCE_SCHEMA = {"device": None, "lun": None, "scsi_id": None, "scsi_sn": None,
                     "vendor_id": "ISCSIHA", "product_id": "HA-DISK", "write_cache": "off"}
@@ -54,7 +59,8 @@ _RESOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\Z")  # what both DRBD parsers acc
 _USERNAME = re.compile(r"^[\x21-\x7e]+\Z")
 _BACKENDS = ("tgt",)
 _DRBD_VERSIONS = ("auto", "8.4", "9")
-_HOST_PATHS = ("state_dir", "run_dir", "log_file", "inventory", "lvm_conf")
+_HOST_PATHS = ("state_dir", "run_dir", "log_file", "inventory", "lvm_conf", "pool_conf")
+_SMTP_SECURITY = ("none", "starttls", "tls")
 
 _SECTION_LINE = re.compile(r"^\[([^\[\]]*)\]\Z")
 _KEY_VALUE = re.compile(r"^([^=:]*)[=:](.*)\Z")
@@ -82,6 +88,20 @@ class Resource(object):
                 "product_id": self.product_id, "write_cache": self.write_cache}
 
 
+class Alerts(object):
+    """Where alerts go besides XAPI messages: e-mail over SMTP when ``email_to`` is set."""
+
+    def __init__(self, values):
+        self.email_to = values["email_to"]  # a list of addresses; empty: no e-mail
+        self.email_from = values["email_from"] or None
+        self.smtp_server = values["smtp_server"] or None
+        self.smtp_port = values["smtp_port"] or {"tls": 465}.get(values["smtp_security"], 25)
+        self.smtp_security = values["smtp_security"]
+        self.smtp_username = values["smtp_username"] or None
+        self.smtp_password_file = values["smtp_password_file"] or None
+        self.repeat_window = values["repeat_window"]
+
+
 class Config(object):
     """A validated configuration. Build it with :func:`load` or :func:`parse`."""
 
@@ -102,15 +122,20 @@ class Config(object):
         self.lock_wait = values["timeouts"]["lock_wait"]
         self.command_timeout = values["timeouts"]["command"]
         self.fence_timeout = values["timeouts"]["fence"]
+        self.peer_timeout = values["timeouts"]["peer"]
+        self.action_timeout = values["timeouts"]["action"]
         self.tools = dict(values["tools"])
         self.state_dir = host["state_dir"]
         self.run_dir = host["run_dir"]
         self.log_file = host["log_file"]
         self.inventory = host["inventory"]
         self.lvm_conf = host["lvm_conf"]
+        self.pool_conf = host["pool_conf"]
         self.xapi_url = values["xapi"]["url"]
         self.xapi_username = values["xapi"]["username"]
         self.xapi_password_file = values["xapi"]["password_file"] or None
+        self.controller_interval = values["controller"]["interval"]
+        self.alerts = Alerts(values["alerts"])
         self.resources = resources
 
     # run_dir is emptied at boot: what must not outlive the processes that made it.
@@ -348,6 +373,8 @@ def _validate(values, resources, problems):
         check("timeouts", key, validate.seconds)
     for key in _HOST_PATHS:
         check("host", key, _absolute_path)
+    check("controller", "interval", validate.seconds, 3600)
+    _validate_alerts(problems, values["alerts"])
     check("xapi", "url", _xapi_url)
     check("xapi", "username", _username)
     if values["xapi"].get("password_file"):
@@ -376,6 +403,27 @@ def _check_ascii(problems, where, keys, key):
         keys[key].encode("ascii")
     except UnicodeError:
         problems.append("%s: '%s' must be plain ASCII" % (where, keys.pop(key)))
+
+
+def _validate_alerts(problems, keys):
+    def check(key, rule, *arguments):
+        _check(problems, "[alerts] %s" % key, keys, key, rule, *arguments)
+
+    check("email_to", validate.email_addresses)
+    if keys.get("email_from"):
+        check("email_from", validate.email_address)
+    if keys.get("smtp_server"):
+        check("smtp_server", validate.host_name)
+    check("smtp_port", validate.whole_number, 0, 65535)
+    check("smtp_security", _one_of, _SMTP_SECURITY)
+    if keys.get("smtp_username"):
+        check("smtp_username", _username)
+    if keys.get("smtp_password_file"):
+        check("smtp_password_file", _absolute_path)
+    check("repeat_window", validate.seconds, 7 * 86400)
+    if keys.get("email_to") and not keys.get("smtp_server"):
+        problems.append("[alerts] smtp_server: missing while email_to is set; name the mail "
+                        "server that takes the alerts, or empty email_to")
 
 
 def _validate_resource(problems, name, keys):
@@ -476,6 +524,9 @@ SAMPLE_VALUES = {
     "log_file": "/var/log/iscsi-ha.log",
     "inventory": "/etc/xensource-inventory",
     "lvm_conf": "/etc/lvm/lvm.conf",
+    "pool_conf": _SCHEMA["host"]["pool_conf"],
+    "controller_interval": 10,
+    "email_to": "",
     "xapi_url": LOCAL_XAPI,
     "xapi_username": "root",
     "xapi_password_file": "",

@@ -25,6 +25,9 @@ _INTERFACE = re.compile(r"^[\x21-\x2e\x30-\x39\x3b-\x7e]{1,15}\Z")
 _SCSI_TEXT = re.compile(r"^[\x21-\x2b\x2d-\x3c\x3e-\x7e]+\Z")
 _SCSI_ID = re.compile(r"^[0-9a-fA-F]{1,31}\Z")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
+# Deliberately plain: what an SMTP server takes for a mailbox, without quoting or comments.
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"
+                    r"@[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
 
 # INQUIRY and VPD field widths: tgt silently truncates anything longer.
 SCSI_TEXT_LIMITS = {"scsi_sn": 36, "vendor_id": 8, "product_id": 16}
@@ -205,3 +208,30 @@ def http_url(text):
         raise ValueError("'%s' must name a host and optionally a port from 1 to 65535, %s"
                          % (text, fix))
     return text
+
+
+def host_name(text):
+    """A DNS name or IPv4 address such as ``smtp.example.com`` or ``192.0.2.25``."""
+    if isinstance(text, six.string_types) and _HOST.match(text) and len(text) <= 253:
+        if not re.match(r"^[0-9.]+\Z", text) or _IPV4.match(text):
+            return text
+    raise ValueError("'%s' is not a host name or IPv4 address; use one such as "
+                     "smtp.example.com or 192.0.2.25" % (text,))
+
+
+def email_address(text):
+    """One plain e-mail address, ``name@domain``."""
+    if isinstance(text, six.string_types) and _EMAIL.match(text) and len(text) <= 254:
+        return text
+    raise ValueError("'%s' is not an e-mail address; write it as name@example.com, without "
+                     "a display name or angle brackets" % (text,))
+
+
+def email_addresses(text):
+    """E-mail addresses separated by spaces, as a list; empty means none."""
+    found = []
+    for word in text.split():
+        found.append(email_address(word))
+        if found[-1] in found[:-1]:
+            raise ValueError("'%s' is listed twice; list it once" % (word,))
+    return found
