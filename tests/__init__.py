@@ -7,6 +7,7 @@ and friends work from a fresh clone without installing anything.
 import os
 import sys
 
-_PLUGINS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugins")
-if _PLUGINS not in sys.path:
-    sys.path.insert(0, _PLUGINS)
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for _part in ("controller", "plugins"):
+    if os.path.join(_REPO, _part) not in sys.path:
+        sys.path.insert(0, os.path.join(_REPO, _part))

@@ -33,7 +33,22 @@ def version():
 def status(output_format="json"):
     config = _load()
     result = actions.status(config, actions.Host(config), _manual_mode(config))
+    result["pool_role"] = pool_role(config)
     return report.status_table(result) if output_format == "table" else result
+
+
+def pool_role(config):
+    """What xapi last wrote for this host: "master", "slave" (with its master), or None.
+
+    The controller compares it across hosts: two hosts saying "master" is a
+    split pool, where no host may be promoted.
+    """
+    try:
+        with io.open(config.pool_conf, encoding="utf-8") as handle:
+            text = handle.read().strip()
+    except (IOError, OSError, UnicodeError):
+        return None
+    return text.partition(":")[0] or None
 
 
 def promote(force=False, peer_down=False, reason=""):

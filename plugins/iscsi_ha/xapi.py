@@ -10,8 +10,69 @@ import contextlib
 import socket
 
 import XenAPI
+from six.moves import http_client, xmlrpc_client
 
 Failure = XenAPI.Failure
+LOCAL_SOCKET = "/var/lib/xcp/xapi"
+# What a call that did not get an answer raises, on every Python.
+NO_ANSWER = (IOError, OSError, socket.error, socket.timeout, http_client.HTTPException)
+
+
+class _Bounded(object):
+    """Mixed into an xmlrpc transport: every request waits at most ``timeout`` seconds.
+
+    The XenAPI module gives no way to bound a call, and a call to a dead host
+    may hang for hours, so every connection (new or kept alive) gets the
+    transport's current ``timeout``; callers change it between calls.
+    """
+
+    timeout = None
+
+    def _bound(self, connection):
+        connection.timeout = self.timeout
+        if getattr(connection, "sock", None) is not None:
+            connection.sock.settimeout(self.timeout)
+        return connection
+
+
+class _HttpTransport(_Bounded, xmlrpc_client.Transport):
+    def make_connection(self, host):
+        return self._bound(xmlrpc_client.Transport.make_connection(self, host))
+
+
+class _HttpsTransport(_Bounded, xmlrpc_client.SafeTransport):
+    def make_connection(self, host):
+        return self._bound(xmlrpc_client.SafeTransport.make_connection(self, host))
+
+
+class _UnixConnection(http_client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(LOCAL_SOCKET)
+
+
+class _UnixTransport(_Bounded, xmlrpc_client.Transport):
+    """xapi's own unix socket, as ``XenAPI.xapi_local()`` reaches it, but bounded."""
+
+    def make_connection(self, host):
+        if not (self._connection and self._connection[0] == host):
+            self._connection = host, _UnixConnection(host)
+        return self._bound(self._connection[1])
+
+
+def connect(url, timeout=None):
+    """A ``XenAPI.Session`` for ``url`` (``local`` or http(s)) whose calls are bounded.
+
+    Set ``session.transport.timeout`` to change the bound for the next calls.
+    """
+    if url == "local":
+        transport, uri = _UnixTransport(), "http://_var_lib_xcp_xapi/"
+    else:
+        transport = _HttpsTransport() if url.startswith("https:") else _HttpTransport()
+        uri = url
+    transport.timeout = timeout
+    return XenAPI.Session(uri, transport=transport)
 
 
 class XapiUnavailable(Exception):
@@ -22,15 +83,12 @@ class NoSinglePeer(Exception):
     """The pool does not have exactly one host besides this one."""
 
 
-def _password(config):
+def password(config):
+    """The XAPI password from ``[xapi] password_file`` (first line), or empty."""
     if not config.xapi_password_file:
         return ""
     with open(config.xapi_password_file) as handle:
-        return handle.read().strip()
-
-
-def _connect(url):
-    return XenAPI.xapi_local() if url == "local" else XenAPI.Session(url)
+        return handle.readline().strip()
 
 
 def master_url(url, master_address):
@@ -46,20 +104,20 @@ def master_url(url, master_address):
 
 
 @contextlib.contextmanager
-def session(config):
+def session(config, timeout=None, originator="iscsi-ha"):
     """A logged-in session with the pool master; logged out when the block ends."""
     username = config.xapi_username
     try:
-        password = _password(config)
-        current = _connect(config.xapi_url)
+        secret = password(config)
+        current = connect(config.xapi_url, timeout)
         try:
-            current.xenapi.login_with_password(username, password, "2.0", "iscsi-ha")
+            current.xenapi.login_with_password(username, secret, "2.0", originator)
         except Failure as failure:
             if not failure.details or failure.details[0] != "HOST_IS_SLAVE":
                 raise
-            current = _connect(master_url(config.xapi_url, failure.details[1]))
-            current.xenapi.login_with_password(username, password, "2.0", "iscsi-ha")
-    except (IOError, OSError, socket.error, Failure) as exc:
+            current = connect(master_url(config.xapi_url, failure.details[1]), timeout)
+            current.xenapi.login_with_password(username, secret, "2.0", originator)
+    except NO_ANSWER + (Failure,) as exc:
         raise XapiUnavailable("cannot log in to XAPI (%s): %s" % (config.xapi_url, exc))
     try:
         yield current

@@ -1,0 +1,309 @@
+"""The controller's loop: idle on a slave, reconcile on the pool master.
+
+On a slave it only watches xapi's record of this host's role (``[host]
+pool_conf``, a small file) and tries its own xapi when that says "master":
+cheap when idle, and awake within a poll when the host becomes master. On the
+master it blocks in ``event.from`` and starts a pass as soon as the master,
+a host's liveness or the manual-mode flag changes, and at least every
+``[controller] interval`` seconds. A pass observes, decides
+(:func:`decide.decide`) and runs the plan's plugin calls in order, stopping at
+the first failure. Every master change restarts xapi, so any broken call sends
+the loop back to logging in, with nothing kept but what the controller saw
+itself: the host the mastership moved here from.
+
+The controller never demotes its own host because it lost the mastership: the
+new master's controller does that, after which the old one stays a standby.
+"""
+
+import json
+import logging
+import os
+import time
+
+from iscsi_ha import config as config_module
+from iscsi_ha_controller import decide as decisions
+from iscsi_ha_controller.observe import (CONTROLLER_KEY, MANUAL_KEY, NotMaster, PoolClient,
+                                         XapiLost)
+
+LOG = logging.getLogger("iscsi-ha")
+STATE_FILE = "controller.json"
+SLAVE_POLL = 0.1      # seconds between looks at pool.conf on a slave
+LOGIN_RETRY = 0.05    # first wait between logins while this host's xapi restarts
+FIRST_BACKOFF = 1.0   # first wait before a pass that asked to retry
+ACTION_FNS = ("promote", "demote")
+
+
+def read_pool_role(path):
+    """xapi's pool.conf: ``("master", None)``, ``("slave", address)`` or ``(None, None)``."""
+    try:
+        with open(path) as handle:
+            text = handle.read().strip()
+    except (IOError, OSError):
+        return None, None
+    role, _, address = text.partition(":")
+    if role == "master":
+        return "master", None
+    if role == "slave" and address:
+        return "slave", address
+    return None, None
+
+
+class Controller(object):
+    """One host's controller. ``run()`` until ``stop()``; ``once()`` for a single pass."""
+
+    def __init__(self, config, alerter=None, client_factory=PoolClient, clock=time.time,
+                 sleep=time.sleep):
+        self.config = config
+        self.alerter = alerter
+        self.client_factory = client_factory
+        self.clock = clock
+        self.sleep = sleep
+        self.own_uuid = config.host_uuid()
+        self.state_path = os.path.join(config.run_dir, STATE_FILE)
+        self.stopping = False
+        self.idle = False  # blocked in a wait that a stop may cut short
+        self.state = self._load_state()
+        self.client = None
+        self.published = None
+
+    # -- state -----------------------------------------------------------------------
+
+    def _load_state(self):
+        """What a previous run of this controller saw, while the host has not rebooted."""
+        state = {"mode": "starting", "since": self.clock(), "last_pass": None,
+                 "took_over_from": None}
+        try:
+            with open(self.state_path) as handle:
+                previous = json.load(handle)
+            state["took_over_from"] = previous.get("took_over_from")
+            state["last_pass"] = previous.get("last_pass")
+        except (IOError, OSError, ValueError, AttributeError):
+            pass
+        return state
+
+    def _save_state(self):
+        config_module.ensure_directory(self.config.run_dir, "[host] run_dir")
+        self.state.update({"pid": os.getpid(), "host_uuid": self.own_uuid,
+                           "updated": self.clock()})
+        temporary = "%s.%d" % (self.state_path, os.getpid())
+        with open(temporary, "w") as handle:
+            json.dump(self.state, handle, sort_keys=True)
+        os.rename(temporary, self.state_path)
+
+    def _set_mode(self, mode, why):
+        if self.state["mode"] != mode:
+            LOG.info("controller: %s (%s)", mode, why)
+            self.state.update({"mode": mode, "since": self.clock()})
+            self._save_state()
+
+    # -- the loop --------------------------------------------------------------------
+
+    def stop(self):
+        self.stopping = True
+
+    def run(self):
+        LOG.info("controller: started on host %s", self.own_uuid)
+        self._save_state()
+        while not self.stopping:
+            if self._wait_for_mastership():
+                self._serve()
+        if self.client is not None:
+            self.client.logout()
+        LOG.info("controller: stopped")
+
+    def _wait_for_mastership(self):
+        """Idle until this host's xapi takes a login as master; True then."""
+        wait, seen = LOGIN_RETRY, None
+        while not self.stopping:
+            role, master_address = read_pool_role(self.config.pool_conf)
+            if (role, master_address) != seen:
+                seen = (role, master_address)
+                if role == "slave":
+                    # Remembered until this host is master: the host it took over from.
+                    self.state["took_over_from"] = {"address": master_address,
+                                                    "at": self.clock()}
+            if role == "slave":
+                self._set_mode("slave", "pool.conf names %s as master" % master_address)
+                self._idle(self.sleep, SLAVE_POLL)
+                wait = LOGIN_RETRY
+                continue
+            if self.connect():
+                return True
+            self._idle(self.sleep, wait)
+            # pool.conf may say "master" for a while before xapi does: keep trying,
+            # more slowly as it goes on.
+            wait = min(wait * 2, self.config.controller_interval)
+        return False
+
+    def connect(self):
+        """Log in at this host's xapi; True when it answers as pool master."""
+        client = self.client_factory(self.config)
+        try:
+            client.login()
+        except NotMaster as exc:
+            self._set_mode("slave", str(exc))
+        except XapiLost as exc:
+            self._set_mode("unreachable", str(exc))
+        else:
+            self.client = client
+            return True
+        return False
+
+    def _idle(self, wait, *args):
+        self.idle = True
+        try:
+            return wait(*args)
+        finally:
+            self.idle = False
+
+    def _serve(self):
+        """Reconcile as master until the session breaks or the host is a slave."""
+        self._set_mode("master", "this host's xapi answers as pool master")
+        token, watched, trigger = "", None, "became master"
+        due, backoff = self.clock(), FIRST_BACKOFF
+        try:
+            while not self.stopping:
+                if self.clock() >= due:
+                    plan = self.reconcile(trigger)
+                    if plan.retry:
+                        due, backoff = self.clock() + backoff, min(
+                            backoff * 2, self.config.controller_interval)
+                    else:
+                        due, backoff = self.clock() + self.config.controller_interval, \
+                            FIRST_BACKOFF
+                    trigger = "safety pass"
+                wait = max(0.0, due - self.clock())
+                token, events = self._idle(self.client.events, token, wait)
+                now_watched = _watched(events, watched)
+                if watched is not None and now_watched != watched:
+                    trigger, due = "XAPI event: %s" % _describe_change(
+                        watched, now_watched), self.clock()
+                watched = now_watched
+        except NotMaster as exc:
+            self._set_mode("slave", str(exc))
+        except XapiLost as exc:
+            self._set_mode("unreachable", str(exc))
+        self.client = None
+
+    # -- one pass --------------------------------------------------------------------
+
+    def reconcile(self, trigger, dry_run=False):
+        """Observe, decide and (unless ``dry_run``) act; returns the plan."""
+        started = self.clock()
+        took_over = self.state.get("took_over_from") or {}
+        snapshot, pool_ref = self.client.snapshot(self.own_uuid, took_over.get("address"))
+        plan = decisions.decide(snapshot)
+        if dry_run:
+            return plan
+        if took_over and (snapshot.took_over_from is None or any(
+                h.uuid == snapshot.took_over_from and h.role == "secondary"
+                for h in snapshot.others)):
+            # That host is a standby now, or not in the pool: should it vanish
+            # later, it will not have lost the mastership while serving.
+            self.state["took_over_from"] = None
+        records = self._execute(plan, snapshot)
+        if plan.restore_manual_mode:
+            self.client.set_pool_key(pool_ref, MANUAL_KEY, json.dumps(
+                {"reason": "restored from %s's copy" % snapshot.master.name,
+                 "by": "iscsi-ha-controller", "at": self.clock()}))
+        outcome = plan.outcome
+        if any(not r["ok"] for r in records):
+            outcome = "failed"
+        elif plan.outcome in (decisions.MOVE, decisions.REPAIR):
+            outcome = "done"
+        self.state["last_pass"] = {
+            "started": started, "finished": self.clock(), "trigger": trigger,
+            "reason": plan.reason, "outcome": outcome, "actions": records}
+        self._save_state()
+        self._log(plan, outcome, trigger, records)
+        for kind, text, host_uuid in plan.alerts:
+            self._alert(kind, text, host_uuid)
+        self._publish(pool_ref, snapshot, plan.reason, outcome)
+        if outcome == "failed":
+            plan.retry = True
+        return plan
+
+    def _execute(self, plan, snapshot):
+        records = []
+        moving = plan.outcome == decisions.MOVE
+        if moving:
+            self._alert("failover-started", plan.reason, snapshot.master.uuid)
+        for action in plan.actions:
+            timeout = (self.config.action_timeout if action.fn in ACTION_FNS
+                       else self.config.peer_timeout)
+            started = self.clock()
+            result, error = self.client.call_plugin(action.host, action.fn, action.args,
+                                                    timeout)
+            record = {"host": action.host.name, "fn": action.fn, "ok": error is None,
+                      "seconds": round(self.clock() - started, 3)}
+            if error is not None:
+                record["error"] = error
+            else:
+                record["summary"] = result.get("summary") if isinstance(result, dict) else None
+            records.append(record)
+            if error is not None:
+                if moving:
+                    self._alert("failover-failed", "%s; %s on %s failed: %s" % (
+                        plan.reason, action.fn, action.host.name, " ".join(error[:2])),
+                        action.host.uuid)
+                break
+        else:
+            if moving:
+                self._alert("failover-done", "%s: done" % plan.reason, snapshot.master.uuid)
+        return records
+
+    def _log(self, plan, outcome, trigger, records):
+        last = self.state.get("logged")
+        line = (plan.reason, outcome)
+        for record in records:
+            LOG.log(logging.INFO if record["ok"] else logging.ERROR,
+                    "controller: %s on %s %s in %.2f s%s", record["fn"], record["host"],
+                    "done" if record["ok"] else "FAILED", record["seconds"],
+                    ": %s" % " ".join(record["error"]) if not record["ok"] else "")
+        if records or list(line) != last:
+            level = logging.INFO if outcome in (decisions.IN_PLACE, "done") else logging.WARNING
+            LOG.log(level, "controller: %s: %s (%s)", outcome, plan.reason, trigger)
+            self.state["logged"] = list(line)
+
+    def _alert(self, kind, text, host_uuid):
+        if self.alerter is not None:
+            self.alerter.alert(kind, text, host_uuid=host_uuid,
+                               pool_uuid=self.client.pool_uuid)
+
+    def _publish(self, pool_ref, snapshot, reason, outcome):
+        """The reason for ``iscsi-ha status`` on any host: in the pool, when it changes."""
+        if (reason, outcome) == self.published:
+            return
+        self.client.set_pool_key(pool_ref, CONTROLLER_KEY, json.dumps({
+            "host_uuid": self.own_uuid, "host": snapshot.master.name, "reason": reason,
+            "outcome": outcome, "at": self.clock()}, sort_keys=True))
+        self.published = (reason, outcome)
+
+    def send_message(self, name, priority, cls, obj_uuid, body):
+        """For the alerter: a XAPI message through the current master session."""
+        if self.client is None:
+            raise XapiLost("not connected to XAPI as master")
+        self.client.message(name, priority, cls, obj_uuid, body)
+
+
+def _watched(events, before):
+    """What of the events' objects wakes a pass: the master, liveness, manual mode."""
+    watched = dict(before or {})
+    for event in events:
+        cls, ref, record = event.get("class"), event.get("ref"), event.get("snapshot") or {}
+        if event.get("operation") == "del":
+            watched.pop((cls, ref), None)
+        elif cls == "pool":
+            watched[(cls, ref)] = (record.get("master"),
+                                   (record.get("other_config") or {}).get(MANUAL_KEY))
+        elif cls == "host_metrics":
+            watched[(cls, ref)] = record.get("live")
+        elif cls == "host":
+            watched[(cls, ref)] = record.get("metrics")
+    return watched
+
+
+def _describe_change(before, after):
+    changed = sorted(set(k for k in set(before) | set(after) if before.get(k) != after.get(k)))
+    return ", ".join("%s %s" % key for key in changed) or "objects changed"
+

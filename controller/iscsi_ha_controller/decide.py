@@ -1,0 +1,353 @@
+"""What the pool master's controller does, given what it observed: one pure function.
+
+The invariant it keeps: the pool master is the DRBD Primary, exports the target
+and holds the VIP; every other host is a demoted standby. :func:`decide` turns a
+:class:`Snapshot` into a :class:`Plan`: ordered plugin calls and a one-line
+reason, which is the log line, the alert text and what ``iscsi-ha status``
+shows. Nothing here touches a host, so the table of decisions is tested
+without processes.
+
+The rules, in the order they are applied:
+
+1. Manual mode: change nothing, report.
+2. The master's own status cannot be read: change nothing, retry.
+3. Another host claims to be pool master too (its pool.conf says so): change
+   nothing; two masters means the pool itself is split.
+4. Another host serves anything while the master serves: demote it (two
+   writers are the one outcome worse than no writer).
+5. The master serves and the others are demoted standbys: in place.
+6. The master does not serve. Each other host must be confirmed demoted (its
+   status says secondary), confirmed demoted by the plan (serving now, demoted
+   first), or confirmed gone (see :func:`gone`); the config digests must agree;
+   and the master must be able to serve safely (tgtd up; each replica UpToDate
+   and connected, or, with its peer gone, UpToDate or Consistent). Then:
+   demote the serving others, then promote the master, with ``peer_down``
+   when a peer is gone. Otherwise nothing is demoted: the storage stays where
+   it is and the reason says what would make the move safe.
+"""
+
+# Plan outcomes, also the controller's state and what `iscsi-ha status` shows.
+IN_PLACE, MOVE, REPAIR, WAITING, REFUSED, OBSERVING = (
+    "in-place", "move", "repair", "waiting", "refused", "observing")
+# Plugin failures (XAPI's or ours) that mean "the host did not answer", as
+# opposed to an answer that was a refusal.
+UNREACHABLE_CODES = ("HOST_OFFLINE", "CANNOT_CONTACT_HOST", "HOST_NOT_LIVE",
+                     "ISCSI_HA_NO_ANSWER")
+
+
+class HostView(object):
+    """One pool host as the master's controller sees it.
+
+    ``status`` is the host's plugin ``status`` result, or None with ``error``
+    (a XAPI ErrorDescription list) saying why it could not be had. ``live``
+    is XAPI's host_metrics.live.
+    """
+
+    def __init__(self, name, uuid, address, live, status=None, error=None):
+        self.name = name
+        self.uuid = uuid
+        self.address = address
+        self.live = live
+        self.status = status
+        self.error = list(error or [])
+
+    @property
+    def answered(self):
+        return self.status is not None
+
+    @property
+    def unreachable(self):
+        return not self.answered and bool(self.error) and self.error[0] in UNREACHABLE_CODES
+
+    @property
+    def role(self):
+        return self.status["role"] if self.answered else None
+
+    def describe_error(self):
+        return " ".join(str(part) for part in self.error) or "no answer"
+
+
+class Snapshot(object):
+    """What one pass observed.
+
+    ``took_over_from`` is the uuid of the host the pool mastership moved here
+    from while this host's controller watched (None when it did not see it
+    move): only a host that lost the mastership to this one can count as gone
+    without XAPI saying it is not live.
+    """
+
+    def __init__(self, master, others, manual_mode=None, took_over_from=None):
+        self.master = master
+        self.others = list(others)
+        self.manual_mode = manual_mode  # None, or {"reason": ..., "by": ..., "at": ...}
+        self.took_over_from = took_over_from
+
+    @property
+    def hosts(self):
+        return [self.master] + self.others
+
+
+class Action(object):
+    """One plugin call: ``fn`` on host ``host`` (a :class:`HostView`) with ``args``."""
+
+    def __init__(self, host, fn, **args):
+        self.host = host
+        self.fn = fn
+        self.args = args
+
+    def __eq__(self, other):
+        return (self.host.uuid, self.fn, self.args) == (other.host.uuid, other.fn, other.args)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __repr__(self):
+        return "Action(%s, %s, %r)" % (self.host.name, self.fn, self.args)
+
+    def as_dict(self):
+        return {"host": self.host.name, "fn": self.fn, "args": dict(self.args)}
+
+
+class Plan(object):
+    """Ordered actions, the one-line reason, and the alerts it raises.
+
+    ``alerts`` are ``(kind, text, host_uuid)``; ``retry`` asks for the next pass
+    soon (with back-off) rather than at the safety interval.
+    """
+
+    def __init__(self, outcome, reason, actions=(), alerts=(), retry=False):
+        self.outcome = outcome
+        self.reason = reason
+        self.actions = list(actions)
+        self.alerts = list(alerts)
+        self.retry = retry
+        # Set when the pool's manual-mode flag must be written back from a host's copy.
+        self.restore_manual_mode = False
+
+    def as_dict(self):
+        return {"outcome": self.outcome, "reason": self.reason, "retry": self.retry,
+                "actions": [a.as_dict() for a in self.actions],
+                "alerts": [{"kind": k, "text": t, "host_uuid": u} for k, t, u in self.alerts]}
+
+    def __repr__(self):
+        return "Plan(%s, %r, %r)" % (self.outcome, self.reason, self.actions)
+
+
+def decide(snapshot):
+    master = snapshot.master
+    manual = snapshot.manual_mode is not None or (master.answered
+                                                  and master.status.get("manual_mode"))
+    plan = _manual(snapshot) if manual else _storage(snapshot)
+    plan.actions += _manual_views(snapshot, bool(manual))
+    return plan
+
+
+def _storage(snapshot):
+    master = snapshot.master
+    if not master.answered:
+        reason = ("not acting: the master %s's own status cannot be read (%s); check its "
+                  "plugin (xe host-call-plugin ... fn=check)" % (master.name,
+                                                                  master.describe_error()))
+        return Plan(WAITING, reason, alerts=[("storage-blocked", reason, master.uuid)],
+                    retry=True)
+    claimants = [h for h in snapshot.others if h.answered and h.status.get("pool_role")
+                 == "master"]
+    if claimants:
+        reason = ("not acting: %s also says it is pool master; the pool is split: make one "
+                  "of them a slave of the other (xe pool-recover-slaves on the right one)"
+                  % ", ".join(h.name for h in claimants))
+        return Plan(REFUSED, reason, alerts=[("storage-blocked", reason, None)], retry=True)
+    serving = [h for h in snapshot.others if h.answered and h.role != "secondary"]
+    silent = [h for h in snapshot.others if not h.answered]
+    alerts = _split_brain(snapshot) + _config_mismatch(snapshot)
+    if master.role == "primary":
+        if serving:
+            return Plan(REPAIR, "demoting %s: it serves (%s) while the pool master %s does"
+                        % (_names(serving), _roles(serving), master.name),
+                        [Action(h, "demote", reason="another host is pool master")
+                         for h in serving], alerts)
+        return Plan(IN_PLACE, _in_place_reason(master, silent),
+                    alerts=alerts + _degraded(master))
+    return _move(snapshot, serving, silent, alerts)
+
+
+def _move(snapshot, serving, silent, alerts):
+    master = snapshot.master
+    if all(r["is_primary"] for r in master.status["resources"]):
+        # DRBD already made the master the one writer; a silent host need not be
+        # confirmed gone to rebuild the target or the VIP (the VIP probe still runs).
+        silent = []
+    verdicts = [(h, gone(h, snapshot)) for h in silent]
+    unconfirmed = [(h, why) for h, (is_gone, why) in verdicts if not is_gone]
+    if unconfirmed:
+        reason = ("not promoting %s: %s; it may still serve. Once it is powered off or "
+                  "fenced, `iscsi-ha promote %s --peer-down` moves the storage"
+                  % (master.name, "; ".join("%s is neither confirmed demoted nor gone (%s)"
+                                            % (h.name, why) for h, why in unconfirmed),
+                     master.name))
+        return Plan(WAITING, reason, alerts=alerts + [("storage-blocked", reason, None)],
+                    retry=True)
+    peer_gone = bool(silent)
+    mismatch = [a for a in alerts if a[0] == "config-mismatch"]
+    blockers = [text for _, text, _ in mismatch] + _cannot_serve(master, peer_gone)
+    if blockers:
+        reason = "not moving the storage to %s: %s" % (master.name, "; ".join(blockers))
+        if serving:
+            reason += "; %s keeps serving" % _names(serving)
+        return Plan(REFUSED, reason, alerts=alerts + [("storage-blocked", reason, None)],
+                    retry=True)
+    if serving:
+        why = "demoting %s, then promoting %s, because %s is pool master" % (
+            _names(serving), master.name, master.name)
+    elif peer_gone:
+        why = "promoting %s because it is pool master and %s" % (
+            master.name, "; ".join("%s is confirmed gone: %s" % (h.name, verdict[1])
+                                   for h, verdict in verdicts))
+    elif snapshot.others:
+        why = "promoting %s because it is pool master and %s confirmed demoted" % (
+            master.name, _names(snapshot.others))
+    else:
+        why = "promoting %s because it is pool master" % master.name
+    promote_args = {"reason": why}
+    if peer_gone:
+        promote_args["peer_down"] = "true"
+    actions = [Action(h, "demote", reason="%s is pool master now" % master.name)
+               for h in serving]
+    actions.append(Action(master, "promote", **promote_args))
+    return Plan(MOVE if (serving or peer_gone or master.role == "secondary") else REPAIR,
+                why, actions, alerts)
+
+
+def gone(host, snapshot):
+    """``(True, why)`` when ``host`` cannot be serving any more, else ``(False, why not)``.
+
+    XAPI's ``live`` false is enough: with XenServer HA it turns false once HA
+    fenced the host. Without HA it stays true for minutes after a death, so
+    then all of these are needed: the mastership moved here from that host
+    (the elector's word that it failed), it does not answer its plugin, nobody
+    answers ARP for the VIP, and no resource of the master replicates with it.
+    """
+    if host.answered:
+        return False, "%s answers" % host.name
+    if host.live is False:
+        return True, "XAPI says it is not live"
+    missing = []
+    if not host.unreachable:
+        missing.append("its plugin failed with %s" % host.describe_error())
+    if snapshot.took_over_from != host.uuid:
+        missing.append("the pool mastership did not move here from it while this controller "
+                       "watched")
+    status = snapshot.master.status
+    if status["vip"]["answered_elsewhere"]:
+        missing.append("another host answers for the VIP %s" % status["vip"]["address"])
+    replicating = [r["name"] for r in status["resources"] if r["connected"]]
+    if replicating:
+        missing.append("DRBD %s still replicates with a peer" % ", ".join(replicating))
+    if missing:
+        return False, "XAPI says it is live, and %s" % "; ".join(missing)
+    return True, ("it lost the mastership to %s, does not answer (%s), nobody answers for "
+                  "the VIP and replication is down" % (snapshot.master.name,
+                                                       host.describe_error()))
+
+
+def _cannot_serve(master, peer_gone):
+    """Why ``master`` cannot serve safely now; empty when it can."""
+    status = master.status
+    problems = []
+    if not status["target"]["daemon_running"]:
+        problems.append("tgtd is not running on %s (start it)" % master.name)
+    for resource in status["resources"]:
+        name = resource["name"]
+        if resource["is_primary"]:
+            continue
+        if not resource["configured"]:
+            problems.append("DRBD %s is not up on %s (drbdadm up %s)" % (name, master.name,
+                                                                          name))
+        elif peer_gone:
+            if resource["disk"] not in ("UpToDate", "Consistent"):
+                problems.append("%s's copy of %s is %s, not UpToDate; the newest data is on "
+                                "the host that is gone" % (master.name, name,
+                                                           resource["disk"]))
+        elif not resource["connected"]:
+            problems.append("DRBD %s on %s is %s, not connected to its peer, which may hold "
+                            "newer data (reconnect the replication link)"
+                            % (name, master.name, resource["connection"]))
+        elif not resource["disk_up_to_date"]:
+            problems.append("%s's copy of %s is %s, not UpToDate (wait for the resync)"
+                            % (master.name, name, resource["disk"]))
+    return problems
+
+
+def _manual(snapshot):
+    """Observe only. The pool's flag rules; the master's own copy stands in for it when
+    the pool database lost it (an emergency transition restores an older copy)."""
+    mode = snapshot.manual_mode
+    restore = mode is None
+    why = ("no reason given" if restore or not mode.get("reason") else mode["reason"])
+    if restore:
+        why = "the pool database lost the flag; %s's copy of it is on" % snapshot.master.name
+    roles = ", ".join("%s %s" % (h.name, h.role or "unknown") for h in snapshot.hosts)
+    plan = Plan(OBSERVING, "manual mode is on (%s): only observing; %s" % (why, roles),
+                alerts=[("manual-mode-on", "manual mode is on (%s): iscsi-ha does not move "
+                         "the storage" % why, None)])
+    plan.restore_manual_mode = restore
+    return plan
+
+
+def _manual_views(snapshot, manual):
+    """Calls that make each host's copy of the manual-mode flag match the pool's."""
+    return [Action(h, "manual-mode", enabled="true" if manual else "false",
+                   reason="the pool's manual mode is %s" % ("on" if manual else "off"))
+            for h in snapshot.hosts if h.answered and bool(h.status.get("manual_mode"))
+            != manual]
+
+
+def _in_place_reason(master, silent):
+    reason = "%s serves the storage as pool master" % master.name
+    if silent:
+        return reason + "; %s does not answer (%s)" % (
+            _names(silent), "; ".join(h.describe_error() for h in silent))
+    return reason + " and the other hosts are demoted standbys"
+
+
+def _degraded(master):
+    worse = ["%s is %s, peer disk %s" % (r["name"], r["connection"], r["peer_disk"])
+             for r in master.status["resources"]
+             if not (r["connected"] and r["peer_disk"] == "UpToDate")]
+    if not worse:
+        return []
+    return [("replication-degraded", "replication from %s is degraded: %s" % (
+        master.name, "; ".join(worse)), master.uuid)]
+
+
+def _split_brain(snapshot):
+    master = snapshot.master
+    primaries = [r["name"] for r in master.status["resources"] if r["is_primary"]]
+    both = []
+    for other in snapshot.others:
+        if other.answered:
+            both += ["%s on %s and %s" % (r["name"], master.name, other.name)
+                     for r in other.status["resources"]
+                     if r["is_primary"] and r["name"] in primaries]
+    if not both:
+        return []
+    return [("split-brain", "DRBD is Primary on two hosts: %s; their data may have diverged: "
+             "after the demote, compare both copies before reconnecting DRBD (README: split "
+             "brain)" % "; ".join(both), None)]
+
+
+def _config_mismatch(snapshot):
+    digests = [(h.name, h.status["config_digest"]) for h in snapshot.hosts if h.answered]
+    if len(set(d for _, d in digests)) <= 1:
+        return []
+    return [("config-mismatch", "the hosts' configs differ (%s): make the pool-wide settings "
+             "of /etc/iscsi-ha/iscsi-ha.conf the same on every host"
+             % ", ".join("%s %s" % pair for pair in digests), None)]
+
+
+def _names(hosts):
+    return ", ".join(h.name for h in hosts)
+
+
+def _roles(hosts):
+    return ", ".join("%s %s" % (h.name, h.role) for h in hosts)

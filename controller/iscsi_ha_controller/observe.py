@@ -1,0 +1,198 @@
+"""The controller's XAPI side: its own host's xapi, the pool as XAPI records it, and
+plugin calls to each host, every call bounded in time.
+
+Only this module talks to XAPI. A call that gets no answer within its bound
+counts as the host not answering (``ISCSI_HA_NO_ANSWER``); a connection to
+this host's own xapi that breaks (xapi restarts after every master change) is
+:class:`XapiLost`, and the daemon starts afresh, never assuming its old view.
+"""
+
+import json
+import socket
+
+from iscsi_ha import xapi
+from six.moves import xmlrpc_client
+
+from iscsi_ha_controller.decide import HostView, Snapshot
+
+MANUAL_KEY = "iscsi-ha.manual-mode"
+CONTROLLER_KEY = "iscsi-ha.controller"
+EVENT_CLASSES = ["pool", "host", "host_metrics"]
+# event.from may hold its answer this long beyond the wait it was given.
+EVENT_MARGIN = 15.0
+_NOT_MASTER = ("HOST_IS_SLAVE", "HOST_STILL_BOOTING")
+
+
+class NotMaster(Exception):
+    """This host's xapi is not the pool master (``master_address`` says who is, if known)."""
+
+    def __init__(self, message, master_address=None):
+        Exception.__init__(self, message)
+        self.master_address = master_address
+
+
+class XapiLost(Exception):
+    """This host's xapi did not answer, or broke the connection."""
+
+
+class NoAnswer(XapiLost):
+    """No answer within the call's bound (the connection may be fine)."""
+
+
+def _code(failure):
+    return failure.details[0] if failure.details else ""
+
+
+class PoolClient(object):
+    """A session with this host's xapi while it is the pool master."""
+
+    def __init__(self, config, originator="iscsi-ha-controller"):
+        self.config = config
+        self.originator = originator
+        self.session = None
+        self.pool_uuid = None
+
+    def login(self):
+        """Log in at this host's xapi; :class:`NotMaster` on a slave, :class:`XapiLost` if no
+        answer."""
+        session = xapi.connect(self.config.xapi_url, self.config.peer_timeout)
+        try:
+            secret = xapi.password(self.config)
+        except (IOError, OSError) as exc:
+            raise XapiLost("cannot read [xapi] password_file %s: %s"
+                           % (self.config.xapi_password_file, exc))
+        try:
+            session.xenapi.login_with_password(self.config.xapi_username, secret, "2.0",
+                                               self.originator)
+        except xapi.Failure as failure:
+            if _code(failure) in _NOT_MASTER:
+                raise NotMaster("this host's xapi answers %s" % " ".join(failure.details),
+                                failure.details[1] if len(failure.details) > 1 else None)
+            raise XapiLost("XAPI refused the login: %s" % " ".join(failure.details))
+        except xapi.NO_ANSWER + (xmlrpc_client.Fault, xmlrpc_client.ProtocolError) as exc:
+            raise XapiLost("no answer from this host's xapi (%s): %s"
+                           % (self.config.xapi_url, exc))
+        self.session = session
+
+    def logout(self):
+        if self.session is None:
+            return
+        try:
+            self._call(self.config.peer_timeout, "session.logout")
+        except (NotMaster, XapiLost):
+            pass  # a restarted xapi has forgotten the session anyway
+        self.session = None
+
+    def _call(self, timeout, method, *args):
+        """One XAPI call on this host's xapi, within ``timeout`` seconds."""
+        self.session.transport.timeout = timeout
+        function = self.session.xenapi
+        for part in method.split("."):
+            function = getattr(function, part)
+        try:
+            return function(*args)
+        except xapi.Failure as failure:
+            if _code(failure) in _NOT_MASTER + ("SESSION_INVALID",):
+                raise NotMaster("this host's xapi answers %s" % " ".join(failure.details),
+                                failure.details[1] if len(failure.details) > 1 else None)
+            raise
+        except xmlrpc_client.Fault as fault:
+            # The XenAPI module's "Tried 3 times to get a valid session".
+            raise XapiLost("XAPI session lost: %s" % fault.faultString)
+        except socket.timeout:
+            raise NoAnswer("no answer to %s within %g s" % (method, timeout))
+        except xapi.NO_ANSWER + (xmlrpc_client.ProtocolError,) as exc:
+            raise XapiLost("this host's xapi broke off %s: %s" % (method, exc))
+
+    # -- reading the pool ------------------------------------------------------------
+
+    def pool_record(self):
+        timeout = self.config.peer_timeout
+        pool_ref = self._call(timeout, "pool.get_all")[0]
+        record = self._call(timeout, "pool.get_record", pool_ref)
+        self.pool_uuid = record.get("uuid")
+        return pool_ref, record
+
+    def hosts(self, master_ref):
+        """``HostView`` for each host (no status yet), the master first."""
+        timeout = self.config.peer_timeout
+        records = self._call(timeout, "host.get_all_records")
+        metrics = self._call(timeout, "host_metrics.get_all_records")
+        views = []
+        for ref, record in sorted(records.items(), key=lambda item: item[0] != master_ref):
+            live = metrics.get(record.get("metrics"), {}).get("live")
+            view = HostView(record.get("name_label") or record.get("hostname") or ref,
+                            record.get("uuid"), record.get("address"),
+                            live if isinstance(live, bool) else None)
+            view.ref = ref
+            views.append(view)
+        return views
+
+    def snapshot(self, own_uuid, took_over_from_address=None):
+        """What the pool looks like now, each host's plugin status included.
+
+        Raises :class:`NotMaster` when XAPI names another host as master.
+        """
+        pool_ref, pool = self.pool_record()
+        views = self.hosts(pool["master"])
+        master = views[0]
+        if master.uuid != own_uuid:
+            raise NotMaster("XAPI names %s as pool master" % master.name, master.address)
+        for view in views:
+            view.status, view.error = self.call_plugin(view, "status", {},
+                                                       self.config.peer_timeout)
+        took_over_from = [v.uuid for v in views[1:] if took_over_from_address
+                          and v.address == took_over_from_address]
+        return Snapshot(master, views[1:], manual_mode(pool.get("other_config", {})),
+                        took_over_from[0] if took_over_from else None), pool_ref
+
+    # -- acting ----------------------------------------------------------------------
+
+    def call_plugin(self, host, fn, args, timeout):
+        """``(result, None)`` or ``(None, error description)`` of the plugin's ``fn``."""
+        try:
+            value = self._call(timeout, "host.call_plugin", host.ref, "iscsi-ha", fn,
+                               dict((k, str(v)) for k, v in args.items()))
+        except xapi.Failure as failure:
+            return None, [str(part) for part in failure.details] or ["XAPI_FAILURE"]
+        except NoAnswer:
+            return None, ["ISCSI_HA_NO_ANSWER", "%s gave no answer to fn=%s within %g s"
+                          % (host.name, fn, timeout)]
+        try:
+            return json.loads(value), None
+        except (TypeError, ValueError):
+            return None, ["ISCSI_HA_BAD_ANSWER", "fn=%s on %s answered %r" % (fn, host.name,
+                                                                           value)]
+
+    def set_pool_key(self, pool_ref, key, value):
+        """Replace ``other_config[key]`` of the pool (xapi refuses to add a key twice)."""
+        timeout = self.config.peer_timeout
+        try:
+            self._call(timeout, "pool.remove_from_other_config", pool_ref, key)
+        except xapi.Failure:
+            pass  # not there: nothing to remove
+        self._call(timeout, "pool.add_to_other_config", pool_ref, key, value)
+
+    def remove_pool_key(self, pool_ref, key):
+        self._call(self.config.peer_timeout, "pool.remove_from_other_config", pool_ref, key)
+
+    def message(self, name, priority, cls, obj_uuid, body):
+        self._call(self.config.peer_timeout, "message.create", name, str(priority), cls,
+                   obj_uuid, body)
+
+    def events(self, token, wait):
+        """``(token, events)`` from ``event.from``, waiting at most ``wait`` seconds."""
+        result = self._call(wait + EVENT_MARGIN, "event.from", EVENT_CLASSES, token,
+                            float(wait))
+        return result["token"], result["events"]
+
+
+def manual_mode(other_config):
+    """The pool's manual-mode record, or None when manual mode is off."""
+    if MANUAL_KEY not in other_config:
+        return None
+    try:
+        record = json.loads(other_config[MANUAL_KEY])
+    except ValueError:
+        record = None
+    return record if isinstance(record, dict) else {"reason": other_config[MANUAL_KEY]}
