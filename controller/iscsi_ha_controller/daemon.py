@@ -130,9 +130,11 @@ class Controller(object):
             if self.connect():
                 return True
             self._idle(self.sleep, wait)
-            # pool.conf may say "master" for a while before xapi does: keep trying,
-            # more slowly as it goes on.
-            wait = min(wait * 2, self.config.controller_interval)
+            # pool.conf says "master" while xapi restarts into that role: keep trying
+            # at once, since that is when the storage must move. Without pool.conf,
+            # nothing says when to try, so try less and less often.
+            if role is None:
+                wait = min(wait * 2, self.config.controller_interval)
         return False
 
     def connect(self):

@@ -52,27 +52,35 @@ class PoolClient(object):
         self.session = None
         self.pool_uuid = None
 
-    def login(self):
+    def login(self, follow_master=False):
         """Log in at this host's xapi; :class:`NotMaster` on a slave, :class:`XapiLost` if no
-        answer."""
-        session = xapi.connect(self.config.xapi_url, self.config.peer_timeout)
+        answer. With ``follow_master`` (the CLI), a slave's answer leads to its master."""
         try:
             secret = xapi.password(self.config)
         except (IOError, OSError) as exc:
             raise XapiLost("cannot read [xapi] password_file %s: %s"
                            % (self.config.xapi_password_file, exc))
         try:
+            self.session = self._login(self.config.xapi_url, secret)
+        except NotMaster as exc:
+            if not (follow_master and exc.master_address):
+                raise
+            self.session = self._login(xapi.master_url(self.config.xapi_url,
+                                                       exc.master_address), secret)
+
+    def _login(self, url, secret):
+        session = xapi.connect(url, self.config.peer_timeout)
+        try:
             session.xenapi.login_with_password(self.config.xapi_username, secret, "2.0",
                                                self.originator)
         except xapi.Failure as failure:
             if _code(failure) in _NOT_MASTER:
-                raise NotMaster("this host's xapi answers %s" % " ".join(failure.details),
+                raise NotMaster("the xapi at %s answers %s" % (url, " ".join(failure.details)),
                                 failure.details[1] if len(failure.details) > 1 else None)
             raise XapiLost("XAPI refused the login: %s" % " ".join(failure.details))
         except xapi.NO_ANSWER + (xmlrpc_client.Fault, xmlrpc_client.ProtocolError) as exc:
-            raise XapiLost("no answer from this host's xapi (%s): %s"
-                           % (self.config.xapi_url, exc))
-        self.session = session
+            raise XapiLost("no answer from the xapi at %s: %s" % (url, exc))
+        return session
 
     def logout(self):
         if self.session is None:

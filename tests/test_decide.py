@@ -1,0 +1,244 @@
+"""The controller's decision table: snapshot in, plan out, no processes."""
+
+import pytest
+
+from iscsi_ha_controller.decide import (IN_PLACE, MOVE, OBSERVING, REFUSED, REPAIR, WAITING,
+                                        Action, HostView, Snapshot, decide)
+
+
+def resource(role="Secondary", connection="Connected", disk="UpToDate",
+             peer_disk="UpToDate", peer_role="Secondary"):
+    return {"name": "iscsi1", "role": role, "peer_role": peer_role, "connection": connection,
+            "disk": disk, "peer_disk": peer_disk, "is_primary": role == "Primary",
+            "peer_is_primary": peer_role == "Primary",
+            "connected": connection in ("Connected", "Established", "SyncSource",
+                                        "SyncTarget"),
+            "disk_up_to_date": disk == "UpToDate", "configured": role != "Unconfigured"}
+
+
+def status(role="secondary", drbd=None, tgtd=True, vip_local=False, vip_elsewhere=False,
+           digest="d1", manual=False, pool_role="slave"):
+    if drbd is None:
+        drbd = resource(role="Primary" if role == "primary" else "Secondary",
+                        peer_role="Secondary" if role == "primary" else "Primary")
+    return {"role": role, "resources": [drbd], "config_digest": digest,
+            "manual_mode": manual, "pool_role": pool_role,
+            "target": {"daemon_running": tgtd},
+            "vip": {"address": "192.0.2.100", "local": vip_local,
+                    "answered_elsewhere": vip_elsewhere}}
+
+
+def host(name, live=True, error=None, **kwargs):
+    uuid = "uuid-" + name
+    if error is not None:
+        return HostView(name, uuid, "192.0.2.1" + name[-1], live, None, error)
+    return HostView(name, uuid, "192.0.2.1" + name[-1], live, status(**kwargs))
+
+
+def pool(master, other, **kwargs):
+    return Snapshot(master, [other], **kwargs)
+
+
+def calls(plan):
+    return [(a.host.name, a.fn, a.args.get("peer_down")) for a in plan.actions]
+
+
+def kinds(plan):
+    return sorted(kind for kind, _, _ in plan.alerts)
+
+
+NO_ANSWER = ["CANNOT_CONTACT_HOST", "OpaqueRef:b"]
+
+
+def test_the_master_serving_and_a_demoted_standby_is_in_place():
+    plan = decide(pool(host("xcp-a", role="primary", vip_local=True, pool_role="master"),
+                       host("xcp-b")))
+    assert (plan.outcome, plan.actions, plan.retry) == (IN_PLACE, [], False)
+    assert plan.reason == ("xcp-a serves the storage as pool master and the other hosts are "
+                           "demoted standbys")
+
+
+def test_a_new_master_demotes_the_old_one_first_then_promotes_itself():
+    old = host("xcp-a", role="primary", vip_local=True)
+    new = host("xcp-b", pool_role="master")
+    plan = decide(pool(new, old))
+    assert plan.outcome == MOVE
+    assert calls(plan) == [("xcp-a", "demote", None), ("xcp-b", "promote", None)]
+    assert plan.reason == "demoting xcp-a, then promoting xcp-b, because xcp-b is pool master"
+
+
+def test_a_confirmed_demoted_standby_lets_the_master_promote():
+    plan = decide(pool(host("xcp-b", pool_role="master"), host("xcp-a")))
+    assert calls(plan) == [("xcp-b", "promote", None)]
+    assert plan.reason == ("promoting xcp-b because it is pool master and xcp-a confirmed "
+                           "demoted")
+
+
+@pytest.mark.parametrize("drbd, why", [
+    (resource(disk="Inconsistent", peer_role="Primary"),
+     "xcp-b's copy of iscsi1 is Inconsistent, not UpToDate (wait for the resync)"),
+    (resource(connection="StandAlone", peer_role="Unknown"),
+     "DRBD iscsi1 on xcp-b is StandAlone, not connected to its peer, which may hold newer "
+     "data (reconnect the replication link)"),
+])
+def test_a_master_that_cannot_serve_safely_leaves_the_old_master_serving(drbd, why):
+    plan = decide(pool(host("xcp-b", drbd=drbd, pool_role="master"),
+                       host("xcp-a", role="primary", vip_local=True)))
+    assert (plan.outcome, plan.actions, plan.retry) == (REFUSED, [], True)
+    assert plan.reason == "not moving the storage to xcp-b: %s; xcp-a keeps serving" % why
+    assert kinds(plan) == ["storage-blocked"]
+
+
+def test_a_master_without_tgtd_does_not_take_over():
+    plan = decide(pool(host("xcp-b", tgtd=False, pool_role="master"),
+                       host("xcp-a", role="primary", vip_local=True)))
+    assert plan.actions == []
+    assert "tgtd is not running on xcp-b (start it)" in plan.reason
+
+
+def test_differing_config_digests_refuse_promotion_and_alert():
+    plan = decide(pool(host("xcp-b", digest="d2", pool_role="master"), host("xcp-a")))
+    assert (plan.outcome, plan.actions) == (REFUSED, [])
+    assert "the hosts' configs differ (xcp-b d2, xcp-a d1)" in plan.reason
+    assert kinds(plan) == ["config-mismatch", "storage-blocked"]
+
+
+def test_differing_digests_do_not_stop_a_serving_master_from_serving():
+    plan = decide(pool(host("xcp-a", role="primary", digest="d2", pool_role="master"),
+                       host("xcp-b")))
+    assert (plan.outcome, plan.actions) == (IN_PLACE, [])
+    assert kinds(plan) == ["config-mismatch"]
+
+
+def test_a_peer_xapi_calls_not_live_is_gone_and_the_promote_says_peer_down():
+    survivor = host("xcp-b", drbd=resource(connection="Connecting", disk="Consistent",
+                                           peer_disk="DUnknown", peer_role="Unknown"),
+                    pool_role="master")
+    plan = decide(pool(survivor, host("xcp-a", live=False, error=["HOST_OFFLINE"])))
+    assert plan.outcome == MOVE
+    assert calls(plan) == [("xcp-b", "promote", "true")]
+    assert "xcp-a is confirmed gone: XAPI says it is not live" in plan.reason
+
+
+def unanswered_takeover(took_over_from="uuid-xcp-a", error=NO_ANSWER, vip_elsewhere=False,
+                        connection="Connecting"):
+    survivor = host("xcp-b", drbd=resource(connection=connection, disk="UpToDate",
+                                           peer_disk="DUnknown", peer_role="Unknown"),
+                    vip_elsewhere=vip_elsewhere, pool_role="master")
+    return pool(survivor, host("xcp-a", live=True, error=error),
+                took_over_from=took_over_from)
+
+
+def test_without_ha_a_silent_old_master_that_lost_the_mastership_here_is_gone():
+    plan = decide(unanswered_takeover())
+    assert calls(plan) == [("xcp-b", "promote", "true")]
+    assert ("it lost the mastership to xcp-b, does not answer (CANNOT_CONTACT_HOST "
+            "OpaqueRef:b), nobody answers for the VIP and replication is down") in plan.reason
+
+
+def test_a_timed_out_call_counts_as_no_answer():
+    plan = decide(unanswered_takeover(error=["ISCSI_HA_NO_ANSWER", "no answer within 10 s"]))
+    assert calls(plan) == [("xcp-b", "promote", "true")]
+
+
+@pytest.mark.parametrize("snapshot, missing", [
+    (unanswered_takeover(took_over_from=None),
+     "the pool mastership did not move here from it while this controller watched"),
+    (unanswered_takeover(vip_elsewhere=True), "another host answers for the VIP 192.0.2.100"),
+    (unanswered_takeover(connection="Connected"), "DRBD iscsi1 still replicates with a peer"),
+    (unanswered_takeover(error=["ISCSI_HA_BUSY", "another action holds the lock"]),
+     "its plugin failed with ISCSI_HA_BUSY another action holds the lock"),
+])
+def test_a_live_peer_that_is_not_confirmed_gone_blocks_the_promote(snapshot, missing):
+    plan = decide(snapshot)
+    assert (plan.outcome, plan.actions, plan.retry) == (WAITING, [], True)
+    assert missing in plan.reason
+    assert "`iscsi-ha promote xcp-b --peer-down`" in plan.reason
+    assert kinds(plan) == ["storage-blocked"]
+
+
+def test_a_gone_peer_does_not_excuse_a_stale_replica():
+    survivor = host("xcp-b", drbd=resource(connection="Connecting", disk="Outdated",
+                                           peer_disk="DUnknown", peer_role="Unknown"),
+                    pool_role="master")
+    plan = decide(pool(survivor, host("xcp-a", live=False, error=["HOST_OFFLINE"])))
+    assert (plan.outcome, plan.actions) == (REFUSED, [])
+    assert ("xcp-b's copy of iscsi1 is Outdated, not UpToDate; the newest data is on the "
+            "host that is gone") in plan.reason
+
+
+def test_an_old_master_returning_as_primary_is_demoted_and_split_brain_alerted():
+    master = host("xcp-b", role="primary", vip_local=True, pool_role="master",
+                  drbd=resource(role="Primary", connection="StandAlone", peer_role="Unknown"))
+    back = host("xcp-a", role="primary", vip_local=True,
+                drbd=resource(role="Primary", connection="StandAlone", peer_role="Unknown"))
+    plan = decide(pool(master, back))
+    assert plan.outcome == REPAIR
+    assert calls(plan) == [("xcp-a", "demote", None)]
+    assert plan.reason == ("demoting xcp-a: it serves (xcp-a primary) while the pool master "
+                           "xcp-b does")
+    assert kinds(plan) == ["split-brain"]
+
+
+def test_drift_on_the_master_is_repaired_even_with_the_peer_silent():
+    master = host("xcp-a", role="mixed", pool_role="master",
+                  drbd=resource(role="Primary", connection="Connecting", peer_role="Unknown",
+                                peer_disk="DUnknown"))
+    plan = decide(pool(master, host("xcp-b", error=NO_ANSWER)))
+    assert plan.outcome == REPAIR
+    assert calls(plan) == [("xcp-a", "promote", None)]
+
+
+def test_a_host_that_also_claims_mastership_stops_everything():
+    plan = decide(pool(host("xcp-b", pool_role="master"),
+                       host("xcp-a", role="primary", pool_role="master")))
+    assert (plan.outcome, plan.actions) == (REFUSED, [])
+    assert "xcp-a also says it is pool master" in plan.reason
+
+
+def test_the_master_not_answering_itself_changes_nothing():
+    plan = decide(pool(host("xcp-b", error=["ISCSI_HA_NO_ANSWER", "no answer"]),
+                       host("xcp-a", role="primary")))
+    assert (plan.outcome, plan.actions, plan.retry) == (WAITING, [], True)
+
+
+def test_manual_mode_only_observes_and_keeps_each_hosts_copy_in_step():
+    plan = decide(pool(host("xcp-b", pool_role="master", manual=True),
+                       host("xcp-a", role="primary"),
+                       manual_mode={"reason": "disk swap", "by": "root", "at": 1.0}))
+    assert plan.outcome == OBSERVING
+    assert plan.reason == ("manual mode is on (disk swap): only observing; xcp-b secondary, "
+                           "xcp-a primary")
+    assert [(a.host.name, a.fn, a.args["enabled"]) for a in plan.actions] == [
+        ("xcp-a", "manual-mode", "true")]
+    assert kinds(plan) == ["manual-mode-on"]
+    assert not plan.restore_manual_mode
+
+
+def test_the_masters_copy_stands_in_for_a_flag_the_pool_database_lost():
+    plan = decide(pool(host("xcp-b", pool_role="master", manual=True),
+                       host("xcp-a", role="primary", manual=True)))
+    assert (plan.outcome, plan.actions, plan.restore_manual_mode) == (OBSERVING, [], True)
+    assert "the pool database lost the flag; xcp-b's copy of it is on" in plan.reason
+
+
+def test_outside_manual_mode_stale_host_copies_are_cleared():
+    plan = decide(pool(host("xcp-a", role="primary", pool_role="master"),
+                       host("xcp-b", manual=True)))
+    assert plan.outcome == IN_PLACE
+    assert [(a.host.name, a.fn, a.args["enabled"]) for a in plan.actions] == [
+        ("xcp-b", "manual-mode", "false")]
+
+
+def test_degraded_replication_is_alerted_while_in_place():
+    master = host("xcp-a", role="primary", pool_role="master",
+                  drbd=resource(role="Primary", connection="Connecting", peer_role="Unknown",
+                                peer_disk="DUnknown"))
+    plan = decide(pool(master, host("xcp-b", error=NO_ANSWER)))
+    assert (plan.outcome, kinds(plan)) == (IN_PLACE, ["replication-degraded"])
+
+
+def test_actions_compare_by_host_function_and_arguments():
+    a = host("xcp-a")
+    assert Action(a, "demote", reason="x") == Action(host("xcp-a"), "demote", reason="x")
+    assert Action(a, "demote", reason="x") != Action(a, "promote", reason="x")
