@@ -1,0 +1,197 @@
+"""The controller's loop with a fake XAPI client: what it calls, in which order, what it keeps."""
+
+import json
+import os
+
+import pytest
+
+from iscsi_ha import config as config_module
+from iscsi_ha_controller import daemon
+from iscsi_ha_controller.decide import Snapshot
+from iscsi_ha_controller.observe import CONTROLLER_KEY, NotMaster, XapiLost
+
+from tests.test_decide import host
+
+
+class FakeClient(object):
+    """Stands in for observe.PoolClient: scripted snapshots and plugin answers."""
+
+    def __init__(self, snapshots, answers=None, login_error=None):
+        self.snapshots = list(snapshots)
+        self.answers = dict(answers or {})  # (host, fn) -> (result, error)
+        self.login_error = login_error
+        self.calls, self.keys, self.messages = [], {}, []
+        self.pool_uuid = "pool-uuid"
+        self.took_over_addresses = []
+
+    def __call__(self, config):  # the daemon's client_factory
+        return self
+
+    def login(self):
+        if self.login_error is not None:
+            raise self.login_error
+
+    def logout(self):
+        pass
+
+    def snapshot(self, own_uuid, took_over_from_address=None):
+        self.took_over_addresses.append(took_over_from_address)
+        snapshot = self.snapshots.pop(0) if len(self.snapshots) > 1 else self.snapshots[0]
+        return snapshot, "OpaqueRef:pool"
+
+    def call_plugin(self, view, fn, args, timeout):
+        self.calls.append((view.name, fn, dict(args), timeout))
+        return self.answers.get((view.name, fn), ({"summary": "%s done" % fn}, None))
+
+    def set_pool_key(self, pool_ref, key, value):
+        self.keys[key] = json.loads(value)
+
+    def events(self, token, wait):
+        raise XapiLost("the test ends the master loop here")
+
+
+class Alerts(object):
+    def __init__(self):
+        self.sent = []
+
+    def alert(self, kind, text, host_uuid=None, pool_uuid=None):
+        self.sent.append(kind)
+
+
+@pytest.fixture
+def config(tmp_path):
+    text = config_module.render_sample(
+        state_dir=str(tmp_path / "state"), run_dir=str(tmp_path / "run"),
+        log_file=str(tmp_path / "iscsi-ha.log"), inventory=str(tmp_path / "inventory"),
+        pool_conf=str(tmp_path / "pool.conf"))
+    (tmp_path / "inventory").write_text(u"INSTALLATION_UUID='uuid-xcp-b'\n")
+    return config_module.parse(text, str(tmp_path / "iscsi-ha.conf"))
+
+
+def write_pool_conf(config, text):
+    with open(config.pool_conf, "w") as handle:
+        handle.write(text)
+
+
+def new_master_snapshot():
+    return Snapshot(host("xcp-b", pool_role="master"),
+                    [host("xcp-a", role="primary", vip_local=True)])
+
+
+def controller_for(config, client):
+    return daemon.Controller(config, alerter=Alerts(), client_factory=client,
+                             sleep=lambda seconds: None)
+
+
+def test_a_move_demotes_then_promotes_and_records_it(config):
+    client = FakeClient([new_master_snapshot()])
+    controller = controller_for(config, client)
+    assert controller.connect()
+    plan = controller.reconcile("became master")
+    assert [(h, fn) for h, fn, _, _ in client.calls] == [("xcp-a", "demote"),
+                                                         ("xcp-b", "promote")]
+    assert [timeout for _, _, _, timeout in client.calls] == [config.action_timeout] * 2
+    assert not plan.retry
+    with open(os.path.join(config.run_dir, "controller.json")) as handle:
+        state = json.load(handle)
+    assert state["last_pass"]["outcome"] == "done"
+    assert state["last_pass"]["reason"] == plan.reason
+    assert client.keys[CONTROLLER_KEY]["reason"] == plan.reason
+    assert controller.alerter.sent == ["failover-started", "failover-done"]
+
+
+def test_a_failed_demote_stops_the_plan_before_the_promote(config):
+    client = FakeClient([new_master_snapshot()], answers={
+        ("xcp-a", "demote"): (None, ["ISCSI_HA_STEP_FAILED", "vip-release failed"])})
+    controller = controller_for(config, client)
+    controller.connect()
+    plan = controller.reconcile("became master")
+    assert [(h, fn) for h, fn, _, _ in client.calls] == [("xcp-a", "demote")]
+    assert plan.retry
+    assert controller.state["last_pass"]["outcome"] == "failed"
+    assert controller.alerter.sent == ["failover-started", "failover-failed"]
+
+
+def test_the_reason_is_published_to_the_pool_only_when_it_changes(config):
+    steady = Snapshot(host("xcp-b", role="primary", pool_role="master"), [host("xcp-a")])
+    client = FakeClient([steady])
+    controller = controller_for(config, client)
+    controller.connect()
+    controller.reconcile("first")
+    client.keys.clear()
+    controller.reconcile("safety pass")
+    assert client.keys == {}
+
+
+def test_a_slave_waits_on_pool_conf_without_logging_in(config):
+    write_pool_conf(config, "slave:192.0.2.11")
+    client = FakeClient([new_master_snapshot()], login_error=AssertionError("logged in"))
+    controller = controller_for(config, client)
+    looks = []
+
+    def sleep(seconds):
+        looks.append(seconds)
+        if len(looks) == 3:
+            controller.stop()
+    controller.sleep = sleep
+    assert controller._wait_for_mastership() is False
+    assert looks == [daemon.SLAVE_POLL] * 3
+    assert controller.state["mode"] == "slave"
+
+
+def test_the_host_it_took_over_from_reaches_the_snapshot_and_survives_a_restart(config):
+    write_pool_conf(config, "slave:192.0.2.11")
+    client = FakeClient([new_master_snapshot()])
+    controller = controller_for(config, client)
+
+    def become_master(seconds):
+        write_pool_conf(config, "master")
+    controller.sleep = become_master
+    assert controller._wait_for_mastership() is True
+    controller._save_state()
+    restarted = controller_for(config, client)  # SIGKILLed and started again
+    restarted.connect()
+    restarted.reconcile("restart")
+    assert client.took_over_addresses == ["192.0.2.11"]
+
+
+def test_a_slaves_xapi_sends_the_controller_back_to_idle(config):
+    write_pool_conf(config, "master")
+    client = FakeClient([new_master_snapshot()],
+                        login_error=NotMaster("HOST_IS_SLAVE 192.0.2.11", "192.0.2.11"))
+    controller = controller_for(config, client)
+    assert not controller.connect()
+    assert controller.state["mode"] == "slave"
+
+
+def test_losing_xapi_mid_serve_ends_the_master_loop_without_demoting_anything(config):
+    steady = Snapshot(host("xcp-b", role="primary", pool_role="master"), [host("xcp-a")])
+    client = FakeClient([steady])
+    controller = controller_for(config, client)
+    controller.connect()
+    controller._serve()
+    assert controller.state["mode"] == "unreachable"
+    assert [fn for _, fn, _, _ in client.calls] == []
+
+
+def test_manual_mode_lost_by_the_pool_database_is_written_back(config):
+    snapshot = Snapshot(host("xcp-b", role="primary", pool_role="master", manual=True),
+                        [host("xcp-a", manual=True)])
+    client = FakeClient([snapshot])
+    controller = controller_for(config, client)
+    controller.connect()
+    controller.reconcile("pass")
+    assert "iscsi-ha.manual-mode" in client.keys
+    assert client.calls == []
+
+
+def test_pool_conf_is_read_as_xapi_writes_it(tmp_path):
+    path = str(tmp_path / "pool.conf")
+    assert daemon.read_pool_role(path) == (None, None)
+    for text, expected in (("master", ("master", None)),
+                           ("slave:192.0.2.11", ("slave", "192.0.2.11")),
+                           ("slave:", (None, None)), ("garbage", (None, None))):
+        with open(path, "w") as handle:
+            handle.write(text)
+        assert daemon.read_pool_role(path) == expected
+
