@@ -265,6 +265,16 @@ def test_promote_in_manual_mode_passes_its_flags_as_strings(world, conf):
     assert out.startswith("promote on hostB: promote: done")
 
 
+def test_the_masters_copy_stands_in_for_a_pool_flag_the_database_lost(world, conf):
+    world.set_manual()
+    del world.record["other_config"][MANUAL_KEY]
+    assert run(world, conf, "demote", "hostA")[0] == 0
+    code, out, _ = run(world, conf, "status", "--json")
+    assert (json.loads(out)["manual_mode"], json.loads(out)["manual_mode_on"]) == (None, True)
+    assert "manual mode: ON: the pool lost its flag and hostA's copy is on" in \
+        run(world, conf, "status")[1]
+
+
 def test_a_refused_promote_passes_on_the_plugins_code_and_message(world, conf):
     world.set_manual()
     world.errors[("hostB", "promote")] = ["ISCSI_HA_PEER_PRIMARY", "hostA is Primary: demote it"]

@@ -225,6 +225,15 @@ class Pool(object):
     def manual_mode(self):
         return manual_mode(self.other_config)
 
+    def in_manual_mode(self):
+        """Whether the controller only observes: the pool's flag, or, as the controller
+        decides, the master's copy of it when the pool database lost the flag."""
+        if self.manual_mode is not None or self.master is None:
+            return self.manual_mode is not None
+        if not (self.master.answered or self.master.error):
+            self.read_status([self.master])
+        return bool(self.master.answered and self.master.status.get("manual_mode"))
+
     @property
     def controller(self):
         """What the master's controller last published, or None."""
@@ -377,7 +386,7 @@ class Cli(object):
 
     def _manual_action(self, pool, fn, args):
         view = pool.host(self.options.host)
-        if pool.manual_mode is None:
+        if not pool.in_manual_mode():
             raise CliError(NOT_MANUAL, (
                 "%s is for manual mode only, and manual mode is off: the controller keeps the "
                 "pool master serving and would undo a hand-made move. For a planned move run "
@@ -407,8 +416,8 @@ class Cli(object):
     # switchover --------------------------------------------------------------------
 
     def switchover(self, pool):
-        manual = pool.manual_mode is not None
         pool.read_status()
+        manual = pool.in_manual_mode()
         target = self._switchover_target(pool, manual)
         if manual:
             return self._move_storage(pool, target)
@@ -678,6 +687,7 @@ def status_json(pool):
                    "error": h.error or None} for h in pool.hosts],
         "serving": [h.name for h in serving(pool.hosts)],
         "manual_mode": pool.manual_mode,
+        "manual_mode_on": pool.in_manual_mode(),
         "controller": pool.controller,
     }
 
@@ -755,10 +765,12 @@ def _serving_text(pool):
 
 
 def _manual_text(pool):
-    record = pool.manual_mode
-    copies = [h for h in pool.hosts if h.answered
-              and bool(h.status.get("manual_mode")) != (record is not None)]
-    if record is None:
+    record, on = pool.manual_mode, pool.in_manual_mode()
+    copies = [h for h in pool.hosts if h.answered and bool(h.status.get("manual_mode")) != on]
+    if record is None and on:
+        text = ("ON: the pool lost its flag and %s's copy is on (the controller writes the "
+                "flag back)" % pool.master.name)
+    elif record is None:
         text = "off"
     else:
         text = "ON since %s by %s: %s" % (_when(record.get("at")), record.get("by") or
