@@ -265,14 +265,13 @@ def test_promote_in_manual_mode_passes_its_flags_as_strings(world, conf):
     assert out.startswith("promote on hostB: promote: done")
 
 
-def test_the_masters_copy_stands_in_for_a_pool_flag_the_database_lost(world, conf):
+def test_the_pools_flag_rules_over_the_hosts_copies(world, conf):
     world.set_manual()
-    del world.record["other_config"][MANUAL_KEY]
-    assert run(world, conf, "demote", "hostA")[0] == 0
-    code, out, _ = run(world, conf, "status", "--json")
-    assert (json.loads(out)["manual_mode"], json.loads(out)["manual_mode_on"]) == (None, True)
-    assert "manual mode: ON: the pool lost its flag and hostA's copy is on" in \
-        run(world, conf, "status")[1]
+    del world.record["other_config"][MANUAL_KEY]  # turned off; the copies lag behind
+    code, _, err = run(world, conf, "demote", "hostA")
+    assert (code, "ISCSI_HA_NOT_MANUAL_MODE" in err, changes(world)) == (1, True, [])
+    code, out, _ = run(world, conf, "status")
+    assert "manual mode: off (the copy on hostA, hostB differs; the controller aligns it)" in out
 
 
 def test_a_refused_promote_passes_on_the_plugins_code_and_message(world, conf):

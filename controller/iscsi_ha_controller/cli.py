@@ -223,16 +223,9 @@ class Pool(object):
 
     @property
     def manual_mode(self):
+        """The pool's flag, which rules. (Only in its first pass as master does a controller
+        take the master's copy for it; a copy without the pool's flag is stale then.)"""
         return manual_mode(self.other_config)
-
-    def in_manual_mode(self):
-        """Whether the controller only observes: the pool's flag, or, as the controller
-        decides, the master's copy of it when the pool database lost the flag."""
-        if self.manual_mode is not None or self.master is None:
-            return self.manual_mode is not None
-        if not (self.master.answered or self.master.error):
-            self.read_status([self.master])
-        return bool(self.master.answered and self.master.status.get("manual_mode"))
 
     @property
     def controller(self):
@@ -386,7 +379,7 @@ class Cli(object):
 
     def _manual_action(self, pool, fn, args):
         view = pool.host(self.options.host)
-        if not pool.in_manual_mode():
+        if pool.manual_mode is None:
             raise CliError(NOT_MANUAL, (
                 "%s is for manual mode only, and manual mode is off: the controller keeps the "
                 "pool master serving and would undo a hand-made move. For a planned move run "
@@ -417,7 +410,7 @@ class Cli(object):
 
     def switchover(self, pool):
         pool.read_status()
-        manual = pool.in_manual_mode()
+        manual = pool.manual_mode is not None
         target = self._switchover_target(pool, manual)
         if manual:
             return self._move_storage(pool, target)
@@ -687,7 +680,6 @@ def status_json(pool):
                    "error": h.error or None} for h in pool.hosts],
         "serving": [h.name for h in serving(pool.hosts)],
         "manual_mode": pool.manual_mode,
-        "manual_mode_on": pool.in_manual_mode(),
         "controller": pool.controller,
     }
 
@@ -765,18 +757,16 @@ def _serving_text(pool):
 
 
 def _manual_text(pool):
-    record, on = pool.manual_mode, pool.in_manual_mode()
-    copies = [h for h in pool.hosts if h.answered and bool(h.status.get("manual_mode")) != on]
-    if record is None and on:
-        text = ("ON: the pool lost its flag and %s's copy is on (the controller writes the "
-                "flag back)" % pool.master.name)
-    elif record is None:
+    record = pool.manual_mode
+    copies = [h for h in pool.hosts if h.answered
+              and bool(h.status.get("manual_mode")) != (record is not None)]
+    if record is None:
         text = "off"
     else:
         text = "ON since %s by %s: %s" % (_when(record.get("at")), record.get("by") or
                                           "unknown", record.get("reason") or "no reason given")
     if copies:
-        text += " (%s's copy differs; the controller aligns it)" % _names(copies)
+        text += " (the copy on %s differs; the controller aligns it)" % _names(copies)
     return text
 
 
