@@ -34,9 +34,10 @@ class FakeClient(object):
     def logout(self):
         pass
 
-    def snapshot(self, own_uuid, took_over_from_address=None):
+    def snapshot(self, own_uuid, took_over_from_address=None, fresh_master=False):
         self.took_over_addresses.append(took_over_from_address)
         snapshot = self.snapshots.pop(0) if len(self.snapshots) > 1 else self.snapshots[0]
+        snapshot.fresh_master = fresh_master
         return snapshot, "OpaqueRef:pool"
 
     def call_plugin(self, view, fn, args, timeout):
@@ -180,7 +181,7 @@ def test_manual_mode_lost_by_the_pool_database_is_written_back(config):
     client = FakeClient([snapshot])
     controller = controller_for(config, client)
     controller.connect()
-    controller.reconcile("pass")
+    controller.reconcile("became master", fresh_master=True)
     assert "iscsi-ha.manual-mode" in client.keys
     assert client.calls == []
 

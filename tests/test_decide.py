@@ -217,9 +217,19 @@ def test_manual_mode_only_observes_and_keeps_each_hosts_copy_in_step():
 
 def test_the_masters_copy_stands_in_for_a_flag_the_pool_database_lost():
     plan = decide(pool(host("xcp-b", pool_role="master", manual=True),
-                       host("xcp-a", role="primary", manual=True)))
+                       host("xcp-a", role="primary", manual=True), fresh_master=True))
     assert (plan.outcome, plan.actions, plan.restore_manual_mode) == (OBSERVING, [], True)
     assert "the pool database lost the flag; xcp-b's copy of it is on" in plan.reason
+
+
+def test_later_a_masters_copy_without_the_pools_flag_is_stale_and_cleared():
+    # `iscsi-ha manual off` clears the copies, then the flag; a pass in between
+    # must not bring manual mode back.
+    plan = decide(pool(host("xcp-b", role="primary", pool_role="master", manual=True),
+                       host("xcp-a")))
+    assert plan.outcome == IN_PLACE
+    assert [(a.host.name, a.fn, a.args["enabled"]) for a in plan.actions] == [
+        ("xcp-b", "manual-mode", "false")]
 
 
 def test_outside_manual_mode_stale_host_copies_are_cleared():

@@ -31,6 +31,7 @@ SLAVE_POLL = 0.1      # seconds between looks at pool.conf on a slave
 LOGIN_RETRY = 0.05    # first wait between logins while this host's xapi restarts
 FIRST_BACKOFF = 1.0   # first wait before a pass that asked to retry
 ACTION_FNS = ("promote", "demote")
+BECAME_MASTER = "became master"
 
 
 def read_pool_role(path):
@@ -161,12 +162,12 @@ class Controller(object):
     def _serve(self):
         """Reconcile as master until the session breaks or the host is a slave."""
         self._set_mode("master", "this host's xapi answers as pool master")
-        token, watched, trigger = "", None, "became master"
+        token, watched, trigger = "", None, BECAME_MASTER
         due, backoff = self.clock(), FIRST_BACKOFF
         try:
             while not self.stopping:
                 if self.clock() >= due:
-                    plan = self.reconcile(trigger)
+                    plan = self.reconcile(trigger, fresh_master=trigger == BECAME_MASTER)
                     if plan.retry:
                         due, backoff = self.clock() + backoff, min(
                             backoff * 2, self.config.controller_interval)
@@ -189,11 +190,15 @@ class Controller(object):
 
     # -- one pass --------------------------------------------------------------------
 
-    def reconcile(self, trigger, dry_run=False):
-        """Observe, decide and (unless ``dry_run``) act; returns the plan."""
+    def reconcile(self, trigger, dry_run=False, fresh_master=False):
+        """Observe, decide and (unless ``dry_run``) act; returns the plan.
+
+        ``fresh_master``: the first pass since this host's xapi answered as master.
+        """
         started = self.clock()
         took_over = self.state.get("took_over_from") or {}
-        snapshot, pool_ref = self.client.snapshot(self.own_uuid, took_over.get("address"))
+        snapshot, pool_ref = self.client.snapshot(self.own_uuid, took_over.get("address"),
+                                                  fresh_master)
         plan = decisions.decide(snapshot)
         if dry_run:
             return plan

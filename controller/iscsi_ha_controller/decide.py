@@ -76,11 +76,13 @@ class Snapshot(object):
     without XAPI saying it is not live.
     """
 
-    def __init__(self, master, others, manual_mode=None, took_over_from=None):
+    def __init__(self, master, others, manual_mode=None, took_over_from=None,
+                 fresh_master=False):
         self.master = master
         self.others = list(others)
         self.manual_mode = manual_mode  # None, or {"reason": ..., "by": ..., "at": ...}
         self.took_over_from = took_over_from
+        self.fresh_master = fresh_master  # the first pass since this host became master
 
     @property
     def hosts(self):
@@ -135,7 +137,10 @@ class Plan(object):
 
 def decide(snapshot):
     master = snapshot.master
-    manual = snapshot.manual_mode is not None or (master.answered
+    # Only the first pass after this host became master may find a pool database
+    # that lost the flag (an emergency transition restores an older copy); later,
+    # a master's copy without the pool's flag is stale, and is cleared.
+    manual = snapshot.manual_mode is not None or (snapshot.fresh_master and master.answered
                                                   and master.status.get("manual_mode"))
     plan = _manual(snapshot) if manual else _storage(snapshot)
     plan.actions += _manual_views(snapshot, bool(manual))

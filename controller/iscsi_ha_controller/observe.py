@@ -136,7 +136,7 @@ class PoolClient(object):
             views.append(view)
         return views
 
-    def snapshot(self, own_uuid, took_over_from_address=None):
+    def snapshot(self, own_uuid, took_over_from_address=None, fresh_master=False):
         """What the pool looks like now, each host's plugin status included.
 
         Raises :class:`NotMaster` when XAPI names another host as master.
@@ -152,7 +152,8 @@ class PoolClient(object):
         took_over_from = [v.uuid for v in views[1:] if took_over_from_address
                           and v.address == took_over_from_address]
         return Snapshot(master, views[1:], manual_mode(pool.get("other_config", {})),
-                        took_over_from[0] if took_over_from else None), pool_ref
+                        took_over_from[0] if took_over_from else None,
+                        fresh_master), pool_ref
 
     # -- acting ----------------------------------------------------------------------
 

@@ -19,7 +19,9 @@ NO_ANSWER = (IOError, OSError, socket.error, socket.timeout, http_client.HTTPExc
 
 
 class _Bounded(object):
-    """Mixed into an xmlrpc transport: every request waits at most ``timeout`` seconds.
+    """Mixed into an xmlrpc transport (after it: 2.7's Transport is an old-style class,
+    whose __init__ an earlier new-style base would hide): every request waits at most
+    ``timeout`` seconds.
 
     The XenAPI module gives no way to bound a call, and a call to a dead host
     may hang for hours, so every connection (new or kept alive) gets the
@@ -35,12 +37,12 @@ class _Bounded(object):
         return connection
 
 
-class _HttpTransport(_Bounded, xmlrpc_client.Transport):
+class _HttpTransport(xmlrpc_client.Transport, _Bounded):
     def make_connection(self, host):
         return self._bound(xmlrpc_client.Transport.make_connection(self, host))
 
 
-class _HttpsTransport(_Bounded, xmlrpc_client.SafeTransport):
+class _HttpsTransport(xmlrpc_client.SafeTransport, _Bounded):
     def make_connection(self, host):
         return self._bound(xmlrpc_client.SafeTransport.make_connection(self, host))
 
@@ -52,7 +54,7 @@ class _UnixConnection(http_client.HTTPConnection):
         self.sock.connect(LOCAL_SOCKET)
 
 
-class _UnixTransport(_Bounded, xmlrpc_client.Transport):
+class _UnixTransport(xmlrpc_client.Transport, _Bounded):
     """xapi's own unix socket, as ``XenAPI.xapi_local()`` reaches it, but bounded."""
 
     def make_connection(self, host):
