@@ -428,9 +428,11 @@ def test_switchover_in_manual_mode_back_to_the_master_names_the_server_by_defaul
     world.set_manual()
     world.statuses["hostA"] = status("hostA", manual=True)
     world.statuses["hostB"] = status("hostB", "primary", manual=True)
-    code, _, _ = run(world, conf, "switchover")
+    code, out, _ = run(world, conf, "switchover")
     assert code == 0
     assert [(e[1], e[2]) for e in changes(world)] == [("hostB", "demote"), ("hostA", "promote")]
+    assert out == ("demote on hostB: demote: done (0.00 s)\n"
+                   "promote on hostA: promote: done (0.00 s)\n")
 
 
 def test_switchover_designates_the_new_master_and_waits_through_xapi_restarts(world, conf):

@@ -448,12 +448,12 @@ class Cli(object):
         by_uuid = dict((h.uuid, h) for h in pool.hosts)
         steps = []
         for action in plan.actions:
-            self.say("%s on %s ..." % (action.fn, action.host.name))
             args = dict(action.args, reason=reason)
             steps.append(self.act(pool, by_uuid[action.host.uuid], action.fn, args, steps))
-        text = "".join(_step_text(s) for s in steps)
+            self.say(_step_text(steps[-1]).rstrip("\n"))
+        text = ""
         if pool.master is not target:
-            text += ("%s serves the storage; %s stays pool master (manual mode). `iscsi-ha "
+            text = ("%s serves the storage; %s stays pool master (manual mode). `iscsi-ha "
                      "manual off` is refused until the pool master serves\n"
                      % (target.name, pool.master.name if pool.master else "the master"))
         self.result({"switchover": {"host": target.name, "mode": "storage", "steps": steps}},
