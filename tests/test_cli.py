@@ -121,9 +121,8 @@ class FakeClient(object):
         self.world.events.append(("remove", key))
         del self.world.record["other_config"][key]
 
-    def _call(self, timeout, method, *args):
-        self.world.events.append(("xapi", method) + args)
-        assert method == "pool.designate_new_master"
+    def designate_new_master(self, host):
+        self.world.events.append(("xapi", "pool.designate_new_master", host.ref))
         if self.world.designate_failure is not None:
             raise self.world.designate_failure
         self.world.designated = True

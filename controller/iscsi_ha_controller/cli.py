@@ -494,9 +494,7 @@ class Cli(object):
 
     def _designate_call(self, pool, target):
         try:
-            # observe has no public call for it yet; _call bounds it and maps xapi restarts.
-            pool.client._call(self.config.action_timeout,  # pylint: disable=protected-access
-                              "pool.designate_new_master", target.ref)
+            pool.client.designate_new_master(target)
         except xapi.Failure as failure:
             details = [six.text_type(part) for part in failure.details] or ["XAPI_FAILURE"]
             if details[0] == "HA_IS_ENABLED":

@@ -173,6 +173,10 @@ class PoolClient(object):
             return None, ["ISCSI_HA_BAD_ANSWER", "fn=%s on %s answered %r" % (fn, host.name,
                                                                            value)]
 
+    def designate_new_master(self, host):
+        """A planned master change to ``host`` (a :class:`HostView`); xapi then restarts."""
+        self._call(self.config.action_timeout, "pool.designate_new_master", host.ref)
+
     def set_pool_key(self, pool_ref, key, value):
         """Replace ``other_config[key]`` of the pool (xapi refuses to add a key twice)."""
         timeout = self.config.peer_timeout
