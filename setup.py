@@ -1,13 +1,27 @@
-"""Installs iscsi-ha on a dom0: the XAPI plugin, its library and the templates.
+"""Installs iscsi-ha on a dom0: the XAPI plugin, the controller, their libraries, the templates.
 
     python setup.py install
 
 (not ``pip install .``: a wheel would put the plugin under site-packages, where
 xapi does not look.)
 
-The plugin lands in /etc/xapi.d/plugins/iscsi-ha and DRBD's fence-peer handler in
-/usr/libexec/iscsi-ha/iscsi-ha-fence-peer, each with its first line pointing at the
-Python that ran the install, so the same source serves 2.7 and 3.x dom0s.
+What lands where:
+
+- the plugin: /etc/xapi.d/plugins/iscsi-ha;
+- DRBD's fence-peer handler: /usr/libexec/iscsi-ha/iscsi-ha-fence-peer;
+- the controller daemon: /usr/sbin/iscsi-ha-controller, and its systemd unit,
+  /etc/systemd/system/iscsi-ha-controller.service, rendered at install time from
+  templates/iscsi-ha-controller.service.j2 to run the daemon with this Python;
+- the CLI: /usr/sbin/iscsi-ha. An administrator's command like drbdadm and tgtadm: it
+  needs root (the config's XAPI password file, xapi's local root login), and root's
+  PATH has /usr/sbin;
+- the libraries iscsi_ha and iscsi_ha_controller, and the templates in
+  share/iscsi-ha/templates.
+
+Each script's first line points at the Python that ran the install, so the same
+source serves 2.7 and 3.x dom0s. Installing needs jinja2 (a runtime dependency anyway)
+to render the unit. It does not enable the unit: run
+``systemctl daemon-reload && systemctl enable --now iscsi-ha-controller``.
 """
 
 import os
@@ -19,8 +33,17 @@ from setuptools import setup
 from distutils.command.install_data import install_data  # pylint: disable=wrong-import-order
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PLUGIN = "plugins/iscsi-ha"
-FENCE_PEER = "plugins/iscsi-ha-fence-peer"
+CONTROLLER = "/usr/sbin/iscsi-ha-controller"
+UNIT_TEMPLATE = "iscsi-ha-controller.service.j2"
+UNIT_DIR = "/etc/systemd/system"
+# (installed directory, source file) of each script whose first line names this Python.
+SCRIPTS = [
+    ("/etc/xapi.d/plugins", "plugins/iscsi-ha"),
+    # Named by the DRBD resource files (iscsi_ha.drbdconf.FENCE_PEER).
+    ("/usr/libexec/iscsi-ha", "plugins/iscsi-ha-fence-peer"),
+    (os.path.dirname(CONTROLLER), "controller/" + os.path.basename(CONTROLLER)),
+    ("/usr/sbin", "controller/iscsi-ha"),
+]
 
 
 def read_version():
@@ -29,13 +52,16 @@ def read_version():
 
 
 class InstallData(install_data):
-    """Copies data files, then points the scripts' first lines at this Python."""
+    """Renders the systemd unit, copies the data files, then points the scripts' first
+    lines at this Python."""
 
     def run(self):
+        self.data_files.append((UNIT_DIR, [self._render_unit()]))
         install_data.run(self)
-        scripts = [os.path.basename(PLUGIN), os.path.basename(FENCE_PEER)]
+        scripts = set(os.path.join(directory, os.path.basename(source))
+                      for directory, source in SCRIPTS)
         for path in self.get_outputs():
-            if os.path.basename(path) in scripts:
+            if self._installed_as(path) in scripts:
                 with open(path) as handle:
                     lines = handle.readlines()
                 lines[0] = "#!%s\n" % sys.executable
@@ -43,19 +69,42 @@ class InstallData(install_data):
                     handle.writelines(lines)
                 os.chmod(path, 0o755)
 
+    def _installed_as(self, path):
+        """Where ``path`` is on the installed system (without --root)."""
+        if self.root and path.startswith(self.root):
+            path = path[len(self.root.rstrip(os.sep)):]
+        return path
+
+    def _render_unit(self):
+        try:
+            import jinja2
+        except ImportError:
+            sys.exit("iscsi-ha: installing needs jinja2 to render the systemd unit; "
+                     "install jinja2 first")
+        environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")),
+            undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        text = environment.get_template(UNIT_TEMPLATE).render(python=sys.executable,
+                                                              controller=CONTROLLER)
+        build = os.path.join(self.get_finalized_command("build").build_base, "systemd")
+        if not os.path.isdir(build):
+            os.makedirs(build)
+        path = os.path.join(build, UNIT_TEMPLATE[:-len(".j2")])
+        with open(path, "w") as handle:
+            handle.write(text)
+        return path
+
 
 setup(
     name="iscsi-ha",
     version=read_version(),
     description="Highly available iSCSI storage for two-host XenServer / XCP-ng pools",
-    package_dir={"": "plugins"},
-    packages=["iscsi_ha"],
-    data_files=[
-        ("/etc/xapi.d/plugins", [PLUGIN]),
-        # Named by the DRBD resource files (iscsi_ha.drbdconf.FENCE_PEER).
-        ("/usr/libexec/iscsi-ha", [FENCE_PEER]),
+    package_dir={"": "plugins", "iscsi_ha_controller": "controller/iscsi_ha_controller"},
+    packages=["iscsi_ha", "iscsi_ha_controller"],
+    data_files=[(directory, [source]) for directory, source in SCRIPTS] + [
         ("share/iscsi-ha/templates", ["templates/iscsi-ha.conf.j2",
-                                      "templates/drbd-resource.res.j2"]),
+                                      "templates/drbd-resource.res.j2",
+                                      "templates/" + UNIT_TEMPLATE]),
     ],
     install_requires=["jinja2", "six"],
     cmdclass={"install_data": InstallData},

@@ -1,21 +1,41 @@
-"""setup.py installs what a dom0 needs: the plugin (pointing at its Python), the library, the templates."""
+"""setup.py installs what a dom0 needs: the plugin and the controller (each script pointing
+at its Python), the libraries, the templates, the controller's systemd unit."""
 
 import os
 import shutil
 import subprocess
 import sys
+import threading
+
+import pytest
 
 from tests.support import plugin
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_LIMIT = 120.0  # seconds: a hang guard, not a measurement
+UNIT = os.path.join("etc", "systemd", "system", "iscsi-ha-controller.service")
+
+
+def run(argv, **options):
+    """``(exit status, stdout, stderr)`` of ``argv``, killed after RUN_LIMIT (on 2.7 too)."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               **options)
+    timer = threading.Timer(RUN_LIMIT, process.kill)
+    timer.start()
+    try:
+        stdout, stderr = process.communicate()
+    finally:
+        timer.cancel()
+    return process.returncode, stdout.decode("utf-8"), stderr.decode("utf-8")
 
 
 def install(tmp_path):
     source, root = str(tmp_path / "source"), str(tmp_path / "root")
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
         ".git", ".deps", "build", "*.egg-info", "__pycache__", "*.pyc", ".pytest_cache"))
-    subprocess.check_call([sys.executable, "setup.py", "-q", "install", "--root", root],
-                          cwd=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    status, stdout, stderr = run([sys.executable, "setup.py", "-q", "install", "--root", root],
+                                 cwd=source)
+    assert status == 0, stdout + stderr
     return root
 
 
@@ -66,3 +86,34 @@ def test_install_puts_the_fence_peer_handler_where_the_drbd_files_name_it(tmp_pa
     _, stderr = process.communicate()
     assert process.returncode == 1
     assert b"DRBD_RESOURCE is not set" in stderr
+
+
+def test_install_puts_the_controller_and_the_cli_on_roots_path_with_their_unit(tmp_path):
+    root = install(tmp_path)
+    library = os.path.dirname(os.path.dirname(find(root, "alerts.py")))
+    env = dict(os.environ, PYTHONPATH=library)
+    for name in ("iscsi-ha-controller", "iscsi-ha"):
+        script = os.path.join(root, "usr", "sbin", name)
+        with open(script) as handle:
+            assert handle.readline() == "#!%s\n" % sys.executable
+        assert os.access(script, os.X_OK)
+        # Started by its first line, from the installed libraries.
+        status, stdout, stderr = run([script, "--help"], env=env, cwd=str(tmp_path))
+        assert status == 0, stderr
+        assert stdout.startswith("usage: %s " % name)
+    with open(os.path.join(root, UNIT)) as handle:
+        unit = handle.read().splitlines()
+    command = [line for line in unit if line.startswith("ExecStart=")]
+    assert command == ["ExecStart=%s /usr/sbin/iscsi-ha-controller" % sys.executable]
+    assert "Restart=always" in unit and "After=xapi.service" in unit
+    templates = os.path.dirname(find(root, "iscsi-ha.conf.j2"))
+    assert os.path.exists(os.path.join(templates, "iscsi-ha-controller.service.j2"))
+
+
+@pytest.mark.skipif(not any(os.access(os.path.join(d, "systemd-analyze"), os.X_OK)
+                            for d in os.environ.get("PATH", "").split(os.pathsep)),
+                    reason="needs systemd-analyze")
+def test_the_installed_unit_is_one_systemd_reads_without_complaint(tmp_path):
+    root = install(tmp_path)
+    status, stdout, stderr = run(["systemd-analyze", "verify", os.path.join(root, UNIT)])
+    assert (status, stdout, stderr) == (0, "", "")
