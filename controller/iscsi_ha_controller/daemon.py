@@ -105,12 +105,16 @@ class Controller(object):
     def run(self):
         LOG.info("controller: started on host %s", self.own_uuid)
         self._save_state()
-        while not self.stopping:
-            if self._wait_for_mastership():
-                self._serve()
-        if self.client is not None:
-            self.client.logout()
-        LOG.info("controller: stopped")
+        try:
+            while not self.stopping:
+                if self._wait_for_mastership():
+                    self._serve()
+        finally:  # also when a stop cut an idle wait short
+            if self.client is not None:
+                self.client.logout()
+            if self.alerter is not None:
+                self.alerter.close(2)  # let queued e-mail go out, briefly
+            LOG.info("controller: stopped")
 
     def _wait_for_mastership(self):
         """Idle until this host's xapi takes a login as master; True then."""

@@ -421,6 +421,10 @@ def _validate_alerts(problems, keys):
     if keys.get("smtp_password_file"):
         check("smtp_password_file", _absolute_path)
     check("repeat_window", validate.seconds, 7 * 86400)
+    if keys.get("smtp_username") and not keys.get("smtp_password_file"):
+        problems.append("[alerts] smtp_password_file: missing while smtp_username is set; "
+                        "name the file holding the mail server's password, or empty "
+                        "smtp_username")
     if keys.get("email_to") and not keys.get("smtp_server"):
         problems.append("[alerts] smtp_server: missing while email_to is set; name the mail "
                         "server that takes the alerts, or empty email_to")
