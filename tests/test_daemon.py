@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from iscsi_ha import config as config_module
+from iscsi_ha import config as config_module, poolconf
 from iscsi_ha_controller import daemon
 from iscsi_ha_controller.decide import Snapshot
 from iscsi_ha_controller.observe import CONTROLLER_KEY, NotMaster, XapiLost
@@ -188,11 +188,11 @@ def test_manual_mode_lost_by_the_pool_database_is_written_back(config):
 
 def test_pool_conf_is_read_as_xapi_writes_it(tmp_path):
     path = str(tmp_path / "pool.conf")
-    assert daemon.read_pool_role(path) == (None, None)
+    assert poolconf.read(path) == (None, None)
     for text, expected in (("master", ("master", None)),
                            ("slave:192.0.2.11", ("slave", "192.0.2.11")),
                            ("slave:", (None, None)), ("garbage", (None, None))):
         with open(path, "w") as handle:
             handle.write(text)
-        assert daemon.read_pool_role(path) == expected
+        assert poolconf.read(path) == expected
 

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 
-from iscsi_ha import config as config_module
+from iscsi_ha import config as config_module, poolconf
 from iscsi_ha_controller import decide as decisions
 from iscsi_ha_controller.observe import (CONTROLLER_KEY, MANUAL_KEY, NotMaster, PoolClient,
                                          XapiLost)
@@ -34,23 +34,9 @@ ACTION_FNS = ("promote", "demote")
 BECAME_MASTER = "became master"
 
 
-def read_pool_role(path):
-    """xapi's pool.conf: ``("master", None)``, ``("slave", address)`` or ``(None, None)``."""
-    try:
-        with open(path) as handle:
-            text = handle.read().strip()
-    except (IOError, OSError):
-        return None, None
-    role, _, address = text.partition(":")
-    if role == "master":
-        return "master", None
-    if role == "slave" and address:
-        return "slave", address
-    return None, None
-
-
 class Controller(object):
-    """One host's controller. ``run()`` until ``stop()``; ``once()`` for a single pass."""
+    """One host's controller: ``run()`` until ``stop()``; ``connect()`` then
+    ``reconcile()`` for a single pass."""
 
     def __init__(self, config, alerter=None, client_factory=PoolClient, clock=time.time,
                  sleep=time.sleep):
@@ -120,7 +106,7 @@ class Controller(object):
         """Idle until this host's xapi takes a login as master; True then."""
         wait, seen = LOGIN_RETRY, None
         while not self.stopping:
-            role, master_address = read_pool_role(self.config.pool_conf)
+            role, master_address = poolconf.read(self.config.pool_conf)
             if (role, master_address) != seen:
                 seen = (role, master_address)
                 if role == "slave":

@@ -11,7 +11,8 @@ import platform
 
 import six
 
-from iscsi_ha import __version__, actions, config as config_module, drbd, logs, lvmfilter, report
+from iscsi_ha import (__version__, actions, config as config_module, drbd, logs, lvmfilter,
+                      poolconf, report)
 from iscsi_ha.commands import find_tool
 from iscsi_ha.errors import BadArgument, IscsiHaError, StepFailed
 from iscsi_ha.lock import host_lock
@@ -33,22 +34,8 @@ def version():
 def status(output_format="json"):
     config = _load()
     result = actions.status(config, actions.Host(config), _manual_mode(config))
-    result["pool_role"] = pool_role(config)
+    result["pool_role"] = poolconf.read(config.pool_conf)[0]
     return report.status_table(result) if output_format == "table" else result
-
-
-def pool_role(config):
-    """What xapi last wrote for this host: "master", "slave" (with its master), or None.
-
-    The controller compares it across hosts: two hosts saying "master" is a
-    split pool, where no host may be promoted.
-    """
-    try:
-        with io.open(config.pool_conf, encoding="utf-8") as handle:
-            text = handle.read().strip()
-    except (IOError, OSError, UnicodeError):
-        return None
-    return text.partition(":")[0] or None
 
 
 def promote(force=False, peer_down=False, reason=""):
