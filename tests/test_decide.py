@@ -110,11 +110,16 @@ def test_differing_digests_do_not_stop_a_serving_master_from_serving():
     assert kinds(plan) == ["config-mismatch"]
 
 
-def test_a_peer_xapi_calls_not_live_is_gone_and_the_promote_says_peer_down():
-    survivor = host("xcp-b", drbd=resource(connection="Connecting", disk="Consistent",
+def dead_peer(disk):
+    """xcp-b is master with its replica disconnected; XAPI says xcp-a is not live."""
+    survivor = host("xcp-b", drbd=resource(connection="Connecting", disk=disk,
                                            peer_disk="DUnknown", peer_role="Unknown"),
                     pool_role="master")
-    plan = decide(pool(survivor, host("xcp-a", live=False, error=["HOST_OFFLINE"])))
+    return pool(survivor, host("xcp-a", live=False, error=["HOST_OFFLINE"]))
+
+
+def test_a_peer_xapi_calls_not_live_is_gone_and_the_promote_says_peer_down():
+    plan = decide(dead_peer("Consistent"))
     assert plan.outcome == MOVE
     assert calls(plan) == [("xcp-b", "promote", "true")]
     assert "xcp-a is confirmed gone: XAPI says it is not live" in plan.reason
@@ -158,10 +163,7 @@ def test_a_live_peer_that_is_not_confirmed_gone_blocks_the_promote(snapshot, mis
 
 
 def test_a_gone_peer_does_not_excuse_a_stale_replica():
-    survivor = host("xcp-b", drbd=resource(connection="Connecting", disk="Outdated",
-                                           peer_disk="DUnknown", peer_role="Unknown"),
-                    pool_role="master")
-    plan = decide(pool(survivor, host("xcp-a", live=False, error=["HOST_OFFLINE"])))
+    plan = decide(dead_peer("Outdated"))
     assert (plan.outcome, plan.actions) == (REFUSED, [])
     assert ("xcp-b's copy of iscsi1 is Outdated, not UpToDate; the newest data is on the "
             "host that is gone") in plan.reason

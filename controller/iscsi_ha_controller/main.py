@@ -9,7 +9,7 @@ import sys
 
 from iscsi_ha import config as config_module, logs
 from iscsi_ha.errors import IscsiHaError
-from iscsi_ha_controller import daemon
+from iscsi_ha_controller import daemon, decide
 from iscsi_ha_controller.observe import NotMaster, XapiLost
 
 LOG = logging.getLogger("iscsi-ha")
@@ -70,4 +70,4 @@ def _one_pass(controller, dry_run):
         sys.stderr.write("iscsi-ha-controller: %s\n" % exc)
         return 1
     sys.stdout.write(json.dumps(plan.as_dict(), indent=2, sort_keys=True) + "\n")
-    return 0 if plan.outcome not in ("refused", "waiting") else 3
+    return 3 if plan.outcome in (decide.REFUSED, decide.WAITING) else 0

@@ -43,6 +43,12 @@ def _code(failure):
     return failure.details[0] if failure.details else ""
 
 
+def _not_master(who, failure):
+    """:class:`NotMaster` from xapi's refusal; HOST_IS_SLAVE names the master second."""
+    return NotMaster("%s answers %s" % (who, " ".join(failure.details)),
+                     failure.details[1] if len(failure.details) > 1 else None)
+
+
 class PoolClient(object):
     """A session with this host's xapi while it is the pool master."""
 
@@ -75,8 +81,7 @@ class PoolClient(object):
                                                self.originator)
         except xapi.Failure as failure:
             if _code(failure) in _NOT_MASTER:
-                raise NotMaster("the xapi at %s answers %s" % (url, " ".join(failure.details)),
-                                failure.details[1] if len(failure.details) > 1 else None)
+                raise _not_master("the xapi at %s" % url, failure)
             raise XapiLost("XAPI refused the login: %s" % " ".join(failure.details))
         except xapi.NO_ANSWER + (xmlrpc_client.Fault, xmlrpc_client.ProtocolError) as exc:
             raise XapiLost("no answer from the xapi at %s: %s" % (url, exc))
@@ -101,8 +106,7 @@ class PoolClient(object):
             return function(*args)
         except xapi.Failure as failure:
             if _code(failure) in _NOT_MASTER + ("SESSION_INVALID",):
-                raise NotMaster("this host's xapi answers %s" % " ".join(failure.details),
-                                failure.details[1] if len(failure.details) > 1 else None)
+                raise _not_master("this host's xapi", failure)
             raise
         except xmlrpc_client.Fault as fault:
             # The XenAPI module's "Tried 3 times to get a valid session".

@@ -106,19 +106,19 @@ def master_url(url, master_address):
 
 
 @contextlib.contextmanager
-def session(config, timeout=None, originator="iscsi-ha"):
+def session(config):
     """A logged-in session with the pool master; logged out when the block ends."""
     username = config.xapi_username
     try:
         secret = password(config)
-        current = connect(config.xapi_url, timeout)
+        current = connect(config.xapi_url)
         try:
-            current.xenapi.login_with_password(username, secret, "2.0", originator)
+            current.xenapi.login_with_password(username, secret, "2.0", "iscsi-ha")
         except Failure as failure:
             if not failure.details or failure.details[0] != "HOST_IS_SLAVE":
                 raise
-            current = connect(master_url(config.xapi_url, failure.details[1]), timeout)
-            current.xenapi.login_with_password(username, secret, "2.0", originator)
+            current = connect(master_url(config.xapi_url, failure.details[1]))
+            current.xenapi.login_with_password(username, secret, "2.0", "iscsi-ha")
     except NO_ANSWER + (Failure,) as exc:
         raise XapiUnavailable("cannot log in to XAPI (%s): %s" % (config.xapi_url, exc))
     try:
