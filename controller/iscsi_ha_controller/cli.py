@@ -26,7 +26,7 @@ from iscsi_ha.errors import IscsiHaError
 from iscsi_ha_controller.decide import (IN_PLACE, REFUSED, WAITING, HostView, Snapshot,
                                         decide)
 from iscsi_ha_controller.observe import (CONTROLLER_KEY, MANUAL_KEY, NotMaster, PoolClient,
-                                         XapiLost, manual_mode)
+                                         XapiLost, manual_mode, read_statuses)
 
 ORIGINATOR = "iscsi-ha-cli"
 DEFAULT_WAIT = 120.0
@@ -250,10 +250,7 @@ class Pool(object):
         return [h for h in self.hosts if h is not view]
 
     def read_status(self, views=None):
-        for view in self.hosts if views is None else views:
-            view.status, error = self.client.call_plugin(
-                view, "status", {}, self.client.config.peer_timeout)
-            view.error = list(error or [])
+        read_statuses(self.client, self.hosts if views is None else views)
 
     def pool_role(self, view):
         return "master" if view is self.master else "slave"

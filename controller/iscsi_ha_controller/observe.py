@@ -150,9 +150,7 @@ class PoolClient(object):
         master = views[0]
         if master.uuid != own_uuid:
             raise NotMaster("XAPI names %s as pool master" % master.name, master.address)
-        for view in views:
-            view.status, view.error = self.call_plugin(view, "status", {},
-                                                       self.config.peer_timeout)
+        read_statuses(self, views)
         took_over_from = [v.uuid for v in views[1:] if took_over_from_address
                           and v.address == took_over_from_address]
         return Snapshot(master, views[1:], manual_mode(pool.get("other_config", {})),
@@ -202,6 +200,14 @@ class PoolClient(object):
         result = self._call(wait + EVENT_MARGIN, "event.from", EVENT_CLASSES, token,
                             float(wait))
         return result["token"], result["events"]
+
+
+def read_statuses(client, views):
+    """Fill in each view's plugin ``status`` (or ``error``), each call within
+    ``[timeouts] peer``."""
+    for view in views:
+        view.status, error = client.call_plugin(view, "status", {}, client.config.peer_timeout)
+        view.error = list(error or [])
 
 
 def manual_mode(other_config):
