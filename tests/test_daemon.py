@@ -58,6 +58,9 @@ class Alerts(object):
     def alert(self, kind, text, host_uuid=None, pool_uuid=None):
         self.sent.append(kind)
 
+    def close(self, seconds):
+        pass
+
 
 @pytest.fixture
 def config(tmp_path):
@@ -196,3 +199,23 @@ def test_pool_conf_is_read_as_xapi_writes_it(tmp_path):
             handle.write(text)
         assert poolconf.read(path) == expected
 
+
+
+def test_a_stop_that_comes_during_a_pass_ends_the_controller_right_after_it(config):
+    write_pool_conf(config, "master")
+    steady = Snapshot(host("xcp-b", role="primary", pool_role="master"), [host("xcp-a")])
+
+    class StoppedMidPass(FakeClient):
+        def snapshot(self, *args, **kwargs):
+            controller.stop()  # SIGTERM while busy: main.py only sets the flag
+            return FakeClient.snapshot(self, *args, **kwargs)
+
+        def events(self, token, wait):
+            raise AssertionError("waited for events after the stop")
+
+    client = StoppedMidPass([steady])
+    controller = controller_for(config, client)
+    with pytest.raises(SystemExit):
+        controller.run()
+    with open(os.path.join(config.run_dir, "controller.json")) as handle:
+        assert json.load(handle)["last_pass"]["outcome"] == "in-place"  # the pass finished

@@ -143,6 +143,9 @@ class Controller(object):
         return False
 
     def _idle(self, wait, *args):
+        if self.stopping:
+            # A stop that came while busy ends here, as it would have had it come now.
+            raise SystemExit(0)
         self.idle = True
         try:
             return wait(*args)
@@ -236,7 +239,11 @@ class Controller(object):
             if error is not None:
                 record["error"] = error
             else:
-                record["summary"] = result.get("summary") if isinstance(result, dict) else None
+                # The plugin's own timing stays with the record: where a switchover's
+                # time went, for the log reader and the bench.
+                answer = result if isinstance(result, dict) else {}
+                for key in ("summary", "observe_seconds", "steps"):
+                    record[key] = answer.get(key)
             records.append(record)
             if error is not None:
                 if moving:
