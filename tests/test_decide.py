@@ -152,12 +152,14 @@ def test_a_timed_out_call_counts_as_no_answer():
     (unanswered_takeover(vip_elsewhere=True), "another host answers for the VIP 192.0.2.100"),
     (unanswered_takeover(connection="Connected"), "DRBD iscsi1 still replicates with a peer"),
     (unanswered_takeover(error=["ISCSI_HA_BUSY", "another action holds the lock"]),
-     "its plugin failed with ISCSI_HA_BUSY another action holds the lock"),
+     "that failure comes from a running host, not an unreachable one"),
 ])
 def test_a_live_peer_that_is_not_confirmed_gone_blocks_the_promote(snapshot, missing):
     plan = decide(snapshot)
     assert (plan.outcome, plan.actions, plan.retry) == (WAITING, [], True)
     assert missing in plan.reason
+    assert "xcp-a is neither confirmed demoted nor gone (it gives no status (%s); XAPI says " \
+        "it is live, and " % " ".join(snapshot.others[0].error) in plan.reason
     assert "`iscsi-ha promote xcp-b --peer-down`" in plan.reason
     assert kinds(plan) == ["storage-blocked"]
 

@@ -238,7 +238,7 @@ def gone(host, snapshot):
         return True, "XAPI says it is not live"
     missing = []
     if not host.unreachable:
-        missing.append("its plugin failed with %s" % host.describe_error())
+        missing.append("that failure comes from a running host, not an unreachable one")
     if snapshot.took_over_from != host.uuid:
         missing.append("the pool mastership did not move here from it while this controller "
                        "watched")
@@ -249,7 +249,8 @@ def gone(host, snapshot):
     if replicating:
         missing.append("DRBD %s still replicates with a peer" % ", ".join(replicating))
     if missing:
-        return False, "XAPI says it is live, and %s" % "; ".join(missing)
+        return False, "it gives no status (%s); XAPI says it is live, and %s" % (
+            host.describe_error(), "; ".join(missing))
     return True, ("it lost the mastership to %s, does not answer (%s), nobody answers for "
                   "the VIP and replication is down" % (snapshot.master.name,
                                                        host.describe_error()))
