@@ -851,6 +851,46 @@ def start_sleepy(session, name, tmp_path):
     return running, int(read(pid_file)), release
 
 
+def test_a_held_host_runs_no_plugin_until_released_then_runs_the_held_call(sim, tmp_path):
+    session = login(sim.urls["pool"])
+    host_b = host_ref(session, "hostB")
+    pid_file = str(tmp_path / "sleepy.pid")
+    release = tmp_path / "release"
+    release.write_text("")
+    sim.hold_plugin("hostB", ["status"])
+
+    held = Background(session.xenapi.host.call_plugin, host_b, "sleepy", "status",
+                      {"pid_file": pid_file, "release_file": str(release)})
+    # One connection per client thread, as with any XenAPI session.
+    other_fn = json.loads(login(sim.urls["pool"]).xenapi.host.call_plugin(
+        host_b, "echo", "demote", {}))
+
+    assert held.still_blocked(0.3)
+    assert not os.path.exists(pid_file)  # its plugin has not started
+    assert other_fn["fn"] == "demote"  # a function that is not held goes through
+    assert sim.release_plugin("hostB", True) == 1
+    assert held.result() == ("returned", "released")
+    assert os.path.exists(pid_file)
+
+
+def test_a_held_call_released_unreached_fails_and_its_plugin_never_runs(sim, tmp_path):
+    session = login(sim.urls["pool"])
+    host_a = host_ref(session, "hostA")
+    pid_file = str(tmp_path / "sleepy.pid")
+    sim.hold_plugin("hostA", ["promote"])
+    held = Background(session.xenapi.host.call_plugin, host_a, "sleepy", "promote",
+                      {"pid_file": pid_file, "release_file": str(tmp_path / "release")})
+    assert held.still_blocked(0.3)
+
+    assert sim.release_plugin("hostA", False) == 1
+
+    kind, error = held.result()
+    assert kind == "raised" and error.details == ["CANNOT_CONTACT_HOST", host_a]
+    assert not os.path.exists(pid_file)
+    with pytest.raises(xapi_sim.XapiFailure):
+        sim.release_plugin("hostA", True)  # nothing is held any more
+
+
 def test_a_call_in_flight_when_its_host_dies_hangs_then_cannot_contact(simulator, tmp_path):
     sim = simulator(in_flight_hang=1.0)
     session = login(sim.urls["pool"])

@@ -18,9 +18,19 @@ runs in the foreground, writes the listener URLs (:attr:`XapiSimulator.urls` plu
 cleanly on SIGTERM.  Tests use :class:`XapiSimulator` directly.
 
 Lab calls take no session and are answered on loopback listeners only:
-``lab.fail_host(name)``, ``lab.restore_host(name)``, ``lab.audit()``.  Send them to
-the "control" URL: a dying host cuts every connection it has, including the one
+``lab.fail_host(name)``, ``lab.restore_host(name)``, ``lab.audit()``,
+``lab.hold_plugin(name, fns)``, ``lab.held_calls(name)`` and
+``lab.release_plugin(name, reached)``.  Send them
+to the "control" URL: a dying host cuts every connection it has, including the one
 that asked for its death.
+
+A hold is a host whose plugin calls get stuck on the way, as when its xapi is
+overloaded or its management link flaps: a ``host.call_plugin`` of one of
+``fns`` on that host waits, before its plugin starts, until the release, with
+nothing sent back meanwhile (so a caller's own timeout is what ends its wait).
+Released with ``reached`` true, a held call runs its plugin then, even when
+its caller has gone, as xapi does; with ``reached`` false it ends with
+``CANNOT_CONTACT_HOST`` and its plugin never runs.
 
 What is modelled, after xapi's source (xapi-project/xen-api):
 
@@ -147,6 +157,16 @@ class _Call(object):
         self.session_ref = None
 
 
+class _Hold(object):
+    """A host's stuck plugin calls (see the module docstring): which functions, how many
+    calls it caught, and once released whether they reach the host."""
+
+    def __init__(self, fns):
+        self.fns = frozenset(fns)
+        self.calls = 0
+        self.reached = None
+
+
 class XapiSimulator(object):
     """The simulated pool: ``start()``, talk to ``urls``, ``stop()``.
 
@@ -169,7 +189,11 @@ class XapiSimulator(object):
             "lab.fail_host": _Method(self._lab_fail_host, 1, needs_session=False),
             "lab.restore_host": _Method(self._lab_restore_host, 1, needs_session=False),
             "lab.audit": _Method(self._lab_audit, 0, needs_session=False),
+            "lab.hold_plugin": _Method(self._lab_hold_plugin, 2, needs_session=False),
+            "lab.release_plugin": _Method(self._lab_release_plugin, 2, needs_session=False),
+            "lab.held_calls": _Method(self._lab_held_calls, 1, needs_session=False),
         }
+        self._holds = {}  # host name -> _Hold
 
     def __enter__(self):
         self.start()
@@ -212,6 +236,26 @@ class XapiSimulator(object):
         with self._lock:
             self.pool.restore_host(self._lab_host(name))
 
+    def hold_plugin(self, name, fns):
+        """From now on, calls of plugin functions ``fns`` on host ``name`` wait before their
+        plugin starts, until :meth:`release_plugin`."""
+        with self._lock:
+            self._lab_host(name)
+            if name in self._holds:
+                raise XapiFailure("LAB_ALREADY_HELD", name)
+            self._holds[name] = _Hold(fns)
+
+    def release_plugin(self, name, reached):
+        """End the hold on ``name``: its held calls run their plugin (``reached``) or end
+        with CANNOT_CONTACT_HOST without running it. Returns how many calls were held."""
+        with self._lock:
+            hold = self._holds.pop(name, None)
+            if hold is None:
+                raise XapiFailure("LAB_NOT_HELD", name)
+            hold.reached = bool(reached)
+            self._lock.notify_all()
+            return hold.calls
+
     def audit_entries(self):
         with self._lock:
             return copy.deepcopy(self._audit)
@@ -231,6 +275,21 @@ class XapiSimulator(object):
 
     def _lab_audit(self, call):
         return self.audit_entries()
+
+    def _lab_hold_plugin(self, call, name, fns):
+        if not isinstance(fns, list) or not all(isinstance(fn, str) for fn in fns):
+            raise XapiFailure("FIELD_TYPE_ERROR", "fns")
+        self.hold_plugin(name, fns)
+        return ""
+
+    def _lab_release_plugin(self, call, name, reached):
+        return self.release_plugin(name, reached)
+
+    def _lab_held_calls(self, call, name):
+        """How many calls the hold on ``name`` has caught (released or not: 0)."""
+        self._lab_host(name)
+        hold = self._holds.get(name)
+        return hold.calls if hold else 0
 
     # -- calls: who may call what, and the audit trail -------------------------
 
@@ -616,6 +675,7 @@ class XapiSimulator(object):
         self._check_live(call, target)
         serving = target.xapi if target is call.host else self._reach(call, target)
         path = find_plugin(target.plugin_dir, plugin)
+        self._wait_while_held(call, target, fn)
 
         def done(run):
             with self._lock:
@@ -626,14 +686,30 @@ class XapiSimulator(object):
         target.plugin_runs.add(run)
         return self._wait_for_plugin(call, target, serving, run)
 
+    def _hang_until_given_up(self, call, target):
+        """Nothing answers a call to a dead host, nothing closes its connection: it hangs."""
+        self.pool.sleep(call, max(0.0, target.died_at + self.timers["in_flight_hang"]
+                              - time.monotonic()))
+        raise XapiFailure("CANNOT_CONTACT_HOST", target.ref)
+
+    def _wait_while_held(self, call, target, fn):
+        hold = self._holds.get(target.name)
+        if hold is None or fn not in hold.fns:
+            return
+        hold.calls += 1
+        while hold.reached is None:
+            self.pool.assert_serving(call)
+            if not target.alive:
+                self._hang_until_given_up(call, target)
+            self._lock.wait()
+        if not hold.reached:
+            raise XapiFailure("CANNOT_CONTACT_HOST", target.ref)
+
     def _wait_for_plugin(self, call, target, serving, run):
         while not run.done:
             self.pool.assert_serving(call)
             if not target.alive:
-                # Nothing answers, nothing closes the connection: the call hangs.
-                self.pool.sleep(call, max(0.0, target.died_at + self.timers["in_flight_hang"]
-                                      - time.monotonic()))
-                raise XapiFailure("CANNOT_CONTACT_HOST", target.ref)
+                self._hang_until_given_up(call, target)
             if target.xapi is not serving:
                 raise XapiFailure("CANNOT_CONTACT_HOST", target.ref)  # its xapi restarted
             self._lock.wait()
