@@ -3,8 +3,10 @@
 Owns: an initiator session to one LUN (login, READ CAPACITY(16), READ(16),
 WRITE(16), SYNCHRONIZE CACHE(16), INQUIRY VPD pages, MODE SENSE(6) of the
 caching page, logout); the seeded block
-pattern that lets a later run verify data without storing it; and the probe
-that measures how long I/O through a portal stayed dark.
+pattern that lets a later run verify data without storing it; the probe
+that measures how long I/O through a portal stayed dark; and the writer that
+keeps writing through an event, logging what the target acknowledged, with the
+check that every acknowledged write is still there afterwards.
 
     python3 -m tests.lab.iscsi_io iscsi://192.0.2.10/iqn.2026-01.example:ha/1 capacity
 
@@ -669,6 +671,93 @@ def probe(url, interval=0.05, duration=5.0, timeout=DEFAULT_PROBE_TIMEOUT, lba=0
     }
 
 
+class WriterStopped(Exception):
+    """SIGTERM to a writer: stop after the write in flight."""
+
+
+def _write_version(seed, seq):
+    return "%s#%d" % (seed, seq)
+
+
+def writer(url, seed, blocks, log_path, interval=0.01, timeout=DEFAULT_PROBE_TIMEOUT,
+           initiator_name=DEFAULT_INITIATOR_NAME, library=DEFAULT_LIBRARY):
+    """Write numbered versions of ``blocks`` blocks round-robin until SIGTERM, logging in
+    again after any failure, as a VM's disk keeps writing across a switchover.
+
+    Write ``seq`` puts the pattern of version ``SEED#seq`` in block ``seq % blocks``.
+    ``log_path`` gets one JSON line before each write is sent and one once the
+    target acknowledged it (GOOD status on a write-through LUN: the data is on
+    stable storage), so :func:`check_writes` knows what may be there.
+    """
+    client = IscsiClient(url, initiator_name=initiator_name, timeout=timeout, library=library)
+    acknowledged = failures = logins = 0
+    seq = 0
+
+    def stop(signum, frame):
+        raise WriterStopped()
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        with open(log_path, "a") as log:
+            def record(**entry):
+                log.write(json.dumps(entry, sort_keys=True) + "\n")
+                log.flush()
+            while True:
+                try:
+                    if not client.connected:
+                        client.connect()
+                        logins += 1
+                        client.check_range(0, blocks)
+                    lba = seq % blocks
+                    record(seq=seq, lba=lba, sent=time.time())
+                    client.write_blocks(lba, pattern_block(_write_version(seed, seq), lba,
+                                                           client.block_size))
+                    record(seq=seq, acked=time.time())
+                    acknowledged += 1
+                except (BadUrl, BadRequest):
+                    raise
+                except IscsiIoError:
+                    failures += 1
+                    client.close()
+                seq += 1
+                time.sleep(interval)
+    except (KeyboardInterrupt, WriterStopped):
+        pass
+    finally:
+        client.close()
+    return {"writes": seq, "acknowledged": acknowledged, "failures": failures,
+            "logins": logins}
+
+
+def check_writes(client, seed, log_path):
+    """Read back every block the writer wrote: each must hold its latest acknowledged
+    version, or a version sent after it that was never acknowledged (it may have
+    landed).  ``lost`` lists the blocks where an acknowledged write is gone."""
+    sent, acked = {}, set()
+    with open(log_path) as log:
+        for line in log:
+            entry = json.loads(line)
+            if "lba" in entry:
+                sent[entry["seq"]] = entry["lba"]
+            else:
+                acked.add(entry["seq"])
+    candidates = {}  # lba -> versions that may be there, newest last
+    for seq in sorted(sent):
+        lba = sent[seq]
+        if seq in acked:
+            candidates[lba] = [seq]
+        elif lba in candidates:
+            candidates[lba].append(seq)
+    block_size = client.block_size
+    lost = []
+    for lba in sorted(candidates):
+        data = client.read_blocks(lba, 1)
+        if not any(data == pattern_block(_write_version(seed, seq), lba, block_size)
+                   for seq in candidates[lba]):
+            lost.append({"lba": lba, "acknowledged_seq": candidates[lba][0]})
+    return {"ok": not lost, "acknowledged_writes": len(acked), "blocks_checked":
+            len(candidates), "lost": lost[:MAX_REPORTED_MISMATCHES], "lost_count": len(lost)}
+
+
 # -- command line -----------------------------------------------------------------
 
 def _positive_float(text):
@@ -736,6 +825,17 @@ def build_parser():
     probe_command.add_argument("--interval", type=_positive_float, default=0.05)
     probe_command.add_argument("--duration", type=_positive_float, required=True)
     probe_command.add_argument("--lba", type=_lba, default=0)
+    write_loop = commands.add_parser(
+        "writer", parents=[common], help="write numbered block versions until SIGTERM, "
+                                         "logging what was sent and acknowledged")
+    check = commands.add_parser(
+        "check-writes", parents=[common], help="read back what a writer logged: every "
+                                               "acknowledged write must be there (exit 1 if not)")
+    for command in (write_loop, check):
+        command.add_argument("--seed", required=True)
+        command.add_argument("--log", required=True, help="the writer's log (JSON lines)")
+    write_loop.add_argument("--blocks", type=_block_count, required=True)
+    write_loop.add_argument("--interval", type=_positive_float, default=0.01)
     return parser
 
 
@@ -756,6 +856,14 @@ def run_command(args):
                        timeout=args.timeout or DEFAULT_PROBE_TIMEOUT, lba=args.lba,
                        initiator_name=args.initiator, library=args.library)
         return report, 0
+    if args.command == "writer":
+        report = writer(args.url, args.seed, args.blocks, args.log, interval=args.interval,
+                        timeout=args.timeout or DEFAULT_PROBE_TIMEOUT,
+                        initiator_name=args.initiator, library=args.library)
+        return report, 0
+    if args.command == "check-writes":
+        report = _run_on_session(args, lambda c: check_writes(c, args.seed, args.log))
+        return report, 0 if report["ok"] else 1
     if args.command == "capacity":
         return _run_on_session(args, lambda c: c.capacity().as_dict()), 0
     if args.command == "write":
