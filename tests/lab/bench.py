@@ -3,24 +3,39 @@
 Brings a lab pool up in a temporary directory, lives through N planned master
 changes (hostA -> hostB, hostB -> hostA, ...) and then one failure of the
 master, each while a client in the client namespace reads block 0 of the LUN
-through the floating IP every 20 ms.  For every event it reports how long the
-client was dark (the longest stretch without a good read), how long the master
-change took, and what that time was made of: the XAPI master change, each
-``host.call_plugin`` round trip and, inside the plugin, the observe time and
-every step; what a round trip holds beyond the plugin's own time is split into
-plugin process start/exit and the XAPI simulator.  A timeline puts the client's
-reads next to the moments the VIP left the old master and reached the new one.
-It also times the primitives behind the waits (the duplicate-address check,
-interpreter start, a bare plugin call).  Prints median / min / max over the
-rounds; ``--json FILE`` gets every raw number.  The lab is taken down however
-the run ends, Ctrl-C included.
+through the floating IP every 20 ms.  The lab changes only the pool, as an
+elector or a sysadmin does; each host's iscsi-ha-controller moves the storage.
+For every event it reports:
+
+- how long the client was dark (the longest stretch without a good read);
+- the master change: ``pool.designate_new_master`` (or, after the failure,
+  the fault injection and the elector's ``pool.emergency_transition_to_master``);
+- from the commit until the new master's xapi answers a login (the fuse and
+  the xapi restart, lab timers);
+- from then until the new master's controller starts the pass that moves the
+  storage;
+- that pass: its snapshot (each host's ``fn=status``), the round trip of each
+  plugin call it makes and, inside each call, the plugin's steps as its host
+  log stamps them, and the rest of the pass (deciding, alerts, publishing);
+- the total, from the moment the bench asked until that pass finished, and
+  apart from it the lab's own check that both hosts' roles are right.
+
+A timeline puts the client's reads next to the moments the VIP left the old
+master and reached the new one.  It also times the primitives behind the waits
+(the duplicate-address check, interpreter start, a bare plugin call).  Prints
+median / min / max over the rounds; ``--json FILE`` gets every raw number.
+The lab is taken down however the run ends, Ctrl-C included.
 
     python3 -m tests.lab.bench [--rounds N] [--json FILE] [--drbd-version 9|8.4]
                                [--plugin-python PATH] [--probe-timeout SECONDS]
 
-The numbers come from one clock read in three places: this process
+The numbers come from one clock read in four places: this process
 (``time.time()``), the XAPI simulator's audit log (each call's end and
-duration) and the plugin's host log (when each step finished, to the ms).
+duration), the controller's state file (its pass's start and end, and each
+plugin call's round trip as the controller timed it) and the plugin's host
+log (when each step finished, to the ms).  The log says when a step finished,
+not when the first one started: the first step of a call is reported together
+with the plugin's start and its observe time.
 """
 
 import argparse
@@ -41,7 +56,7 @@ import XenAPI
 
 from iscsi_ha import commands, config as config_module
 from iscsi_ha.vip import FloatingIp
-from tests.lab import iscsi_io, pool
+from tests.lab import controllers, iscsi_io, pool
 from tests.lab.xapi_sim import in_netns
 
 DEFAULT_ROUNDS = 5
@@ -50,20 +65,29 @@ PROBE_INTERVAL = 0.02
 PROBE_LEAD_SECONDS = 0.3
 SETTLE_SECONDS = 0.3
 RECOVERY_LIMIT_SECONDS = 15.0
-# pool.call_plugin rounds its round trips to the millisecond, so a difference
-# with one of them in it may come out that much below zero.
+# The controller rounds its round trips and the host log its stamps to the
+# millisecond, so a difference with one of them in it may come out that much
+# below zero.
 ROUNDING = 0.001
 # No lab host uses it: arping -D for it waits as long as it ever does.
 FREE_LAB_ADDRESS = "192.0.2.200"
 # How plugins/iscsi_ha/actions.py logs a finished step, after the logs.py prefix.
 STEP_DONE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) \d+ INFO "
-                       r"(promote|demote): (\S+) \S+ done\b")
+                       r"(promote|demote): (\S+) (\S+) done\b")
+ACTION_FNS = ("demote", "promote")
+# The table's narrowest label column.
+LABEL_WIDTH = 72
 EVENT_TITLES = {"planned": "Planned master change", "failure": "Master failure"}
-# Until the new master's xapi answers, the lab (as the controller will) waits.
+MASTER_CALL = {"planned": "pool.designate_new_master",
+               "failure": "pool.emergency_transition_to_master"}
+TOTAL = "total: asked until the controller's pass finished"
+PASS = TOTAL + "/controller's pass"
+SNAPSHOT = PASS + "/snapshot (pool records, each host's status)"
 RESTART_PHASE = {
-    "planned": "master change/XAPI restart: fuse, then both xapis start (lab timers)",
-    "failure": "master change/XAPI restart: fuse, then the survivor starts as master "
-               "(lab timers)"}
+    "planned": TOTAL + "/commit until the new master's xapi answers (fuse, both xapis "
+                       "restart; lab timers)",
+    "failure": TOTAL + "/commit until the survivor's xapi answers as master (fuse, restart; "
+                       "lab timers)"}
 
 
 class BenchError(Exception):
@@ -212,17 +236,6 @@ class Appended(object):
             return handle.read().splitlines()
 
 
-def lab_plugin_calls(calls):
-    """The lab's own host.call_plugin calls that XAPI answered, in order.
-
-    A host's own tools (DRBD's fence-peer handler) reach XAPI inside their
-    namespace, not on a loopback listener, and calls that found no master
-    (HOST_IS_SLAVE while xapi restarts) were made again.
-    """
-    return [call for call in calls if call["method"] == "host.call_plugin"
-            and call["listener"].endswith("/loopback") and call["outcome"] == "Success"]
-
-
 def audit_calls(lines):
     """The XAPI simulator's audit entries, each with wall-clock ``start`` and ``end``."""
     calls = []
@@ -230,28 +243,31 @@ def audit_calls(lines):
         entry = json.loads(line)
         entry["end"] = datetime.datetime.fromisoformat(entry["time"]).timestamp()
         entry["start"] = entry["end"] - entry["seconds"]
+        entry["fn"] = entry["params"][3] if entry["method"] == "host.call_plugin" else None
         calls.append(entry)
     return calls
 
 
+class StepDone(object):
+    """One "ACTION: STEP SUBJECT done" line of a host log."""
+
+    def __init__(self, when, action, step, subject):
+        self.when = when
+        self.action = action
+        self.step = step
+        self.subject = subject
+
+
 def steps_done(lines):
-    """(action, step) -> wall-clock time the plugin logged that step as done."""
-    done = {}
+    """The finished steps a host log shows, in order."""
+    done = []
     for line in lines:
         match = STEP_DONE.match(line)
         if match:
-            stamp, millis, action, step = match.groups()
+            stamp, millis, action, step, subject = match.groups()
             when = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000.0
-            done[(action, step)] = when
+            done.append(StepDone(when, action, step, subject))
     return done
-
-
-def _step_time(done, action, step, host):
-    if (action, step) not in done:
-        raise BenchError("the iscsi-ha log of %s has no line for %s step %s; the bench reads "
-                         "the 'ACTION: STEP SUBJECT done' lines that iscsi_ha/actions.py logs"
-                         % (host, action, step))
-    return done[(action, step)]
 
 
 # -- one event --------------------------------------------------------------------
@@ -262,50 +278,56 @@ def difference(whole, *parts):
     return 0.0 if -ROUNDING <= rest < 0 else rest
 
 
-def plugin_call_phases(prefix, call, audit_entry):
-    """A host.call_plugin round trip and what it was made of, as (path, seconds) pairs."""
-    result = call["result"]
-    process = audit_entry["seconds"]
-    phases = [(prefix, call["seconds"])]
-    if "seconds" in result:  # promote and demote time themselves; status does not
-        inside = prefix + "/in plugin"
-        steps = [("%s/%s %s" % (inside, step["step"], step["subject"]), step["seconds"])
-                 for step in result["steps"]]
-        observe = ("observe (incl. duplicate-address check)" if call["fn"] == "promote"
-                   else "observe")
-        phases.append((inside, result["seconds"]))
-        phases.append((inside + "/" + observe, result["observe_seconds"]))
-        phases.extend(steps)
-        phases.append((inside + "/plan and log", difference(
-            result["seconds"], result["observe_seconds"], *[s for _, s in steps])))
-        phases.append((prefix + "/plugin process start and exit",
-                       difference(process, result["seconds"])))
-    else:
-        phases.append((prefix + "/plugin process (whole)", process))
-    phases.append((prefix + "/XAPI simulator and XML-RPC", difference(call["seconds"], process)))
-    return phases
-
-
 class Event(object):
-    """Everything recorded while one master change happened."""
+    """Everything recorded while one master change happened.
 
-    def __init__(self, kind, old, new, outcome, started, calls, done, darkness):
+    ``started`` is when the bench asked for it, ``returned`` when the lab said
+    the new master serves; ``last_pass`` is the pass the new master's controller
+    recorded in its state file by then; ``calls`` the XAPI audit entries and
+    ``done`` (host -> steps_done()) the host log lines written meanwhile.
+    """
+
+    def __init__(self, kind, old, new, outcome, last_pass, started, returned, calls, done,
+                 darkness):
         self.kind = kind
-        self.old = old  # None when the old master died
+        self.old = old
         self.new = new
         self.outcome = outcome
+        self.last_pass = last_pass
         self.started = started
+        self.returned = returned
         self.calls = calls
-        self.done = done  # host -> steps_done()
+        self.done = done
         self.darkness = darkness
-        for step in outcome["storage"]:
-            if not step["ok"] or "refused" in step:
-                raise BenchError("%s on %s did not succeed: %s" % (
-                    step["fn"], step["host"], step.get("refused") or step.get("error")))
-        self.plugin_calls = lab_plugin_calls(calls)
-        if [c["params"][3] for c in self.plugin_calls] != [s["fn"] for s in outcome["storage"]]:
-            raise BenchError("the XAPI audit log does not show the plugin calls %s"
-                             % [s["fn"] for s in outcome["storage"]])
+        reported = outcome["controller"]
+        if not last_pass or any(last_pass.get(key) != reported[key]
+                                for key in ("reason", "outcome", "trigger", "actions")):
+            raise BenchError("the state file of %s's controller shows another pass than the "
+                             "one the lab reported: %s" % (new, last_pass))
+        for action in reported["actions"]:
+            if not action["ok"]:
+                raise BenchError("%s on %s failed: %s" % (action["fn"], action["host"],
+                                                          " ".join(action["error"])))
+        in_pass = [call for call in calls if call["method"] == "host.call_plugin"
+                   and call["listener"] == new + "/netns"
+                   and last_pass["started"] <= call["start"]
+                   and call["end"] <= last_pass["finished"]]
+        self.statuses = [call for call in in_pass if call["fn"] == "status"]
+        self.action_calls = [call for call in in_pass if call["fn"] in ACTION_FNS]
+        if [call["fn"] for call in self.action_calls] != [a["fn"] for a in reported["actions"]]:
+            raise BenchError("the XAPI audit log does not show the controller's plugin calls "
+                             "%s" % [a["fn"] for a in reported["actions"]])
+        refs = [call["params"][1] for action, call in zip(reported["actions"],
+                                                           self.action_calls)
+                if action["host"] == new]
+        if not refs:
+            raise BenchError("the controller's pass did not promote %s: %s"
+                             % (new, reported["actions"]))
+        self.new_master_ref = refs[0]
+
+    @property
+    def actions(self):
+        return self.outcome["controller"]["actions"]
 
     def call(self, method):
         found = [c for c in self.calls if c["method"] == method]
@@ -314,32 +336,92 @@ class Event(object):
                              % (method, len(found)))
         return found[0]
 
-    def role(self, host):
-        return "new master" if host == self.new else "old master"
+    def answered(self):
+        """When the new master's xapi first took a login after the commit."""
+        committed = self.call(MASTER_CALL[self.kind])["end"]
+        for call in self.calls:
+            if (call["method"] == "session.login_with_password" and call["host"] == self.new
+                    and call["outcome"] == "Success" and call["end"] > committed):
+                return call["end"]
+        raise BenchError("the XAPI audit log shows no login at %s after the master change"
+                         % self.new)
+
+    def host_role(self, host):
+        if host == self.new:
+            return "new master"
+        return "old master, dead" if self.kind == "failure" else "old master"
+
+    def role(self, host_ref):
+        """The role of the host a call_plugin names by its ref; of two hosts, the one the
+        controller promoted is the new master."""
+        return self.host_role(self.new if host_ref == self.new_master_ref else self.old)
+
+    def steps_of(self, action, call):
+        """The steps the plugin logged as done during ``call``, an ``action`` record."""
+        return [step for step in self.done[action["host"]] if step.action == action["fn"]
+                and call["start"] - ROUNDING <= step.when <= call["end"] + ROUNDING]
+
+    def plugin_call_phases(self, prefix, action, call):
+        """One plugin call of the pass: the controller's round trip, the XML-RPC around what
+        XAPI spent on it, and inside that the plugin's steps as its host log stamps them."""
+        phases = [(prefix, action["seconds"]),
+                  (prefix + "/XML-RPC, controller and XAPI",
+                   difference(action["seconds"], call["seconds"]))]
+        steps = self.steps_of(action, call)
+        if not steps:
+            return phases + [(prefix + "/in XAPI: the plugin, nothing done", call["seconds"])]
+        observe = ("observe (incl. duplicate-address check)" if action["fn"] == "promote"
+                   else "observe")
+        marks = [call["start"]] + [step.when for step in steps] + [call["end"]]
+        names = (["in XAPI: plugin start, %s, %s %s" % (observe, steps[0].step,
+                                                         steps[0].subject)]
+                 + ["in XAPI: %s %s" % (step.step, step.subject) for step in steps[1:]]
+                 + ["in XAPI: result, plugin exit, reply"])
+        for name, begin, end in zip(names, marks, marks[1:]):
+            phases.append((prefix + "/" + name, difference(end, begin)))
+        return phases
+
+    def pass_phases(self):
+        last = self.last_pass
+        phases = [(PASS, last["finished"] - last["started"])]
+        snapshot_end = self.statuses[-1]["end"] if self.statuses else last["started"]
+        snapshot = snapshot_end - last["started"]
+        phases.append((SNAPSHOT, snapshot))
+        for call in self.statuses:
+            phases.append((SNAPSHOT + "/status (%s)" % self.role(call["params"][1]),
+                           call["seconds"]))
+        phases.append((SNAPSHOT + "/pool records, XML-RPC",
+                       difference(snapshot, *[call["seconds"] for call in self.statuses])))
+        for action, call in zip(self.actions, self.action_calls):
+            phases.extend(self.plugin_call_phases(
+                "%s/%s (%s)" % (PASS, action["fn"], self.host_role(action["host"])),
+                action, call))
+        phases.append((PASS + "/decide, alerts, publish", difference(
+            phases[0][1], snapshot, *[action["seconds"] for action in self.actions])))
+        return phases
 
     def phases(self):
-        whole = self.outcome["seconds"]
-        phases = [("client dark", self.darkness.seconds), ("master change", whole)]
-        parts = []
+        last = self.last_pass
+        committed = self.call(MASTER_CALL[self.kind])
+        answered = self.answered()
+        phases = [("client dark", self.darkness.seconds),
+                  (TOTAL, last["finished"] - self.started)]
         if self.kind == "planned":
-            parts.append(("master change/XAPI pool.designate_new_master",
-                          self.call("pool.designate_new_master")["seconds"]))
-            parts.append((RESTART_PHASE["planned"], self.outcome["xapi_restart_seconds"]))
+            phases.append((TOTAL + "/lab: login and lookups", committed["start"]
+                           - self.started))
+            phases.append((TOTAL + "/XAPI pool.designate_new_master", committed["seconds"]))
         else:
-            parts.append(("master change/fault injection (lab only: links down, tgtd "
-                          "killed, DRBD crashed)", self.call("lab.fail_host")["end"]
-                          - self.started))
-            parts.append(("master change/XAPI pool.emergency_transition_to_master",
-                          self.call("pool.emergency_transition_to_master")["seconds"]))
-            parts.append((RESTART_PHASE["failure"], self.outcome["xapi_restart_seconds"]))
-        phases.extend(parts)
-        round_trips = []
-        for step, entry in zip(self.outcome["storage"], self.plugin_calls):
-            prefix = "master change/%s (%s)" % (step["fn"], self.role(step["host"]))
-            phases.extend(plugin_call_phases(prefix, step, entry))
-            round_trips.append(step["seconds"])
-        phases.append(("master change/other XAPI calls (logout, login, lookups)",
-                       difference(whole, *([s for _, s in parts] + round_trips))))
+            failed = self.call("lab.fail_host")["end"]
+            phases.append((TOTAL + "/fault injection (lab only: controller killed, links "
+                                   "down, tgtd killed, DRBD crashed)", failed - self.started))
+            phases.append((TOTAL + "/elector: login, pool.emergency_transition_to_master",
+                           committed["end"] - failed))
+        phases.append((RESTART_PHASE[self.kind], answered - committed["end"]))
+        phases.append((TOTAL + "/xapi answers until the controller's pass starts",
+                       last["started"] - answered))
+        phases.extend(self.pass_phases())
+        phases.append(("lab only: pass finished until the lab saw both hosts' roles",
+                       self.returned - last["finished"]))
         return phases
 
     def timeline(self):
@@ -348,21 +430,26 @@ class Event(object):
                  ("client: first good read again", self.darkness.end)]
         if self.darkness.failed:
             marks.append(("client: first failed read ended", self.darkness.failed[0].finished))
-        master_call = ("pool.designate_new_master" if self.kind == "planned"
-                       else "pool.emergency_transition_to_master")
-        returned = self.call(master_call)["end"]
-        marks.append(("XAPI %s returned" % master_call, returned))
-        marks.append(("XAPI: the new master answered", returned
-                      + self.outcome["xapi_restart_seconds"]))
-        for step, entry in zip(self.outcome["storage"], self.plugin_calls):
-            name = "%s (%s)" % (step["fn"], self.role(step["host"]))
-            marks.append((name + " called", entry["start"]))
-            marks.append((name + " returned", entry["end"]))
-        if self.old is not None:
-            marks.append(("VIP released (old master's log)",
-                          _step_time(self.done[self.old], "demote", "vip-release", self.old)))
-        marks.append(("VIP claimed (new master's log)",
-                      _step_time(self.done[self.new], "promote", "vip-claim", self.new)))
+        master_call = MASTER_CALL[self.kind]
+        marks.append(("XAPI %s returned" % master_call, self.call(master_call)["end"]))
+        marks.append(("XAPI: the new master answered a login", self.answered()))
+        marks.append(("controller: pass started", self.last_pass["started"]))
+        marks.append(("controller: pass finished", self.last_pass["finished"]))
+        for call in self.statuses + self.action_calls:
+            name = "%s (%s)" % (call["fn"], self.role(call["params"][1]))
+            marks.append((name + " called", call["start"]))
+            marks.append((name + " returned", call["end"]))
+        for call in self.calls:
+            if call["fn"] == "outdate":  # DRBD's fence-peer handler asking the peer
+                marks.append(("fence-peer: outdate (%s) returned %s"
+                              % (self.role(call["params"][1]), call["outcome"]), call["end"]))
+        for action, call in zip(self.actions, self.action_calls):
+            for step in self.steps_of(action, call):
+                if step.step in ("vip-release", "vip-claim"):
+                    marks.append(("VIP %s (%s's log)" % (
+                        "released" if step.step == "vip-release" else "claimed",
+                        self.host_role(action["host"])), step.when))
+        marks.append(("lab: saw the new master serving", self.returned))
         return dict((name, round(when - self.started, 4))
                     for name, when in sorted(marks, key=lambda mark: mark[1]))
 
@@ -372,12 +459,14 @@ class Event(object):
             "phases": dict((path, round(seconds, 4)) for path, seconds in self.phases()),
             "timeline": self.timeline(),
             "client": self.darkness.report(self.started),
+            "controller": dict(self.last_pass, started=round(self.last_pass["started"]
+                                                             - self.started, 4),
+                               finished=round(self.last_pass["finished"] - self.started, 4)),
             "xapi_calls": [{"method": c["method"], "start": round(c["start"] - self.started, 4),
                             "seconds": c["seconds"], "listener": c["listener"],
-                            "outcome": c["outcome"],
-                            "fn": c["params"][3] if c["method"] == "host.call_plugin" else None}
+                            "outcome": c["outcome"], "fn": c["fn"]}
                            for c in self.calls],
-            "storage": self.outcome["storage"],
+            "lab": self.outcome,
         }
 
 
@@ -394,12 +483,15 @@ def measure_event(state_dir, kind, old, new, action, probe_timeout):
         probe.wait_until_serving(time.time(), PROBE_LEAD_SECONDS)
         started = time.time()
         outcome = action()
+        returned = time.time()
+        # Now, before the controller's next pass (its interval away) replaces it.
+        last_pass = (controllers.state(lab, new) or {}).get("last_pass")
         probe.wait_until_serving(time.time(), SETTLE_SECONDS)
     finally:
         probe.stop()
     done = dict((name, steps_done(log.lines())) for name, log in host_logs.items())
-    return Event(kind, old, new, outcome, started, audit_calls(audit.lines()), done,
-                 Darkness(list(probe.reads)))
+    return Event(kind, old, new, outcome, last_pass, started, returned,
+                 audit_calls(audit.lines()), done, Darkness(list(probe.reads)))
 
 
 # -- the primitives -----------------------------------------------------------------
@@ -461,7 +553,9 @@ def run(state_dir, rounds, drbd_version, plugin_python, probe_timeout, say):
     lab = pool.Lab.load(state_dir)
     say("lab is up: state %s, namespaces %s-*\n" % (state_dir, lab.record["prefix"]))
     pids = dict([("xapi simulator", lab.record["xapi"]["pid"])]
-                + [("tgtd " + name, host["tgtd"]["pid"]) for name, host in lab.hosts.items()])
+                + [("tgtd " + name, host["tgtd"]["pid"]) for name, host in lab.hosts.items()]
+                + [("controller " + name, host["controller"]["pid"])
+                   for name, host in lab.hosts.items()])
     events = []
     for number in range(1, rounds + 1):
         old = pool.Lab.load(state_dir).record["master"]
@@ -470,17 +564,18 @@ def run(state_dir, rounds, drbd_version, plugin_python, probe_timeout, say):
                               functools.partial(pool.designate_master, state_dir, new),
                               probe_timeout)
         events.append(event.as_dict())
-        say("round %d/%d: %s -> %s, client dark %.3f s, master change %.3f s\n"
-            % (number, rounds, old, new, event.darkness.seconds, event.outcome["seconds"]))
+        say("round %d/%d: %s -> %s, client dark %.3f s, total %.3f s\n"
+            % (number, rounds, old, new, event.darkness.seconds,
+               events[-1]["phases"][TOTAL]))
     say("timing the primitives\n")
     primitives = measure_primitives(state_dir, rounds)
     victim = pool.Lab.load(state_dir).record["master"]
     survivor = lab.other_host(victim)
-    event = measure_event(state_dir, "failure", None, survivor,
+    event = measure_event(state_dir, "failure", victim, survivor,
                           functools.partial(pool.fail_host, state_dir, victim), probe_timeout)
     events.append(event.as_dict())
-    say("failure of %s: %s took over, client dark %.3f s\n"
-        % (victim, survivor, event.darkness.seconds))
+    say("failure of %s: %s took over, client dark %.3f s, total %.3f s\n"
+        % (victim, survivor, event.darkness.seconds, events[-1]["phases"][TOTAL]))
     return {
         "settings": {"rounds": rounds, "drbd_version": drbd_version,
                      "plugin_python": lab.record["plugin_python"],
@@ -522,16 +617,22 @@ def table(summary, rounds):
     """The summary as text, in milliseconds."""
     lines = []
 
+    def label(name, indent_by_path):
+        if indent_by_path:
+            return "  " * name.count("/") + name.rsplit("/", 1)[-1]
+        return "  " + name
+
+    width = max([LABEL_WIDTH] + [len(label(name, part == "phases"))
+                                 for kind in EVENT_TITLES for part in ("phases", "timeline")
+                                 for name in summary[kind][part]])
+
     def section(title, rows, indent_by_path):
         lines.append("")
-        lines.append("%-72s %7s %7s %7s" % (title, "median", "min", "max"))
+        lines.append("%-*s %7s %7s %7s" % (width, title, "median", "min", "max"))
         for name, values in rows.items():
-            if indent_by_path:
-                label = "  " * name.count("/") + name.rsplit("/", 1)[-1]
-            else:
-                label = "  " + name
-            lines.append("%-72s %7.0f %7.0f %7.0f" % (
-                label, values["median"] * 1000, values["min"] * 1000, values["max"] * 1000))
+            lines.append("%-*s %7.0f %7.0f %7.0f" % (
+                width, label(name, indent_by_path), values["median"] * 1000,
+                values["min"] * 1000, values["max"] * 1000))
 
     for kind, title in EVENT_TITLES.items():
         count = summary[kind]["phases"]["client dark"]["n"]

@@ -9,4 +9,5 @@ from tests.lab.running import lab_command, start_lab
 def lab(tmp_path):
     running = start_lab(tmp_path)
     yield running
+    running.kill_writer()
     lab_command("down", "--state", running.state)

@@ -3,8 +3,10 @@
 Owns building and tearing down one simulated pool on this machine, and the
 events a pool lives through (planned master change, a host dying and coming
 back, the replication link breaking), each driven the way the real thing is:
-master changes through XAPI, storage moves through ``host.call_plugin`` of the
-installed plugin. Everything the lab makes is recorded in ``STATE/lab.json`` so
+master changes through XAPI, as an elector or a sysadmin makes them. The lab
+never moves the storage: each host runs iscsi-ha's controller
+(``controllers``), and the master's moves it; the lab only waits until the
+master serves. Everything the lab makes is recorded in ``STATE/lab.json`` so
 that any later command, including ``down``, finds it again.
 
 Network (addresses from the documentation ranges only)::
@@ -33,7 +35,7 @@ from iscsi_ha.errors import CommandFailed
 from tests.drbd_double import crash as drbd_crash, cut as drbd_cut, heal as drbd_heal
 from tests.drbd_double import init_pool, install_wrappers, revive as drbd_revive
 from tests.drbd_double import stop_handlers as drbd_stop_handlers
-from tests.lab import host_etc
+from tests.lab import controllers, host_etc
 from tests.lab.xapi_client import MasterSession, XapiUnreachable, wait_for_slave
 from tests.support import netns
 from tests.support.tgtd import attach_tgtd, process_alive, start_tgtd
@@ -53,10 +55,22 @@ SIMULATOR_START_SECONDS = 15
 # Who makes a survivor master when the master dies (see xapi_sim): something
 # outside xapi such as HA-Lizard, the common two-host setup, or XenServer HA.
 DEFAULT_ELECTOR = "external"
+# Bounds on waiting for the controllers; they only stop a broken run.
+SERVE_SECONDS = 90.0
+BOOT_SECONDS = 30.0
+SERVING_OUTCOMES = ("in-place", "done")
 
 
 class LabError(Exception):
     """The lab cannot do what was asked; the message says why."""
+
+
+@contextlib.contextmanager
+def _controller_errors():
+    try:
+        yield
+    except controllers.ControllerError as exc:
+        raise LabError(str(exc)) from None
 
 
 class Lab(object):
@@ -155,38 +169,6 @@ class Lab(object):
         master_uuid = session.retrying(ask)
         return [name for name, host in self.hosts.items() if host["uuid"] == master_uuid][0]
 
-    def move_storage(self, session, old, new, reason):
-        """What the controller will do: demote the old master, then promote the new one.
-
-        Nothing moves when the new master could not serve (disks not UpToDate,
-        tgtd not running): its promote would be refused after the old one stopped
-        serving. A failed demote stops the move: promoting while the old side may
-        still write would make two writers.  ``old`` None means the lab killed the
-        old master: it is confirmed gone, so the promote says ``peer_down``, and a
-        disk DRBD left Consistent when its Primary vanished may be promoted (DRBD
-        then asks the fence-peer handler first).
-        """
-        steps = [self.call_plugin(session, new, "status")]
-        if not steps[0]["ok"]:
-            return steps
-        status = steps[0]["result"]
-        servable = ("UpToDate",) if old is not None else ("UpToDate", "Consistent")
-        stale = [r["name"] for r in status["resources"] if r["disk"] not in servable]
-        if stale:
-            steps[0]["refused"] = ("not moving the storage: %s on %s is not UpToDate"
-                                   % (", ".join(stale), new))
-            return steps
-        if not status["target"]["daemon_running"]:
-            steps[0]["refused"] = "not moving the storage: tgtd is not running on %s" % new
-            return steps
-        if old is not None and self.hosts[old]["alive"]:
-            steps.append(self.call_plugin(session, old, "demote", reason=reason))
-            if not steps[-1]["ok"]:
-                return steps
-        confirmed_gone = {"peer_down": "true"} if old is None else {}
-        steps.append(self.call_plugin(session, new, "promote", reason=reason, **confirmed_gone))
-        return steps
-
     # -- tgtd ----------------------------------------------------------------
 
     def start_tgtd(self, name):
@@ -206,7 +188,8 @@ class Lab(object):
 # -- building ------------------------------------------------------------------
 
 def up(state_dir, drbd_version="9", plugin_python=None, elector=DEFAULT_ELECTOR):
-    """Build the pool, make hostA master and promote it; return the lab's description.
+    """Build the pool with hostA master, start every host's controller, and return the
+    lab's description once hostA's controller has made it serve.
 
     ``elector`` is what makes a survivor master: "external" (HA-Lizard and the
     like: HA off in xapi) or "xapi-ha" (XenServer HA).
@@ -238,10 +221,11 @@ def up(state_dir, drbd_version="9", plugin_python=None, elector=DEFAULT_ELECTOR)
         lab.save()
         _start_simulator(lab)
         lab.save()
-        with lab.xapi() as session:
-            promoted = lab.call_plugin(session, "hostA", "promote", reason="lab up")
-        if not promoted["ok"]:
-            raise LabError("promoting hostA failed: %s" % promoted["error"])
+        since = time.time()
+        with _controller_errors():
+            for name in sorted(lab.hosts):
+                controllers.start(lab, name)
+        _wait_serving(lab, "hostA", since)
     except BaseException:
         down(state_dir)
         raise
@@ -325,15 +309,16 @@ def _install_fence_peer(lab, name, plugin_dir, config_path):
     os.makedirs(installed)
     os.symlink(os.path.join(plugin_dir, "iscsi_ha"), os.path.join(installed, "iscsi_ha"))
     handler = os.path.join(installed, "iscsi-ha-fence-peer")
-    _install_script(lab, "iscsi-ha-fence-peer", handler)
+    _install_script(lab, os.path.join("plugins", "iscsi-ha-fence-peer"), handler)
     with open(_fence_peer_path(lab, name), "w") as wrapper:
         wrapper.write("#!/bin/sh\nexec %s --config %s\n" % (handler, config_path))
     os.chmod(_fence_peer_path(lab, name), 0o755)
 
 
-def _install_script(lab, name, path):
-    """Copy ``plugins/NAME`` to ``path`` pointing at the plugin Python, as setup.py does."""
-    with open(os.path.join(REPO, "plugins", name)) as source:
+def _install_script(lab, source_path, path):
+    """Copy ``source_path`` (in the repository) to ``path`` pointing at the plugin Python,
+    as setup.py does."""
+    with open(os.path.join(REPO, source_path)) as source:
         lines = source.readlines()
     lines[0] = "#!%s\n" % lab.record["plugin_python"]
     with open(path, "w") as target:
@@ -351,7 +336,8 @@ def _install_host(lab, name):
                     os.path.join(plugin_dir, "iscsi_ha"),
                     ignore=shutil.ignore_patterns("*.pyc", "__pycache__"))
     shutil.copy(os.path.join(REPO, "tests", "xapi_plugin", "XenAPIPlugin.py"), plugin_dir)
-    _install_script(lab, "iscsi-ha", os.path.join(plugin_dir, "iscsi-ha"))
+    _install_script(lab, os.path.join("plugins", "iscsi-ha"),
+                    os.path.join(plugin_dir, "iscsi-ha"))
     bin_dir = os.path.join(host_dir, "bin")
     text = config_module.render_sample(
         iqn=IQN, vip="%s/%d" % (VIP, PREFIX), vip_interface=STORAGE_INTERFACE,
@@ -365,6 +351,7 @@ def _install_host(lab, name):
         xapi_url="http://%s" % lab.hosts[name]["address"], xapi_username=USERNAME,
         xapi_password_file=os.path.join(host_dir, "xapi-password"),
         lvm_conf=os.path.join(host_dir, "lvm.conf"),
+        pool_conf=lab.path("hosts", name, "pool.conf"),  # written by the XAPI simulator
         inventory=os.path.join(host_dir, "xensource-inventory"),
         resources=[{"name": RESOURCE["name"], "lun": RESOURCE["lun"],
                     "device": lab.path("drbd", name, "dev", "drbd%d" % RESOURCE["minor"]),
@@ -383,9 +370,9 @@ def _install_host(lab, name):
     _install_fence_peer(lab, name, plugin_dir, config_path)
     lab.hosts[name]["plugin_dir"] = plugin_dir
     lab.hosts[name]["config"] = config_path
+    controllers.install(lab, name, lambda source, path: _install_script(lab, source, path))
     # xapi gives the plugin no ISCSI_HA_CONF: it reads its default path.
     host_etc.install(lab.record["namespaces"][name], config_path)
-
 
 
 
@@ -429,7 +416,8 @@ def _start_simulator(lab):
 # -- events --------------------------------------------------------------------
 
 def status(state_dir):
-    """The master and each host's plugin status, or what XAPI said instead.
+    """The master, each host's plugin status (or what XAPI said instead) and each host's
+    controller: running or not, and what its state file says.
 
     A dead host's status is what xapi makes of it: CANNOT_CONTACT_HOST after its
     retries while the host still counts as live, HOST_OFFLINE once it does not.
@@ -439,16 +427,69 @@ def status(state_dir):
         master = lab.master(session)
         hosts = dict((name, lab.call_plugin(session, name, "status"))
                      for name in sorted(lab.hosts))
-    return {"master": master, "hosts": hosts}
+    return {"master": master, "hosts": hosts,
+            "controllers": dict((name, controllers.describe(lab, name))
+                                for name in sorted(lab.hosts))}
 
 
-def designate_master(state_dir, name, move_storage=True):
-    """A planned master change, as ``xe pool-designate-new-master``.
+def _roles(lab, master):
+    """Each live host's plugin role, asked through ``master``'s xapi."""
+    with lab.xapi(master=master) as session:
+        answers = dict((name, lab.call_plugin(session, name, "status"))
+                       for name in sorted(lab.hosts) if lab.hosts[name]["alive"])
+    return dict((name, answer["result"]["role"] if answer["ok"] else " ".join(answer["error"]))
+                for name, answer in answers.items())
+
+
+def _wait_serving(lab, master, since):
+    """Wait until ``master``'s controller has made it serve: its status says primary and
+    every other live host's says secondary. Returns the controller's pass that did it.
+
+    Cheap while waiting: the plugins are asked only after the master's controller
+    reports a pass, started after ``since``, that left the storage in place or
+    moved it.
+    """
+    deadline = time.monotonic() + SERVE_SECONDS
+    checked, roles = None, None
+    expected = dict((name, "primary" if name == master else "secondary")
+                    for name in lab.hosts if lab.hosts[name]["alive"])
+    while True:
+        if not controllers.running(lab, master):
+            raise LabError("the controller of %s is not running, so nothing makes it serve "
+                           "(start it: `python -m tests.lab controller start %s`)\n%s"
+                           % (master, master, controllers.tail(lab, master)))
+        last = (controllers.state(lab, master) or {}).get("last_pass") or {}
+        if (last.get("started", 0) >= since and last.get("outcome") in SERVING_OUTCOMES
+                and last.get("finished") != checked):
+            checked = last.get("finished")
+            roles = _roles(lab, master)
+            if roles == expected:
+                return last
+        if time.monotonic() > deadline:
+            raise LabError("%s did not serve within %.0f s (roles seen: %s; its controller's "
+                           "last pass: %s: %s)\n%s" % (
+                               master, SERVE_SECONDS, roles or "not asked",
+                               last.get("outcome"), last.get("reason"),
+                               "\n".join(controllers.tail(lab, name)
+                                         for name in sorted(lab.hosts))))
+        time.sleep(0.05)
+
+
+def _served(lab, master, since):
+    """What a command that waited for ``master`` to serve reports about it."""
+    last = _wait_serving(lab, master, since)
+    return {"serving_seconds": round(last["finished"] - since, 3),
+            "controller": dict((key, last.get(key)) for key in (
+                "reason", "outcome", "trigger", "actions"))}
+
+
+def designate_master(state_dir, name, wait=True):
+    """A planned master change, as ``xe pool-designate-new-master``; nothing else.
 
     xapi refuses it while HA is on: with XenServer HA as elector, HA is disabled
     first and enabled again on the new master, as a sysadmin must.  The call
-    returns once committed; both xapis restart after the fuse, and the storage
-    moves once the new master answers as master (the old one serves until then).
+    returns once committed; both xapis restart after the fuse.  With ``wait``,
+    it then waits until the new master's controller has made it serve.
     """
     lab = Lab.load(state_dir)
     lab.check_host(name)
@@ -472,29 +513,31 @@ def designate_master(state_dir, name, move_storage=True):
     committed = time.time()
     lab.record["master"] = name
     lab.save()
-    result = {"master": name, "previous_master": old, "storage": []}
-    with lab.xapi(master=name) as session:
-        result["xapi_restart_seconds"] = round(time.time() - committed, 3)
-        if ha:
-            try:
-                session.retrying(lambda api: api.pool.enable_ha([], {}))
-            except XenAPI.Failure as failure:
-                raise LabError("XAPI refused to enable HA again on %s: %s"
-                               % (name, " ".join(failure.details))) from None
-        if move_storage:
-            result["storage"] = lab.move_storage(session, old, name,
-                                                 "planned master change to %s" % name)
+    result = {"master": name, "previous_master": old}
+    if ha or wait:
+        with lab.xapi(master=name) as session:
+            result["xapi_restart_seconds"] = round(time.time() - committed, 3)
+            if ha:
+                try:
+                    session.retrying(lambda api: api.pool.enable_ha([], {}))
+                except XenAPI.Failure as failure:
+                    raise LabError("XAPI refused to enable HA again on %s: %s"
+                                   % (name, " ".join(failure.details))) from None
+    if wait:
+        result.update(_served(lab, name, committed))
     result["seconds"] = round(time.time() - started, 3)
     return result
 
 
-def fail_host(state_dir, name, move_storage=True):
-    """``name`` dies; the survivor becomes master as the elector makes it, then serves.
+def fail_host(state_dir, name, wait=True):
+    """``name`` dies (its controller with it); when it was master, the survivor becomes
+    master as the elector makes it.
 
     An external elector (HA-Lizard and the like), having fenced the dead master,
     calls pool.emergency_transition_to_master on the survivor; XenServer HA makes
-    the survivor master by itself.  Either way its xapi restarts as master, and
-    the storage moves once it answers.
+    the survivor master by itself.  Either way its xapi restarts as master.
+    With ``wait`` (and a new master), it then waits until the survivor's
+    controller has made it serve.
     """
     lab = Lab.load(state_dir)
     lab.check_host(name)
@@ -502,6 +545,10 @@ def fail_host(state_dir, name, move_storage=True):
         raise LabError("%s is down already" % name)
     survivor = lab.other_host(name)
     started = time.time()
+    # All at once, as a host that loses power: the controller first, so that it
+    # sees nothing of its host's death.
+    with _controller_errors():
+        controllers.kill(lab, name)
     namespace = lab.namespace(name)
     for interface in (STORAGE_INTERFACE, REPLICATION_INTERFACE):
         namespace.run(["ip", "link", "set", interface, "down"])
@@ -511,21 +558,20 @@ def fail_host(state_dir, name, move_storage=True):
         daemon.stop(timeout=2)  # reaps what SIGKILL left and removes its socket files
     drbd_crash(lab.path("drbd"), name)
     lab.control("fail_host", name)
+    failed = time.time()
     lab.hosts[name]["alive"] = False
     lab.hosts[name]["tgtd"] = None
     was_master = lab.record.get("master") == name
-    result = {"failed": name, "survivor": survivor, "storage": []}
+    result = {"failed": name, "survivor": survivor}
     if was_master:
         if lab.record.get("elector", DEFAULT_ELECTOR) == "external":
             _emergency_transition(lab, survivor)
         lab.record["master"] = survivor
     lab.save()
-    master_seen = time.time()
-    with lab.xapi(master=survivor) as session:
-        result["xapi_restart_seconds"] = round(time.time() - master_seen, 3)
-        if move_storage:
-            result["storage"] = lab.move_storage(session, None, survivor,
-                                                 "%s failed" % name)
+    if was_master and wait:
+        with lab.xapi(master=survivor):
+            result["xapi_restart_seconds"] = round(time.time() - failed, 3)
+        result.update(_served(lab, survivor, failed))
     result["master"] = lab.record["master"]
     result["seconds"] = round(time.time() - started, 3)
     return result
@@ -545,11 +591,15 @@ def _emergency_transition(lab, survivor):
 
 
 def restore_host(state_dir, name):
-    """``name`` boots again: no VIP, a fresh tgtd, DRBD Secondary, back in the pool as slave."""
+    """``name`` boots again: an empty run directory, no VIP, a fresh tgtd, DRBD Secondary,
+    back in the pool as slave, then its controller starts; returns once that controller
+    says its host is a slave."""
     lab = Lab.load(state_dir)
     lab.check_host(name)
     if lab.hosts[name]["alive"]:
         raise LabError("%s is up already" % name)
+    # Before anything of the new boot runs: a dom0 keeps [host] run_dir on tmpfs.
+    controllers.empty_run_dir(lab, name)
     namespace = lab.namespace(name)
     # A rebooted dom0 comes up without the floating IP.
     namespace.run(["ip", "addr", "flush", "dev", STORAGE_INTERFACE])
@@ -570,7 +620,64 @@ def restore_host(state_dir, name):
                        USERNAME, PASSWORD)
     except XapiUnreachable as exc:
         raise LabError(str(exc)) from None
+    with _controller_errors():
+        pid = controllers.start(lab, name)
+    _wait_mode(lab, name, pid, "slave")
     return {"restored": name, "master": lab.record["master"]}
+
+
+def _wait_mode(lab, name, pid, mode):
+    """Until the controller running as ``pid`` on ``name`` says its host is in ``mode``."""
+    deadline = time.monotonic() + BOOT_SECONDS
+    while True:
+        record = controllers.state(lab, name) or {}
+        if record.get("pid") == pid and record.get("mode") == mode:
+            return
+        if not controllers.running(lab, name) or time.monotonic() > deadline:
+            raise LabError("the controller of %s did not report mode %s within %.0f s (it "
+                           "says %s)\n%s" % (name, mode, BOOT_SECONDS, record.get("mode"),
+                                             controllers.tail(lab, name)))
+        time.sleep(0.05)
+
+
+def controller(state_dir, action, name):
+    """``controller stop|start|kill HOST``: the controller process only, as systemctl or a
+    crash would; returns whether it ran before and runs now, and its pid."""
+    lab = Lab.load(state_dir)
+    lab.check_host(name)
+    before = controllers.running(lab, name)
+    if action == "start" and not lab.hosts[name]["alive"]:
+        raise LabError("%s is down: `restore-host %s` boots it, controller included"
+                       % (name, name))
+    with _controller_errors():
+        if action == "start":
+            controllers.start(lab, name)
+        elif action == "stop":
+            controllers.stop(lab, name)
+        else:
+            controllers.kill(lab, name)
+    return {"host": name, "action": action, "was_running": before,
+            "running": controllers.running(lab, name),
+            "pid": (lab.hosts[name].get("controller") or {}).get("pid")}
+
+
+def hold_plugin(state_dir, name, fns):
+    """``hold-plugin HOST FN...``: plugin calls of ``fns`` on HOST get stuck before their
+    plugin starts (an overloaded xapi, a flapping management link) until
+    ``release-plugin``; their callers see no answer."""
+    lab = Lab.load(state_dir)
+    lab.check_host(name)
+    lab.control("hold_plugin", name, list(fns))
+    return {"host": name, "held": sorted(fns)}
+
+
+def release_plugin(state_dir, name, reached=True):
+    """``release-plugin HOST [--unreached]``: the held calls run their plugin now, or
+    (``reached`` false) end with CANNOT_CONTACT_HOST without running it."""
+    lab = Lab.load(state_dir)
+    lab.check_host(name)
+    calls = lab.control("release_plugin", name, reached)
+    return {"host": name, "released_calls": calls, "reached": reached}
 
 
 def cut_replication(state_dir):
@@ -601,6 +708,11 @@ def down(state_dir):
         return {"down": True, "was_up": False}
     lab = Lab.load(state_dir)
     problems = []
+    for name in lab.hosts:  # before their xapi goes away under them
+        try:
+            controllers.stop(lab, name, seconds=10.0)
+        except controllers.ControllerError as exc:
+            problems.append(str(exc))
     simulator = lab.record.get("xapi", {}).get("pid")
     if simulator:
         _terminate(simulator, problems)

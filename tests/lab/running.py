@@ -4,10 +4,19 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
+
+from tests.drbd_double import show as drbd_show
+from tests.lab.pool import VIP
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "plugins")]))
 PY27 = os.environ.get("PY27", "/root/.pyenv/versions/2.7.18/bin/python")
+CLI = os.path.join(REPO, "controller", "iscsi-ha")
+# A login shell's PATH, and the library from the source tree.
+CLI_ENVIRONMENT = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+                   "PYTHONPATH": os.path.join(REPO, "plugins")}
 
 
 def lab_command(*args):
@@ -50,6 +59,163 @@ class RunningLab(object):
         status = self("status")
         return dict((name, host["result"]["role"] if host["ok"] else None)
                     for name, host in status["hosts"].items())
+
+    def record(self):
+        with open(os.path.join(self.state, "lab.json")) as handle:
+            return json.load(handle)
+
+    def cli(self, host, *args, python=sys.executable):
+        """``iscsi-ha --config <host's config> ARGS`` in ``host``'s namespace, as a sysadmin
+        runs it on dom0: (exit code, stdout, stderr)."""
+        record = self.record()
+        process = subprocess.run(
+            ["ip", "netns", "exec", record["namespaces"][host], python, CLI, "--config",
+             record["hosts"][host]["config"]] + list(args), cwd="/", env=CLI_ENVIRONMENT,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            universal_newlines=True, timeout=300)
+        assert "Traceback" not in process.stdout + process.stderr, process.stderr
+        return process.returncode, process.stdout, process.stderr
+
+    def controller_state(self, host):
+        """The state file host's controller last wrote (what `status` shows), read directly."""
+        try:
+            with open(os.path.join(self.state, "hosts", host, "run", "controller.json")) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return None
+
+    def controller_log(self, host):
+        with open(os.path.join(self.state, "hosts", host, "iscsi-ha.log")) as handle:
+            return [line.rstrip("\n") for line in handle if " controller: " in line]
+
+    def wait_for_pass(self, host, outcome, since, seconds=60.0):
+        """The first pass of host's controller started after ``since`` with ``outcome``, as its
+        state file shows it; the bound only stops a broken run."""
+        deadline = time.time() + seconds
+        while True:
+            last = (self.controller_state(host) or {}).get("last_pass") or {}
+            if last.get("started", 0) >= since and last.get("outcome") == outcome:
+                return last
+            assert time.time() < deadline, "no %s pass on %s: %s" % (outcome, host, last)
+            time.sleep(0.1)
+
+    def drbd_roles(self):
+        """Each host's DRBD role as its own drbdadm reports it; None for a host whose DRBD is
+        down (a dead host's)."""
+        record = self.record()
+        roles = {}
+        for name in sorted(record["hosts"]):
+            process = subprocess.run(
+                ["ip", "netns", "exec", record["namespaces"][name],
+                 os.path.join(self.state, "hosts", name, "bin", "drbdadm"), "role", "iscsi1"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True,
+                timeout=30)
+            # DRBD 8.4 says "Primary/Secondary": this host's role comes first.
+            roles[name] = (process.stdout.strip().split("/")[0] if process.returncode == 0
+                           else None)
+        return roles
+
+    def vip_holders(self):
+        """Hosts with the VIP on an interface that is up (a dead host's links are down)."""
+        record = self.record()
+        holders = []
+        for name in sorted(record["hosts"]):
+            shown = subprocess.check_output(
+                ["ip", "-n", record["namespaces"][name], "-o", "-4", "addr", "show", "up"],
+                universal_newlines=True, timeout=30)
+            if " %s/" % VIP in shown:
+                holders.append(name)
+        return holders
+
+    def writers(self):
+        """(DRBD Primaries, VIP holders), the first in one look at the whole DRBD double."""
+        pool = drbd_show(os.path.join(self.state, "drbd"))
+        primaries = sorted(name for name, replica in
+                           pool["resources"]["iscsi1"]["replicas"].items()
+                           if replica["role"] == "Primary")
+        return primaries, self.vip_holders()
+
+    def start_writer(self, seed, blocks=64):
+        """A client writing through the VIP until :meth:`stop_writer` (see iscsi_io.writer)."""
+        self.writer_seed = seed
+        self.writer_log = os.path.join(self.state, "writer-%s.log" % seed)
+        self.writer = subprocess.Popen(
+            ["ip", "netns", "exec", self.description["client_netns"], sys.executable, "-m",
+             "tests.lab.iscsi_io", self.url, "writer", "--seed", seed, "--blocks",
+             str(blocks), "--log", self.writer_log], cwd=REPO, env=ENV,
+            stdout=subprocess.PIPE, universal_newlines=True)
+        # It is writing once its first write was acknowledged.
+        deadline = time.time() + 30
+        while not self.acknowledged_writes():
+            assert self.writer.poll() is None and time.time() < deadline, "writer did not start"
+            time.sleep(0.05)
+
+    def acknowledged_writes(self):
+        """How many writes the writer has seen acknowledged so far."""
+        try:
+            with open(self.writer_log) as log:
+                return sum(1 for line in log if '"acked"' in line)
+        except OSError:
+            return 0
+
+    def kill_writer(self):
+        """For cleanup: a writer a failed test left running."""
+        writer = getattr(self, "writer", None)
+        if writer is not None and writer.poll() is None:
+            writer.kill()
+            writer.wait(30)
+
+    def stop_writer(self):
+        """Stop the writer; then every write it saw acknowledged must read back."""
+        self.writer.terminate()
+        report = json.loads(self.writer.communicate(timeout=30)[0])
+        checked = self.io("check-writes", "--seed", self.writer_seed, "--log", self.writer_log)
+        assert checked["ok"], checked
+        assert checked["acknowledged_writes"] == report["acknowledged"] > 0, (checked, report)
+        return report
+
+    def assert_serving(self, master):
+        """``master`` alone is DRBD Primary and holds the VIP, as its drbdadm and `ip` say."""
+        roles = self.drbd_roles()
+        assert [name for name, role in roles.items() if role == "Primary"] == [master], roles
+        assert self.vip_holders() == [master]
+
+
+class WritersWatch(object):
+    """Samples ``RunningLab.writers()`` in a thread while a test runs: what it records is
+    every moment with more than one DRBD Primary or more than one VIP holder."""
+
+    INTERVAL = 0.05
+
+    def __init__(self, lab):
+        self.lab = lab
+        self.samples = 0
+        self.violations = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self):
+        while not self._stop.wait(self.INTERVAL):
+            try:
+                primaries, holders = self.lab.writers()
+            except (OSError, ValueError, KeyError, subprocess.SubprocessError):
+                continue  # the lab changing under the look: the next sample sees it
+            self.samples += 1
+            if len(primaries) > 1 or len(holders) > 1:
+                self.violations.append({"at": time.time(), "primaries": primaries,
+                                        "vip": holders})
+
+    def assert_never_two_writers(self):
+        assert self.samples > 0
+        assert self.violations == [], self.violations
 
 
 def start_lab(tmp_path, *options):

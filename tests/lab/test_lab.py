@@ -8,21 +8,64 @@ host failure and a cut replication link.
 import json
 import os
 import subprocess
+import time
 
 import pytest
 import XenAPI
 
 from tests.lab import pool
 from tests.lab.running import PY27, lab_command, start_lab
+from tests.support.tgtd import start_tgtd
+
+LONG = 60.0  # bounds on waits; they only stop a broken run
+
 
 def assert_same_storage(lab, seed, identity):
     assert lab.io("verify", "--seed", seed, "--blocks", "256")["ok"] is True
     assert (lab.vpd("0x80"), lab.vpd("0x83")) == identity
 
 
+def plugin_calls(report):
+    """(host, fn, ok) of each plugin call the controller's pass made, in order."""
+    return [(action["host"], action["fn"], action["ok"]) for action in report["actions"]]
+
+
+def wait_until(predicate, what, seconds=LONG):
+    deadline = time.time() + seconds
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.time() < deadline, "never: %s" % what
+        time.sleep(0.1)
+
+
+def messages(lab, name):
+    """The bodies of the pool's XAPI messages called ``name``, as XenCenter lists them."""
+    with pool.Lab.load(lab.state).xapi() as session:
+        records = session.retrying(lambda api: api.message.get_all_records())
+    return [message["body"] for message in records.values() if message["name"] == name]
+
+
+def assert_blocked_and_still_served_by_hostA(lab, refused, why, seed):
+    """hostB's controller refused to move for ``why``, said so in a XAPI message, and
+    hostA still serves the data written before."""
+    assert refused["actions"] == []  # hostA was not demoted
+    assert "not moving the storage to hostB: " in refused["reason"], refused
+    assert why in refused["reason"], refused
+    assert "hostA keeps serving" in refused["reason"], refused
+    # The alert follows the pass's state file.
+    wait_until(lambda: any(why in body for body in messages(lab, "ISCSI_HA_STORAGE_BLOCKED")),
+               "a storage-blocked message saying %r" % why)
+    lab.assert_serving("hostA")
+    assert lab.roles() == {"hostA": "primary", "hostB": "secondary"}
+    assert lab.io("verify", "--seed", seed, "--blocks", "64")["ok"] is True
+
+
 def test_up_serves_the_lun_through_the_vip_from_the_master(lab):
     assert lab.description["master"] == "hostA"
     assert lab.roles() == {"hostA": "primary", "hostB": "secondary"}
+    lab.assert_serving("hostA")
     code, inquiry = lab.client("iscsi-inq", lab.url)
     assert code == 0 and "DIRECT_ACCESS" in inquiry
     code, listing = lab.client("iscsi-ls", "iscsi://%s" % pool.VIP)
@@ -34,8 +77,10 @@ def test_planned_master_change_keeps_data_and_scsi_identity(lab):
     identity = (lab.vpd("0x80"), lab.vpd("0x83"))
     moved = lab("designate-master", "hostB")
     assert moved["master"] == "hostB"
-    assert [(step["host"], step["fn"], step["ok"]) for step in moved["storage"]] == [
-        ("hostB", "status", True), ("hostA", "demote", True), ("hostB", "promote", True)]
+    assert moved["controller"]["outcome"] == "done"
+    assert plugin_calls(moved["controller"]) == [("hostA", "demote", True),
+                                                 ("hostB", "promote", True)]
+    lab.assert_serving("hostB")
     assert lab.roles() == {"hostA": "secondary", "hostB": "primary"}
     code, _ = lab.client("iscsi-inq", lab.url)
     assert code == 0
@@ -47,7 +92,9 @@ def test_master_failure_moves_storage_to_the_survivor_without_losing_writes(lab)
     identity = (lab.vpd("0x80"), lab.vpd("0x83"))
     failed = lab("fail-host", "hostA")
     assert failed["master"] == "hostB"
-    assert failed["storage"][-1]["fn"] == "promote" and failed["storage"][-1]["ok"]
+    assert failed["controller"]["outcome"] == "done"
+    assert plugin_calls(failed["controller"])[-1] == ("hostB", "promote", True)
+    lab.assert_serving("hostB")
     assert_same_storage(lab, "before-failure", identity)
     status = lab("status")
     assert status["master"] == "hostB"
@@ -60,6 +107,7 @@ def test_master_failure_moves_storage_to_the_survivor_without_losing_writes(lab)
     assert (resource["role"], resource["connection"], resource["disk"]) == (
         "Secondary", "Connected", "UpToDate")
     lab("designate-master", "hostA")
+    lab.assert_serving("hostA")
     assert_same_storage(lab, "while-alone", identity)
 
 
@@ -82,14 +130,27 @@ def test_a_planned_master_change_restarts_xapi_and_the_old_master_follows(lab):
         "HOST_IS_SLAVE", lab.description["hosts"]["hostB"]["address"]]
 
 
-def test_a_cut_replication_link_stops_a_move_to_the_outdated_host(lab):
+def test_a_cut_replication_link_stops_a_move_to_the_outdated_host_until_it_heals(lab):
+    lab.io("write", "--seed", "before-cut", "--blocks", "64")
     lab("cut-replication")
-    moved = lab("designate-master", "hostB")
-    assert "not UpToDate" in moved["storage"][0]["refused"]
-    assert len(moved["storage"]) == 1  # the old master was not demoted
-    assert lab.roles() == {"hostA": "primary", "hostB": "secondary"}
-    code, _ = lab.client("iscsi-inq", lab.url)
-    assert code == 0
+    # DRBD notices the cut after its ping timeout; the Primary's fence-peer handler
+    # then outdates hostB's copy.
+    wait_until(lambda: lab("status")["hosts"]["hostB"]["result"]["resources"][0]["disk"]
+               == "Outdated", "hostB outdated")
+    lab.io("write", "--seed", "while-cut", "--blocks", "64")  # only hostA has these
+    since = time.time()
+    assert lab("designate-master", "hostB", "--no-wait")["master"] == "hostB"
+    refused = lab.wait_for_pass("hostB", "refused", since)
+    assert_blocked_and_still_served_by_hostA(
+        lab, refused, "not connected to its peer, which may hold newer data", "while-cut")
+
+    healed = time.time()
+    lab("heal-replication")
+    # Once hostB has resynced, its controller's next pass moves the storage by itself.
+    done = lab.wait_for_pass("hostB", "done", healed)
+    assert plugin_calls(done) == [("hostA", "demote", True), ("hostB", "promote", True)]
+    lab.assert_serving("hostB")
+    assert lab.io("verify", "--seed", "while-cut", "--blocks", "64")["ok"] is True
 
 
 def test_down_removes_everything_and_can_run_twice(tmp_path):
@@ -133,23 +194,44 @@ def test_the_plugin_runs_on_python_27_through_xapi(tmp_path):
             session.xenapi.session.logout()
         assert version["python"].startswith("2.7.")
         moved = running("designate-master", "hostB")
-        assert [step["ok"] for step in moved["storage"]] == [True, True, True]
+        assert plugin_calls(moved["controller"]) == [("hostA", "demote", True),
+                                                     ("hostB", "promote", True)]
+        running.assert_serving("hostB")
         # The survivor's DRBD 8.4 runs iscsi-ha's fence-peer handler, on 2.7 too.
         failed = running("fail-host", "hostB")
         assert failed["master"] == "hostA"
-        assert failed["storage"][-1]["fn"] == "promote", failed
-        assert failed["storage"][-1]["ok"], failed
+        assert plugin_calls(failed["controller"])[-1] == ("hostA", "promote", True), failed
+        running.assert_serving("hostA")
         assert running.roles()["hostA"] == "primary"
     finally:
         lab_command("down", "--state", running.state)
 
 
-def test_a_master_change_to_a_host_without_tgtd_leaves_the_storage_serving(lab):
+def restart_tgtd(lab, host):
+    """tgtd starts again on ``host``, on the control port its config names, as
+    `systemctl start tgt` would; the lab's record follows so that `down` stops it."""
+    lab_pool = pool.Lab.load(lab.state)
+    info = lab_pool.hosts[host]["tgtd"]
+    daemon = start_tgtd(lab_pool.namespace(host), control_port=info["control_port"])
+    info.update(pid=daemon.pid, log=daemon.log_path)
+    lab_pool.save()
+
+
+def test_a_master_change_to_a_host_without_tgtd_leaves_the_storage_serving_until_it_runs(lab):
+    lab.io("write", "--seed", "before-tgtd-stop", "--blocks", "64")
     pool.Lab.load(lab.state).tgtd("hostB").stop()
-    moved = lab("designate-master", "hostB")
-    assert moved["storage"][0]["refused"] == ("not moving the storage: tgtd is not running "
-                                              "on hostB")
-    assert lab.roles() == {"hostA": "primary", "hostB": "secondary"}
+    since = time.time()
+    assert lab("designate-master", "hostB", "--no-wait")["master"] == "hostB"
+    refused = lab.wait_for_pass("hostB", "refused", since)
+    assert_blocked_and_still_served_by_hostA(lab, refused, "tgtd is not running on hostB",
+                                             "before-tgtd-stop")
+
+    started = time.time()
+    restart_tgtd(lab, "hostB")
+    done = lab.wait_for_pass("hostB", "done", started)
+    assert plugin_calls(done) == [("hostA", "demote", True), ("hostB", "promote", True)]
+    lab.assert_serving("hostB")
+    assert lab.io("verify", "--seed", "before-tgtd-stop", "--blocks", "64")["ok"] is True
 
 
 def test_with_xenserver_ha_as_elector_a_master_failure_moves_the_storage(tmp_path):
@@ -158,8 +240,8 @@ def test_with_xenserver_ha_as_elector_a_master_failure_moves_the_storage(tmp_pat
         running.io("write", "--seed", "before-ha-failure", "--blocks", "64")
         failed = running("fail-host", "hostA")
         assert failed["master"] == "hostB"
-        assert failed["storage"][-1]["fn"] == "promote", failed
-        assert failed["storage"][-1]["ok"], failed
+        assert plugin_calls(failed["controller"])[-1] == ("hostB", "promote", True), failed
+        running.assert_serving("hostB")
         assert running.io("verify", "--seed", "before-ha-failure", "--blocks", "64")["ok"]
     finally:
         lab_command("down", "--state", running.state)
