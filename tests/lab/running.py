@@ -8,6 +8,7 @@ import threading
 import time
 
 from tests.drbd_double import show as drbd_show
+from tests.lab import pool
 from tests.lab.pool import VIP
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -75,6 +76,20 @@ class RunningLab(object):
             universal_newlines=True, timeout=300)
         assert "Traceback" not in process.stdout + process.stderr, process.stderr
         return process.returncode, process.stdout, process.stderr
+
+    def messages(self, name):
+        """The bodies of the pool's XAPI messages called ``name``, as XenCenter lists them."""
+        with pool.Lab.load(self.state).xapi() as session:
+            records = session.retrying(lambda api: api.message.get_all_records())
+        return [message["body"] for message in records.values() if message["name"] == name]
+
+    def wait_for_message(self, name, text="", seconds=60.0):
+        """A message called ``name`` whose body holds ``text``: alerts follow a pass's state
+        file, so a test that saw the pass waits for its alert too."""
+        deadline = time.time() + seconds
+        while not any(text in body for body in self.messages(name)):
+            assert time.time() < deadline, "no %s message saying %r" % (name, text)
+            time.sleep(0.1)
 
     def controller_state(self, host):
         """The state file host's controller last wrote (what `status` shows), read directly."""
@@ -179,6 +194,17 @@ class RunningLab(object):
         roles = self.drbd_roles()
         assert [name for name, role in roles.items() if role == "Primary"] == [master], roles
         assert self.vip_holders() == [master]
+
+
+def wait_until(predicate, what, seconds=60.0):
+    """``predicate()``'s first true value, polled; the bound only stops a broken run."""
+    deadline = time.time() + seconds
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.time() < deadline, "never: %s" % what
+        time.sleep(0.1)
 
 
 class WritersWatch(object):

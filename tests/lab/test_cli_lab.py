@@ -2,8 +2,6 @@
 namespace, with that host's config, talking to the pool master through the host's xapi."""
 
 import json
-import os
-import subprocess
 import sys
 import time
 

@@ -14,42 +14,18 @@ import json
 import os
 import time
 
-import XenAPI
-
 from tests.lab import pool
-from tests.lab.running import WritersWatch
+from tests.lab.running import WritersWatch, wait_until
 
-LONG = 60.0  # bounds on waits; they only stop a broken run
 
 
 def identity(lab):
     return lab.vpd("0x80"), lab.vpd("0x83")
 
 
-def messages(lab, name):
-    """The bodies of the XAPI messages called ``name``, as XenCenter would list them."""
-    session = XenAPI.Session(lab.description["xapi_url"])
-    session.xenapi.login_with_password(pool.USERNAME, pool.PASSWORD)
-    try:
-        return [m["body"] for m in session.xenapi.message.get_all_records().values()
-                if m["name"] == name]
-    finally:
-        session.xenapi.session.logout()
-
-
 def pool_conf(lab, host):
     with open(os.path.join(lab.state, "hosts", host, "pool.conf")) as handle:
         return handle.read()
-
-
-def wait_until(predicate, what, seconds=LONG):
-    deadline = time.time() + seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.time() < deadline, "never: %s" % what
-        time.sleep(0.1)
 
 
 def resource(lab, host):
@@ -78,7 +54,7 @@ def test_the_storage_follows_the_master_through_a_move_a_failure_and_a_return(la
             ("hostA", "demote", True), ("hostB", "promote", True)]
         lab.assert_serving("hostB")
         assert_intact(lab, scsi_identity)
-        assert messages(lab, "ISCSI_HA_FAILOVER_DONE")
+        lab.wait_for_message("ISCSI_HA_FAILOVER_DONE")
 
         # hostB loses power; the elector makes hostA master by emergency transition.
         failed = lab("fail-host", "hostB")
@@ -161,7 +137,7 @@ def test_a_live_peer_that_does_not_answer_is_never_taken_over(lab):
         lab.assert_serving("hostA")
         code, _ = lab.client("iscsi-inq", lab.url)
         assert code == 0
-        assert any("hostA" in body for body in messages(lab, "ISCSI_HA_STORAGE_BLOCKED"))
+        lab.wait_for_message("ISCSI_HA_STORAGE_BLOCKED", "hostA")
 
         released = time.time()
         lab("release-plugin", "hostA")
@@ -182,7 +158,7 @@ def test_configs_that_differ_stop_a_move_until_they_agree(lab):
     refused = lab.wait_for_pass("hostB", "refused", since)
     assert "configs differ" in refused["reason"], refused
     lab.assert_serving("hostA")
-    assert messages(lab, "ISCSI_HA_CONFIG_MISMATCH")
+    lab.wait_for_message("ISCSI_HA_CONFIG_MISMATCH")
 
     with open(config, "w") as handle:
         handle.write(original)
@@ -199,7 +175,7 @@ def test_in_manual_mode_a_master_change_moves_nothing(lab):
     observing = lab.wait_for_pass("hostB", "observing", since)
     assert "manual mode" in observing["reason"], observing
     lab.assert_serving("hostA")
-    assert messages(lab, "ISCSI_HA_MANUAL_MODE_ON")
+    lab.wait_for_message("ISCSI_HA_MANUAL_MODE_ON")
 
 
 def _log_time(line):

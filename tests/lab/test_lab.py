@@ -14,10 +14,9 @@ import pytest
 import XenAPI
 
 from tests.lab import pool
-from tests.lab.running import PY27, lab_command, start_lab
+from tests.lab.running import PY27, lab_command, start_lab, wait_until
 from tests.support.tgtd import start_tgtd
 
-LONG = 60.0  # bounds on waits; they only stop a broken run
 
 
 def assert_same_storage(lab, seed, identity):
@@ -30,23 +29,6 @@ def plugin_calls(report):
     return [(action["host"], action["fn"], action["ok"]) for action in report["actions"]]
 
 
-def wait_until(predicate, what, seconds=LONG):
-    deadline = time.time() + seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.time() < deadline, "never: %s" % what
-        time.sleep(0.1)
-
-
-def messages(lab, name):
-    """The bodies of the pool's XAPI messages called ``name``, as XenCenter lists them."""
-    with pool.Lab.load(lab.state).xapi() as session:
-        records = session.retrying(lambda api: api.message.get_all_records())
-    return [message["body"] for message in records.values() if message["name"] == name]
-
-
 def assert_blocked_and_still_served_by_hostA(lab, refused, why, seed):
     """hostB's controller refused to move for ``why``, said so in a XAPI message, and
     hostA still serves the data written before."""
@@ -55,8 +37,7 @@ def assert_blocked_and_still_served_by_hostA(lab, refused, why, seed):
     assert why in refused["reason"], refused
     assert "hostA keeps serving" in refused["reason"], refused
     # The alert follows the pass's state file.
-    wait_until(lambda: any(why in body for body in messages(lab, "ISCSI_HA_STORAGE_BLOCKED")),
-               "a storage-blocked message saying %r" % why)
+    lab.wait_for_message("ISCSI_HA_STORAGE_BLOCKED", why)
     lab.assert_serving("hostA")
     assert lab.roles() == {"hostA": "primary", "hostB": "secondary"}
     assert lab.io("verify", "--seed", seed, "--blocks", "64")["ok"] is True
