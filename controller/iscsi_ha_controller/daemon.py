@@ -85,8 +85,8 @@ class Controller(object):
 
     # -- the loop --------------------------------------------------------------------
 
-    def stop(self):
-        self.stopping = True
+    def stop(self, why="asked to"):
+        self.stopping = why
 
     def run(self):
         LOG.info("controller: started on host %s", self.own_uuid)
@@ -100,7 +100,7 @@ class Controller(object):
                 self.client.logout()
             if self.alerter is not None:
                 self.alerter.close(2)  # let queued e-mail go out, briefly
-            LOG.info("controller: stopped")
+            LOG.info("controller: stopped (%s)", self.stopping or "on an unexpected error")
 
     def _wait_for_mastership(self):
         """Idle until this host's xapi takes a login as master; True then."""

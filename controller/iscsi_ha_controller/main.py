@@ -50,7 +50,7 @@ def main(argv=None):
     if options.once or options.dry_run:
         return _one_pass(controller, options.dry_run)
     def stop(number, frame):
-        controller.stop()
+        controller.stop("on %s" % ("SIGTERM" if number == signal.SIGTERM else "SIGINT"))
         if controller.idle:  # nothing under way: no need to wait for the wait to end
             raise SystemExit(0)
     signal.signal(signal.SIGTERM, stop)

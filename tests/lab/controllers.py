@@ -32,6 +32,9 @@ ENVIRONMENT = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 STOP_SECONDS = 30.0
 KILL_SECONDS = 5.0
 TAIL_LINES = 15
+# The controllers this process started, by pid: how one ended (a signal, an
+# exit status) is known only to its parent.
+_STARTED = {}
 
 
 class ControllerError(Exception):
@@ -73,14 +76,15 @@ def start(lab, name):
             cwd="/", env=ENVIRONMENT, stdin=subprocess.DEVNULL, stdout=output,
             stderr=subprocess.STDOUT, start_new_session=True)
     # `ip netns exec` execs the command: this pid is the controller's.
+    _STARTED[process.pid] = process
     host["controller"] = {"pid": process.pid, "started": time.time()}
     lab.save()
     # Until the exec, /proc shows this process's command line, not the controller's.
     deadline = time.monotonic() + KILL_SECONDS
     while not running(lab, name):
         if process.poll() is not None or time.monotonic() > deadline:
-            raise ControllerError("the controller of %s did not start (exit status %s):\n%s"
-                                  % (name, process.poll(), tail(lab, name)))
+            raise ControllerError("the controller of %s did not start (%s):\n%s"
+                                  % (name, ending(lab, name), tail(lab, name)))
         time.sleep(0.01)
     return process.pid
 
@@ -96,6 +100,20 @@ def running(lab, name):
     except OSError:
         return False
     return lab.hosts[name]["config"].encode() in argv
+
+
+def ending(lab, name):
+    """How host ``name``'s recorded controller ended, as far as this process can tell."""
+    pid = (lab.hosts[name].get("controller") or {}).get("pid")
+    process = _STARTED.get(pid)
+    if process is None:
+        return "started by another process: its exit status is unknown here"
+    code = process.poll()
+    if code is None:
+        return "still running"
+    if code < 0:
+        return "killed by %s" % signal.Signals(-code).name
+    return "exit status %d" % code
 
 
 def stop(lab, name, seconds=STOP_SECONDS):
@@ -134,10 +152,8 @@ def _signal(pid, number):
 def _wait_gone(pid, seconds):
     deadline = time.monotonic() + seconds
     while True:
-        try:
-            os.waitpid(pid, os.WNOHANG)  # when this process started it (demo, bench)
-        except ChildProcessError:
-            pass
+        if pid in _STARTED:
+            _STARTED[pid].poll()  # reaps it, keeping how it ended
         if not process_alive(pid):
             return True
         if time.monotonic() > deadline:

@@ -455,9 +455,10 @@ def _wait_serving(lab, master, since):
                     for name in lab.hosts if lab.hosts[name]["alive"])
     while True:
         if not controllers.running(lab, master):
-            raise LabError("the controller of %s is not running, so nothing makes it serve "
-                           "(start it: `python -m tests.lab controller start %s`)\n%s"
-                           % (master, master, controllers.tail(lab, master)))
+            raise LabError("the controller of %s is not running (%s), so nothing makes it "
+                           "serve (start it: `python -m tests.lab controller start %s`)\n%s"
+                           % (master, controllers.ending(lab, master), master,
+                              controllers.tail(lab, master)))
         last = (controllers.state(lab, master) or {}).get("last_pass") or {}
         if (last.get("started", 0) >= since and last.get("outcome") in SERVING_OUTCOMES
                 and last.get("finished") != checked):

@@ -83,6 +83,7 @@ def test_the_storage_follows_the_master_through_a_move_a_failure_and_a_return(la
 def test_with_every_controller_stopped_a_master_change_moves_nothing(lab):
     for host in ("hostA", "hostB"):
         assert lab("controller", "stop", host)["running"] is False
+        assert lab.controller_log(host)[-1].endswith("controller: stopped (on SIGTERM)")
     moved = lab("designate-master", "hostB", "--no-wait")
     assert moved["master"] == "hostB"
     # The new master answers as master: with no controller, nothing follows.
