@@ -37,7 +37,8 @@ LOCAL_XAPI = "local"
 _SCHEMA = {
     "target": {"backend": "tgt", "iqn": None, "tid": "1", "initiators": "ALL",
                "tgt_control_port": "0"},
-    "vip": {"address": None, "interface": None, "dad_wait": "1", "arp_announcements": "3"},
+    "vip": {"address": None, "interface": None, "duplicate_check": "probe", "probe_ms": "50",
+            "dad_wait": "1", "arp_announcements": "3"},
     "replication": {"interface": None, "drbd_version": "auto"},
     "timeouts": {"lock_wait": "10", "command": "20", "fence": "10", "peer": "10",
                  "action": "120"},
@@ -46,7 +47,7 @@ _SCHEMA = {
              "log_file": "/var/log/iscsi-ha.log", "inventory": "/etc/xensource-inventory",
              "lvm_conf": "/etc/lvm/lvm.conf", "pool_conf": "/etc/xensource/pool.conf"},
     "xapi": {"url": LOCAL_XAPI, "username": "root", "password_file": ""},
-    "controller": {"interval": "10"},
+    "controller": {"interval": "10", "events": "on", "tickle": "on"},
     "alerts": {"email_to": "", "email_from": "", "smtp_server": "", "smtp_port": "0",
                "smtp_security": "none", "smtp_username": "", "smtp_password_file": "",
                "repeat_window": "1800"},
@@ -61,6 +62,9 @@ _BACKENDS = ("tgt",)
 _DRBD_VERSIONS = ("auto", "8.4", "9")
 _HOST_PATHS = ("state_dir", "run_dir", "log_file", "inventory", "lvm_conf", "pool_conf")
 _SMTP_SECURITY = ("none", "starttls", "tls")
+# "probe": our own ARP probe over a packet socket, probe_ms long; "arping":
+# iputils' arping -D, dad_wait seconds (the prior tool's check).
+_DUPLICATE_CHECKS = ("probe", "arping")
 
 _SECTION_LINE = re.compile(r"^\[([^\[\]]*)\]\Z")
 _KEY_VALUE = re.compile(r"^([^=:]*)[=:](.*)\Z")
@@ -115,6 +119,8 @@ class Config(object):
         self.tgt_control_port = target["tgt_control_port"]
         self.vip_address, self.vip_prefix = vip["address"]
         self.vip_interface = vip["interface"]
+        self.duplicate_check = vip["duplicate_check"]
+        self.probe_ms = vip["probe_ms"]
         self.dad_wait = vip["dad_wait"]
         self.arp_announcements = vip["arp_announcements"]
         self.replication_interface = values["replication"]["interface"]
@@ -135,6 +141,8 @@ class Config(object):
         self.xapi_username = values["xapi"]["username"]
         self.xapi_password_file = values["xapi"]["password_file"] or None
         self.controller_interval = values["controller"]["interval"]
+        self.controller_events = values["controller"]["events"]
+        self.controller_tickle = values["controller"]["tickle"]
         self.alerts = Alerts(values["alerts"])
         self.resources = resources
 
@@ -365,6 +373,8 @@ def _validate(values, resources, problems):
     check("target", "initiators", validate.initiators)
     check("vip", "address", validate.ipv4_with_prefix)
     check("vip", "interface", validate.interface)
+    check("vip", "duplicate_check", _one_of, _DUPLICATE_CHECKS)
+    check("vip", "probe_ms", validate.whole_number, 5, 5000)
     check("vip", "dad_wait", validate.whole_number, 1, 30)
     check("vip", "arp_announcements", validate.whole_number, 0, 20)
     check("replication", "interface", validate.interface)
@@ -374,6 +384,8 @@ def _validate(values, resources, problems):
     for key in _HOST_PATHS:
         check("host", key, _absolute_path)
     check("controller", "interval", validate.seconds, 3600)
+    check("controller", "events", validate.on_off)
+    check("controller", "tickle", validate.on_off)
     _validate_alerts(problems, values["alerts"])
     check("xapi", "url", _xapi_url)
     check("xapi", "username", _username)
@@ -530,6 +542,10 @@ SAMPLE_VALUES = {
     "lvm_conf": "/etc/lvm/lvm.conf",
     "pool_conf": _SCHEMA["host"]["pool_conf"],
     "controller_interval": 10,
+    "controller_events": "on",
+    "controller_tickle": "on",
+    "duplicate_check": "probe",
+    "probe_ms": 50,
     "email_to": "",
     "xapi_url": LOCAL_XAPI,
     "xapi_username": "root",
