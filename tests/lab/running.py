@@ -86,10 +86,8 @@ class RunningLab(object):
     def wait_for_message(self, name, text="", seconds=60.0):
         """A message called ``name`` whose body holds ``text``: alerts follow a pass's state
         file, so a test that saw the pass waits for its alert too."""
-        deadline = time.time() + seconds
-        while not any(text in body for body in self.messages(name)):
-            assert time.time() < deadline, "no %s message saying %r" % (name, text)
-            time.sleep(0.1)
+        wait_until(lambda: any(text in body for body in self.messages(name)),
+                   "a %s message saying %r" % (name, text), seconds)
 
     def controller_state(self, host):
         """The state file host's controller last wrote (what `status` shows), read directly."""
@@ -106,13 +104,17 @@ class RunningLab(object):
     def wait_for_pass(self, host, outcome, since, seconds=60.0):
         """The first pass of host's controller started after ``since`` with ``outcome``, as its
         state file shows it; the bound only stops a broken run."""
-        deadline = time.time() + seconds
-        while True:
-            last = (self.controller_state(host) or {}).get("last_pass") or {}
+        def last_pass():
+            return (self.controller_state(host) or {}).get("last_pass") or {}
+
+        def wanted():
+            last = last_pass()
             if last.get("started", 0) >= since and last.get("outcome") == outcome:
                 return last
-            assert time.time() < deadline, "no %s pass on %s: %s" % (outcome, host, last)
-            time.sleep(0.1)
+            return None
+
+        return wait_until(wanted, lambda: "a %s pass on %s (its last: %s)"
+                          % (outcome, host, last_pass()), seconds)
 
     def drbd_roles(self):
         """Each host's DRBD role as its own drbdadm reports it; None for a host whose DRBD is
@@ -159,11 +161,13 @@ class RunningLab(object):
              "tests.lab.iscsi_io", self.url, "writer", "--seed", seed, "--blocks",
              str(blocks), "--log", self.writer_log], cwd=REPO, env=ENV,
             stdout=subprocess.PIPE, universal_newlines=True)
-        # It is writing once its first write was acknowledged.
-        deadline = time.time() + 30
-        while not self.acknowledged_writes():
-            assert self.writer.poll() is None and time.time() < deadline, "writer did not start"
-            time.sleep(0.05)
+
+        def writing():
+            # It is writing once its first write was acknowledged.
+            assert self.writer.poll() is None, "the writer exited (%s)" % self.writer.returncode
+            return self.acknowledged_writes()
+
+        wait_until(writing, "the writer's first acknowledged write", 30, interval=0.05)
 
     def acknowledged_writes(self):
         """How many writes the writer has seen acknowledged so far."""
@@ -196,15 +200,17 @@ class RunningLab(object):
         assert self.vip_holders() == [master]
 
 
-def wait_until(predicate, what, seconds=60.0):
-    """``predicate()``'s first true value, polled; the bound only stops a broken run."""
-    deadline = time.time() + seconds
+def wait_until(predicate, what, seconds=60.0, interval=0.1):
+    """``predicate()``'s first true value, polled every ``interval`` seconds; the bound
+    only stops a broken run. ``what`` names what was awaited, for the failure: a string,
+    or a function giving one (to show what was seen last)."""
+    deadline = time.monotonic() + seconds
     while True:
         value = predicate()
         if value:
             return value
-        assert time.time() < deadline, "never: %s" % what
-        time.sleep(0.1)
+        assert time.monotonic() < deadline, "never: %s" % (what() if callable(what) else what)
+        time.sleep(interval)
 
 
 class WritersWatch(object):

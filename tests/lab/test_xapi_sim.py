@@ -22,6 +22,7 @@ import pytest
 import XenAPI
 
 from . import xapi_sim
+from .running import wait_until
 
 USER = "root"
 PASSWORD = "lab-secret"
@@ -178,14 +179,8 @@ def read(path):
 
 
 def eventually(probe, seconds=WAIT_SECONDS):
-    """``probe()``'s first truthy result, polling as a client would; fails after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = probe()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "gave up waiting for %s" % probe
-        time.sleep(0.02)
+    """``probe()``'s first truthy result, polled as often as the fast timers need."""
+    return wait_until(probe, repr(probe), seconds, interval=0.02)
 
 
 def answer_of(url, *args):
