@@ -8,7 +8,7 @@ import threading
 import time
 
 from tests.drbd_double import show as drbd_show
-from tests.lab import pool
+from tests.lab import controllers, pool
 from tests.lab.pool import VIP
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -90,16 +90,12 @@ class RunningLab(object):
                    "a %s message saying %r" % (name, text), seconds)
 
     def controller_state(self, host):
-        """The state file host's controller last wrote (what `status` shows), read directly."""
-        try:
-            with open(os.path.join(self.state, "hosts", host, "run", "controller.json")) as handle:
-                return json.load(handle)
-        except (OSError, ValueError):
-            return None
+        """The state file host's controller last wrote (what `status` shows), or None."""
+        return controllers.state(pool.Lab.load(self.state), host)
 
     def controller_log(self, host):
-        with open(os.path.join(self.state, "hosts", host, "iscsi-ha.log")) as handle:
-            return [line.rstrip("\n") for line in handle if " controller: " in line]
+        """The ``controller:`` lines of host's log."""
+        return controllers.log_lines(pool.Lab.load(self.state), host)
 
     def wait_for_pass(self, host, outcome, since, seconds=60.0):
         """The first pass of host's controller started after ``since`` with ``outcome``, as its
