@@ -195,6 +195,42 @@ class RunningLab(object):
         assert [name for name, role in roles.items() if role == "Primary"] == [master], roles
         assert self.vip_holders() == [master]
 
+    def assert_move_held_back(self, outcome, reasons, alert, alert_text="", undo=None):
+        """A master change from hostA to hostB that something the test set up holds back.
+
+        Blocks written through the VIP first; then hostB is made master. hostB's
+        controller ends a pass with ``outcome`` having done nothing, its reason
+        saying each of ``reasons``, and raises the XAPI message ``alert`` (its body
+        saying ``alert_text``); hostA alone serves and the blocks read back. Then,
+        with ``undo`` (which takes away what held the move back), a later pass of
+        hostB's moves the storage (hostA demoted, then hostB promoted) and the
+        blocks read back from hostB. Returns the pass that held the move back.
+        """
+        self.io("write", "--seed", "held-back", "--blocks", "64")
+        since = time.time()
+        assert self("designate-master", "hostB", "--no-wait")["master"] == "hostB"
+        held = self.wait_for_pass("hostB", outcome, since)
+        for text in reasons:
+            assert text in held["reason"], held
+        assert held["actions"] == [], held  # hostA was not demoted
+        self.wait_for_message(alert, alert_text)
+        self.assert_serving("hostA")
+        assert self.roles() == {"hostA": "primary", "hostB": "secondary"}
+        assert self.io("verify", "--seed", "held-back", "--blocks", "64")["ok"] is True
+        if undo is None:
+            return held
+        undone = time.time()
+        undo()
+        # Any pass after the one that held back: one that started just before the undo
+        # may see it done and move (the next would then leave the storage in place).
+        moved = self.wait_for_pass("hostB", "done", held["finished"])
+        assert moved["finished"] > undone, moved  # nothing moved before the undo
+        assert [(a["host"], a["fn"], a["ok"]) for a in moved["actions"]] == [
+            ("hostA", "demote", True), ("hostB", "promote", True)], moved
+        self.assert_serving("hostB")
+        assert self.io("verify", "--seed", "held-back", "--blocks", "64")["ok"] is True
+        return held
+
 
 def wait_until(predicate, what, seconds=60.0, interval=0.1):
     """``predicate()``'s first true value, polled every ``interval`` seconds; the bound

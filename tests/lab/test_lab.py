@@ -8,7 +8,6 @@ host failure and a cut replication link.
 import json
 import os
 import subprocess
-import time
 
 import pytest
 import XenAPI
@@ -29,18 +28,12 @@ def plugin_calls(report):
     return [(action["host"], action["fn"], action["ok"]) for action in report["actions"]]
 
 
-def assert_blocked_and_still_served_by_hostA(lab, refused, why, seed):
-    """hostB's controller refused to move for ``why``, said so in a XAPI message, and
-    hostA still serves the data written before."""
-    assert refused["actions"] == []  # hostA was not demoted
-    assert "not moving the storage to hostB: " in refused["reason"], refused
-    assert why in refused["reason"], refused
-    assert "hostA keeps serving" in refused["reason"], refused
-    # The alert follows the pass's state file.
-    lab.wait_for_message("ISCSI_HA_STORAGE_BLOCKED", why)
-    lab.assert_serving("hostA")
-    assert lab.roles() == {"hostA": "primary", "hostB": "secondary"}
-    assert lab.io("verify", "--seed", seed, "--blocks", "64")["ok"] is True
+def assert_blocked_until(lab, why, undo):
+    """hostB's controller refuses to take the storage for ``why``, says so in a XAPI
+    message, and takes it once ``undo()`` has taken ``why`` away."""
+    lab.assert_move_held_back(
+        "refused", ["not moving the storage to hostB: ", why, "hostA keeps serving"],
+        "ISCSI_HA_STORAGE_BLOCKED", why, undo=undo)
 
 
 def test_up_serves_the_lun_through_the_vip_from_the_master(lab):
@@ -115,23 +108,12 @@ def test_a_cut_replication_link_stops_a_move_to_the_outdated_host_until_it_heals
     lab.io("write", "--seed", "before-cut", "--blocks", "64")
     lab("cut-replication")
     # DRBD notices the cut after its ping timeout; the Primary's fence-peer handler
-    # then outdates hostB's copy.
+    # then outdates hostB's copy. What is written from now on only hostA has.
     wait_until(lambda: lab("status")["hosts"]["hostB"]["result"]["resources"][0]["disk"]
                == "Outdated", "hostB outdated")
-    lab.io("write", "--seed", "while-cut", "--blocks", "64")  # only hostA has these
-    since = time.time()
-    assert lab("designate-master", "hostB", "--no-wait")["master"] == "hostB"
-    refused = lab.wait_for_pass("hostB", "refused", since)
-    assert_blocked_and_still_served_by_hostA(
-        lab, refused, "not connected to its peer, which may hold newer data", "while-cut")
-
-    healed = time.time()
-    lab("heal-replication")
     # Once hostB has resynced, its controller's next pass moves the storage by itself.
-    done = lab.wait_for_pass("hostB", "done", healed)
-    assert plugin_calls(done) == [("hostA", "demote", True), ("hostB", "promote", True)]
-    lab.assert_serving("hostB")
-    assert lab.io("verify", "--seed", "while-cut", "--blocks", "64")["ok"] is True
+    assert_blocked_until(lab, "not connected to its peer, which may hold newer data",
+                         lambda: lab("heal-replication"))
 
 
 def test_down_removes_everything_and_can_run_twice(tmp_path):
@@ -199,20 +181,9 @@ def restart_tgtd(lab, host):
 
 
 def test_a_master_change_to_a_host_without_tgtd_leaves_the_storage_serving_until_it_runs(lab):
-    lab.io("write", "--seed", "before-tgtd-stop", "--blocks", "64")
     pool.Lab.load(lab.state).tgtd("hostB").stop()
-    since = time.time()
-    assert lab("designate-master", "hostB", "--no-wait")["master"] == "hostB"
-    refused = lab.wait_for_pass("hostB", "refused", since)
-    assert_blocked_and_still_served_by_hostA(lab, refused, "tgtd is not running on hostB",
-                                             "before-tgtd-stop")
-
-    started = time.time()
-    restart_tgtd(lab, "hostB")
-    done = lab.wait_for_pass("hostB", "done", started)
-    assert plugin_calls(done) == [("hostA", "demote", True), ("hostB", "promote", True)]
-    lab.assert_serving("hostB")
-    assert lab.io("verify", "--seed", "before-tgtd-stop", "--blocks", "64")["ok"] is True
+    assert_blocked_until(lab, "tgtd is not running on hostB",
+                         lambda: restart_tgtd(lab, "hostB"))
 
 
 def test_with_xenserver_ha_as_elector_a_master_failure_moves_the_storage(tmp_path):
