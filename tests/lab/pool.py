@@ -172,9 +172,14 @@ class Lab(object):
     # -- tgtd ----------------------------------------------------------------
 
     def start_tgtd(self, name):
-        daemon = start_tgtd(self.namespace(name))
+        """Start host ``name``'s tgtd, on the control port it had before if one is recorded
+        (the host's config names it: ``[target] tgt_control_port``), else on a free one;
+        recorded in ``lab.json`` at once, so that ``down`` finds it."""
+        recorded = self.hosts[name].get("tgtd") or {}
+        daemon = start_tgtd(self.namespace(name), control_port=recorded.get("control_port"))
         self.hosts[name]["tgtd"] = {"pid": daemon.pid, "control_port": daemon.control_port,
                                     "log": daemon.log_path}
+        self.save()
         return daemon
 
     def tgtd(self, name):

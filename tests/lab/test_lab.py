@@ -14,7 +14,6 @@ import XenAPI
 
 from tests.lab import pool
 from tests.lab.running import PY27, lab_command, start_lab, wait_until
-from tests.support.tgtd import start_tgtd
 
 
 
@@ -170,20 +169,11 @@ def test_the_plugin_runs_on_python_27_through_xapi(tmp_path):
         lab_command("down", "--state", running.state)
 
 
-def restart_tgtd(lab, host):
-    """tgtd starts again on ``host``, on the control port its config names, as
-    `systemctl start tgt` would; the lab's record follows so that `down` stops it."""
-    lab_pool = pool.Lab.load(lab.state)
-    info = lab_pool.hosts[host]["tgtd"]
-    daemon = start_tgtd(lab_pool.namespace(host), control_port=info["control_port"])
-    info.update(pid=daemon.pid, log=daemon.log_path)
-    lab_pool.save()
-
-
 def test_a_master_change_to_a_host_without_tgtd_leaves_the_storage_serving_until_it_runs(lab):
     pool.Lab.load(lab.state).tgtd("hostB").stop()
+    # As `systemctl start tgt` would, on the control port hostB's config names.
     assert_blocked_until(lab, "tgtd is not running on hostB",
-                         lambda: restart_tgtd(lab, "hostB"))
+                         lambda: pool.Lab.load(lab.state).start_tgtd("hostB"))
 
 
 def test_with_xenserver_ha_as_elector_a_master_failure_moves_the_storage(tmp_path):
