@@ -178,13 +178,18 @@ class Lab(object):
         recorded = self.hosts[name].get("tgtd") or {}
         daemon = start_tgtd(self.namespace(name), control_port=recorded.get("control_port"))
         self.hosts[name]["tgtd"] = {"pid": daemon.pid, "control_port": daemon.control_port,
-                                    "log": daemon.log_path}
+                                    "log": daemon.log_path, "started": _start_time(daemon.pid)}
         self.save()
         return daemon
 
     def tgtd(self, name):
+        """Host ``name``'s recorded tgtd (running or ended), or None when none is recorded or
+        its pid runs another process by now: stopping that would signal a stranger."""
         info = self.hosts[name].get("tgtd")
         if not info:
+            return None
+        started = _start_time(info["pid"])
+        if started is not None and started != info.get("started"):
             return None
         return attach_tgtd(self.namespace(name), info["control_port"], info["pid"],
                            info["log"])
@@ -560,7 +565,7 @@ def fail_host(state_dir, name, wait=True):
         namespace.run(["ip", "link", "set", interface, "down"])
     daemon = lab.tgtd(name)
     if daemon is not None:
-        os.kill(daemon.pid, signal.SIGKILL)
+        daemon.process.send_signal(signal.SIGKILL)  # nothing when it has ended already
         daemon.stop(timeout=2)  # reaps what SIGKILL left and removes its socket files
     drbd_crash(lab.path("drbd"), name)
     lab.control("fail_host", name)
@@ -721,7 +726,10 @@ def down(state_dir):
             problems.append(str(exc))
     simulator = lab.record.get("xapi", {}).get("pid")
     if simulator:
-        _terminate(simulator, problems)
+        _reap(simulator)  # one that ended as our child would keep its pid, as a zombie
+        # Its pid may run another process by now: only ours has our config.
+        if _runs_with(simulator, lab.path("xapi", "config.json")):
+            _terminate(simulator, problems)
     if os.path.isdir(lab.path("drbd")):
         try:
             drbd_stop_handlers(lab.path("drbd"))  # fence-peer handlers still running
@@ -767,6 +775,25 @@ def _terminate(pid, problems, seconds=5):
         pass
     _reap(pid)
     problems.append("the XAPI simulator (pid %d) ignored SIGTERM and was killed" % pid)
+
+
+def _start_time(pid):
+    """When process ``pid`` started (clock ticks after boot, /proc/PID/stat field 22), or
+    None when no process has it: with its start time a recorded pid names one process."""
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _runs_with(pid, argument):
+    """Whether process ``pid``'s command line holds ``argument``."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            return argument.encode() in handle.read().split(b"\0")
+    except OSError:
+        return False
 
 
 def _reap(pid):
