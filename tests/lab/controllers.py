@@ -8,7 +8,8 @@ starting it inside the host's namespace as a service starts (stdin from
 ``STATE/hosts/<host>/controller.out``), stopping it (SIGTERM) or killing it
 (SIGKILL, as a dying host does), and reading what it reports: the state file
 ``<run_dir>/controller.json`` and its ``controller:`` lines in the host log.
-The pid each host's controller runs as is in ``lab.json``.
+Each host's controller is recorded in ``lab.json`` by its pid and start time,
+which together name it even once its pid runs another process.
 """
 
 import json
@@ -18,7 +19,7 @@ import signal
 import subprocess
 import time
 
-from tests.support.tgtd import process_alive
+from tests.support.tgtd import process_alive, start_time
 
 ENTRY = "iscsi-ha-controller"
 PACKAGE = "iscsi_ha_controller"
@@ -38,7 +39,7 @@ _STARTED = {}
 
 
 class ControllerError(Exception):
-    """A controller did not start or stop as asked; the message says what it logged."""
+    """A controller did not stop as asked; the message says what it logged."""
 
 
 def directory(lab, name):
@@ -75,35 +76,20 @@ def start(lab, name):
              os.path.join(directory(lab, name), ENTRY), "--config", host["config"]],
             cwd="/", env=ENVIRONMENT, stdin=subprocess.DEVNULL, stdout=output,
             stderr=subprocess.STDOUT, start_new_session=True)
-    # `ip netns exec` execs the command: this pid is the controller's.
+    # `ip netns exec` execs the command: this pid, and its start time, are the
+    # controller's from the fork on.
     _STARTED[process.pid] = process
-    host["controller"] = {"pid": process.pid, "started": time.time()}
+    host["controller"] = {"pid": process.pid, "start_time": start_time(process.pid),
+                          "started": time.time()}
     lab.save()
-    # Until the exec, /proc shows this process's command line, not the controller's.
-    deadline = time.monotonic() + KILL_SECONDS
-    while not running(lab, name):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise ControllerError("the controller of %s did not start (%s):\n%s"
-                                  % (name, ending(lab, name), tail(lab, name)))
-        time.sleep(0.01)
     return process.pid
 
 
 def running(lab, name):
     """Whether host ``name``'s recorded controller runs (a reused pid does not count)."""
-    pid = (lab.hosts[name].get("controller") or {}).get("pid")
-    if not pid or not process_alive(pid):
-        return False
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            argv = handle.read().split(b"\0")
-    except OSError:
-        return False
-    # Mid-exec (ip netns exec -> the script -> its Python) the command line reads
-    # empty for a moment: that is still the process this lab started.
-    if argv == [b""]:
-        return True
-    return lab.hosts[name]["config"].encode() in argv
+    record = lab.hosts[name].get("controller") or {}
+    pid = record.get("pid")
+    return bool(pid) and process_alive(pid) and start_time(pid) == record.get("start_time")
 
 
 def ending(lab, name):
@@ -127,7 +113,7 @@ def stop(lab, name, seconds=STOP_SECONDS):
         return False
     pid = lab.hosts[name]["controller"]["pid"]
     _signal(pid, signal.SIGTERM)
-    if _wait_gone(pid, seconds):
+    if _wait_gone(lab, name, seconds):
         return True
     kill(lab, name)
     raise ControllerError("the controller of %s (pid %d) did not exit within %.0f s of "
@@ -141,7 +127,7 @@ def kill(lab, name):
         return False
     pid = lab.hosts[name]["controller"]["pid"]
     _signal(pid, signal.SIGKILL)
-    if not _wait_gone(pid, KILL_SECONDS):
+    if not _wait_gone(lab, name, KILL_SECONDS):
         raise ControllerError("the controller of %s (pid %d) survived SIGKILL" % (name, pid))
     return True
 
@@ -153,12 +139,13 @@ def _signal(pid, number):
         pass
 
 
-def _wait_gone(pid, seconds):
+def _wait_gone(lab, name, seconds):
+    pid = lab.hosts[name]["controller"]["pid"]
     deadline = time.monotonic() + seconds
     while True:
         if pid in _STARTED:
             _STARTED[pid].poll()  # reaps it, keeping how it ended
-        if not process_alive(pid):
+        if not running(lab, name):
             return True
         if time.monotonic() > deadline:
             return False

@@ -38,7 +38,7 @@ from tests.drbd_double import stop_handlers as drbd_stop_handlers
 from tests.lab import controllers, host_etc
 from tests.lab.xapi_client import MasterSession, XapiUnreachable, wait_for_slave
 from tests.support import netns
-from tests.support.tgtd import attach_tgtd, process_alive, start_tgtd
+from tests.support.tgtd import attach_tgtd, process_alive, start_tgtd, start_time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB_FILE = "lab.json"
@@ -178,7 +178,7 @@ class Lab(object):
         recorded = self.hosts[name].get("tgtd") or {}
         daemon = start_tgtd(self.namespace(name), control_port=recorded.get("control_port"))
         self.hosts[name]["tgtd"] = {"pid": daemon.pid, "control_port": daemon.control_port,
-                                    "log": daemon.log_path, "started": _start_time(daemon.pid)}
+                                    "log": daemon.log_path, "started": start_time(daemon.pid)}
         self.save()
         return daemon
 
@@ -188,7 +188,7 @@ class Lab(object):
         info = self.hosts[name].get("tgtd")
         if not info:
             return None
-        started = _start_time(info["pid"])
+        started = start_time(info["pid"])
         if started is not None and started != info.get("started"):
             return None
         return attach_tgtd(self.namespace(name), info["control_port"], info["pid"],
@@ -408,7 +408,7 @@ def _start_simulator(lab):
             stderr=subprocess.STDOUT, start_new_session=True,
             env=dict(os.environ, PYTHONPATH=os.pathsep.join([REPO,
                                                               os.path.join(REPO, "plugins")])))
-    lab.record["xapi"] = {"pid": process.pid}
+    lab.record["xapi"] = {"pid": process.pid, "started": start_time(process.pid)}
     lab.save()
     deadline = time.time() + SIMULATOR_START_SECONDS
     while not os.path.exists(ready):
@@ -727,8 +727,8 @@ def down(state_dir):
     simulator = lab.record.get("xapi", {}).get("pid")
     if simulator:
         _reap(simulator)  # one that ended as our child would keep its pid, as a zombie
-        # Its pid may run another process by now: only ours has our config.
-        if _runs_with(simulator, lab.path("xapi", "config.json")):
+        # Its pid may run another process by now.
+        if start_time(simulator) == lab.record["xapi"].get("started"):
             _terminate(simulator, problems)
     if os.path.isdir(lab.path("drbd")):
         try:
@@ -775,25 +775,6 @@ def _terminate(pid, problems, seconds=5):
         pass
     _reap(pid)
     problems.append("the XAPI simulator (pid %d) ignored SIGTERM and was killed" % pid)
-
-
-def _start_time(pid):
-    """When process ``pid`` started (clock ticks after boot, /proc/PID/stat field 22), or
-    None when no process has it: with its start time a recorded pid names one process."""
-    try:
-        with open("/proc/%d/stat" % pid) as stat:
-            return int(stat.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _runs_with(pid, argument):
-    """Whether process ``pid``'s command line holds ``argument``."""
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            return argument.encode() in handle.read().split(b"\0")
-    except OSError:
-        return False
 
 
 def _reap(pid):

@@ -12,10 +12,13 @@ fails the test on any moment with two Primaries or two VIP holders.
 import datetime
 import json
 import os
+import subprocess
 import time
+from types import SimpleNamespace
 
-from tests.lab import pool
+from tests.lab import controllers, pool
 from tests.lab.running import WritersWatch, wait_until
+from tests.support.tgtd import start_time
 
 
 
@@ -195,3 +198,19 @@ def test_the_pass_starts_as_soon_as_the_new_masters_xapi_answers(lab):
 def _audit_time(call):
     """When the simulator answered the call."""
     return datetime.datetime.fromisoformat(call["time"]).timestamp()
+
+
+def test_a_recorded_controller_pid_that_runs_another_process_is_not_running(tmp_path):
+    # pid_max here is 32768: a pid outlives its process within minutes of a test run.
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        lab = SimpleNamespace(hosts={"hostA": {"controller": {
+            "pid": other.pid, "start_time": start_time(other.pid)}}})
+        assert controllers.running(lab, "hostA")
+        lab.hosts["hostA"]["controller"]["start_time"] -= 1  # an earlier process's pid
+        assert not controllers.running(lab, "hostA")
+        assert controllers.stop(lab, "hostA") is False  # and no signal goes to it
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()

@@ -147,6 +147,17 @@ def process_alive(pid):
     return state != "Z"
 
 
+def start_time(pid):
+    """When process ``pid`` started (clock ticks after boot, /proc/PID/stat field 22), or
+    None when no process has it. It stays the same across exec, so a recorded pid and
+    start time name one process even once the pid is reused."""
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[19])
+    except (IOError, OSError, IndexError, ValueError):
+        return None
+
+
 def attach_tgtd(namespace, control_port, pid, log_path, portal="0.0.0.0:3260"):
     """A :class:`Tgtd` for a daemon started by another process, known by its pid."""
     daemon = Tgtd(namespace, control_port, _StartedElsewhere(pid), log_path, portal)
