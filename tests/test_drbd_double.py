@@ -805,7 +805,9 @@ def test_promoting_both_sides_while_cut_is_a_split_brain(pool9):
     assert replica_block(pool9, "hostB", 5) == b"B's version"
 
 
-def test_split_brain_victim_that_discards_its_data_resyncs_from_the_survivor(pool84):
+def test_split_brain_victim_that_discards_its_data_resyncs_from_the_survivor(tmp_path):
+    # A slow resync, so the victim is still SyncTarget when asked, however loaded the machine.
+    pool84 = make_pool(tmp_path, "8.4", resync_rate=RATE)
     drbd_double.cut(pool84)
     notice(pool84)
     ok(pool84, "hostA", "primary", "--force", "r0")
@@ -817,7 +819,7 @@ def test_split_brain_victim_that_discards_its_data_resyncs_from_the_survivor(poo
     assert ok(pool84, "hostB", "cstate", "r0") == "WFConnection\n"
     ok(pool84, "hostA", "connect", "r0")
     assert ok(pool84, "hostB", "cstate", "r0") == "SyncTarget\n"
-    notice(pool84)
+    drbd_double.elapse(pool84, 1025)
     assert ok(pool84, "hostB", "dstate", "r0") == "UpToDate/UpToDate\n"
     assert replica_block(pool84, "hostB", 6) == b"survivor data"
     assert drbd_double.show(pool84)["resources"]["r0"]["split_brain"] is False
