@@ -25,7 +25,7 @@ from tests import drbd_double
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOSTS = ["hostA", "hostB"]
 BLOCK = 4096
-FAST_TIMERS = {"ping-timeout": "1"}
+FAST_TIMERS = {"ping-int": "1", "ping-timeout": "1"}  # a dead peer is noticed in 1.1 s
 FAST_TIMERS_9 = dict(FAST_TIMERS, **{"auto-promote-timeout": "1"})
 RATE = 1 / 1024.0  # MiB/s: a resync of 1 MiB takes 1024 s of the model's time
 
@@ -192,7 +192,7 @@ def wait_for(condition, timeout=30):
 
 def notice(state):
     """Let the ping window pass, so the hosts notice what happened to the link."""
-    drbd_double.elapse(state, 1)
+    drbd_double.elapse(state, 2)
 
 
 # -- output formats
@@ -280,6 +280,32 @@ def test_a_cut_link_goes_unnoticed_for_the_ping_window(tmp_path):
     assert ok(pool84, "hostA", "cstate", "r0") == "WFConnection\n"
     assert ok(pool84, "hostB", "role", "r0") == "Secondary/Unknown\n"
     assert "PingAck did not arrive in time." in kernel_log(pool84)
+
+
+def test_by_default_a_dead_peer_goes_unnoticed_for_ping_int_plus_ping_timeout(tmp_path,
+                                                                            version):
+    state = make_pool(tmp_path, version, net_options={"ping-int": "10", "ping-timeout": "5"})
+    assert drbd_double.show(state)["ping_window"] == 10.5
+    ok(state, "hostA", "primary", "r0")
+    drbd_double.crash(state, "hostA")
+    drbd_double.elapse(state, 10.4)
+    assert replica(state, "hostB")["connection"] == "connected"
+    drbd_double.elapse(state, 0.2)
+    assert replica(state, "hostB")["connection"] == "connecting"
+
+
+def test_a_promote_notices_an_unnoticed_dead_peer_within_ping_timeout(tmp_path, version):
+    state = make_fenced_pool(tmp_path, version, lambda s: {"hostB": exits(tmp_path, 7)},
+                             ping_window=30)
+    ok(state, "hostA", "primary", "r0")
+    drbd_double.crash(state, "hostA")
+    drbd_double.elapse(state, 1)
+    # 8.4 refuses the first try (it still sees the Primary) and retries after a ping.
+    if version == "8.4":
+        assert_refused(state, "hostB", -7, NOT_OUTDATED)
+    ok(state, "hostB", "primary", "r0")
+    assert replica(state, "hostB")["role"] == "Primary"
+    assert "PingAck did not arrive in time." in kernel_log(state)
 
 
 def test_a_link_healed_within_the_ping_window_is_never_lost(tmp_path, version):
