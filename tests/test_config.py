@@ -211,7 +211,7 @@ def test_a_bad_initiator_word_is_named(initiators, bad):
     assert bad in problem
 
 
-@pytest.mark.parametrize("key", ["lock_wait", "command", "fence"])
+@pytest.mark.parametrize("key", ["lock_wait", "command", "fence", "fence_confirmed"])
 @pytest.mark.parametrize("value", ["inf", "nan", "1e999", "-1", "0"])
 def test_every_timeout_must_be_a_finite_positive_number(key, value):
     text = sample()
@@ -295,6 +295,18 @@ def test_xapi_settings_are_host_local_and_checked():
 def test_the_fence_timeout_is_its_own_setting():
     assert config.parse(sample()).fence_timeout == 10.0
     assert config.parse(sample().replace("fence = 10", "fence = 4.5")).fence_timeout == 4.5
+
+
+def test_the_confirmed_fence_wait_is_its_own_setting_and_at_most_the_full_one():
+    parsed = config.parse(sample())
+    assert (parsed.fence_confirmed_timeout, parsed.fence_timeout) == (0.2, 10.0)
+    shorter = sample().replace("fence_confirmed = 0.2", "fence_confirmed = 0.05")
+    assert config.parse(shorter).fence_confirmed_timeout == 0.05
+    assert problems_of(sample().replace("fence = 10", "fence = 0.1")) == [
+        "[timeouts] fence_confirmed: 0.2 s is longer than [timeouts] fence (0.1 s); it is "
+        "the shorter wait for a peer already found down, make it at most 0.1"]
+    without = sample().replace("fence_confirmed = 0.2\n", "")
+    assert config.parse(without).fence_confirmed_timeout == 0.2
 
 
 def test_scsi_ids_differing_only_in_case_are_the_same_naa_identifier():

@@ -25,7 +25,7 @@ from tests import drbd_double
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOSTS = ["hostA", "hostB"]
 BLOCK = 4096
-FAST_TIMERS = {"ping-timeout": "1"}
+FAST_TIMERS = {"ping-int": "1", "ping-timeout": "1"}  # a dead peer is noticed in 1.1 s
 FAST_TIMERS_9 = dict(FAST_TIMERS, **{"auto-promote-timeout": "1"})
 RATE = 1 / 1024.0  # MiB/s: a resync of 1 MiB takes 1024 s of the model's time
 
@@ -192,7 +192,7 @@ def wait_for(condition, timeout=30):
 
 def notice(state):
     """Let the ping window pass, so the hosts notice what happened to the link."""
-    drbd_double.elapse(state, 1)
+    drbd_double.elapse(state, 2)
 
 
 # -- output formats
@@ -280,6 +280,32 @@ def test_a_cut_link_goes_unnoticed_for_the_ping_window(tmp_path):
     assert ok(pool84, "hostA", "cstate", "r0") == "WFConnection\n"
     assert ok(pool84, "hostB", "role", "r0") == "Secondary/Unknown\n"
     assert "PingAck did not arrive in time." in kernel_log(pool84)
+
+
+def test_by_default_a_dead_peer_goes_unnoticed_for_ping_int_plus_ping_timeout(tmp_path,
+                                                                            version):
+    state = make_pool(tmp_path, version, net_options={"ping-int": "10", "ping-timeout": "5"})
+    assert drbd_double.show(state)["ping_window"] == 10.5
+    ok(state, "hostA", "primary", "r0")
+    drbd_double.crash(state, "hostA")
+    drbd_double.elapse(state, 10.4)
+    assert replica(state, "hostB")["connection"] == "connected"
+    drbd_double.elapse(state, 0.2)
+    assert replica(state, "hostB")["connection"] == "connecting"
+
+
+def test_a_promote_notices_an_unnoticed_dead_peer_within_ping_timeout(tmp_path, version):
+    state = make_fenced_pool(tmp_path, version, lambda s: {"hostB": exits(tmp_path, 7)},
+                             ping_window=30)
+    ok(state, "hostA", "primary", "r0")
+    drbd_double.crash(state, "hostA")
+    drbd_double.elapse(state, 1)
+    # 8.4 refuses the first try (it still sees the Primary) and retries after a ping.
+    if version == "8.4":
+        assert_refused(state, "hostB", -7, NOT_OUTDATED)
+    ok(state, "hostB", "primary", "r0")
+    assert replica(state, "hostB")["role"] == "Primary"
+    assert "PingAck did not arrive in time." in kernel_log(state)
 
 
 def test_a_link_healed_within_the_ping_window_is_never_lost(tmp_path, version):
@@ -517,45 +543,57 @@ def test_promote_right_after_a_crash_is_refused_on_84_even_with_a_good_handler(t
     assert runs(tmp_path, 5) == 1
 
 
-def test_drbd9_survivor_of_a_crashed_primary_is_consistent_and_needs_a_fencing_verdict(
-        tmp_path):
-    state = make_fenced_pool(tmp_path, "9", lambda s: {"hostB": exits(tmp_path, 5)},
+def test_drbd9_survivor_of_a_crashed_primary_is_uptodate_again_and_fences_once(tmp_path):
+    """9.1.17: Consistent only until the "lost-peer" state change, which finds no
+    Primary elsewhere; the promote is then held by fencing alone, and the one
+    handler run that pings the dead peer and fences it is all it waits for."""
+    state = make_fenced_pool(tmp_path, "9", lambda s: {"hostB": exits(tmp_path, 7)},
                              ping_window=30)
     ok(state, "hostA", "primary", "r0")
     drbd_double.crash(state, "hostA")
-    # The promote itself pings the dead peer, then waits for the disk to settle.
-    assert_refused(state, "hostB", -2, NO_DATA)
-    assert disk(state, "hostB") == "Consistent"
-    assert ("fence-peer helper returned 5 (peer unreachable, doing nothing since disk != "
-            "UpToDate)") in kernel_log(state)
+    ok(state, "hostB", "primary", "r0")  # the promote's ping notices the dead peer
+    assert runs(tmp_path, 7) == 1
+    assert (replica(state, "hostB")["role"], disk(state, "hostB")) == ("Primary", "UpToDate")
+    log = kernel_log(state)
+    assert log.index("disk( UpToDate -> Consistent )") < log.index(
+        "disk( Consistent -> UpToDate )") < log.index("helper command: /sbin/drbdadm fence-peer")
 
 
 @pytest.mark.parametrize("code", [4, 7])
-def test_drbd9_consistent_survivor_promotes_after_outdated_or_stonith(tmp_path, code):
+def test_drbd9_survivor_promotes_after_outdated_or_stonith(tmp_path, code):
     state = make_fenced_pool(tmp_path, "9", lambda s: {"hostB": exits(tmp_path, code)})
     ok(state, "hostA", "primary", "r0")
     drbd_double.crash(state, "hostA")
     notice(state)
-    assert disk(state, "hostB") == "Consistent"
+    assert disk(state, "hostB") == "UpToDate"
     ok(state, "hostB", "primary", "r0")
     assert (replica(state, "hostB")["role"], disk(state, "hostB")) == ("Primary", "UpToDate")
 
 
-def test_a_secondary_that_loses_its_primary_keeps_uptodate_on_84_and_not_on_9(tmp_path,
-                                                                             version):
+def test_drbd9_survivor_without_a_verdict_is_refused(tmp_path):
+    state = make_fenced_pool(tmp_path, "9", lambda s: {"hostB": exits(tmp_path, 1)})
+    ok(state, "hostA", "primary", "r0")
+    drbd_double.crash(state, "hostA")
+    notice(state)
+    assert_refused(state, "hostB", -7, NOT_OUTDATED)
+    assert runs(tmp_path, 1) == 1
+
+
+def test_a_secondary_that_loses_its_primary_keeps_uptodate(tmp_path, version):
     state = make_pool(tmp_path, version)
     ok(state, "hostA", "primary", "r0")
     drbd_double.cut(state)
     notice(state)
     drbd_double.wait_handlers(state)
-    assert disk(state, "hostB") == ("UpToDate" if version == "8.4" else "Consistent")
+    assert disk(state, "hostB") == "UpToDate"
     assert replica(state, "hostA")["peer_disk"] == "DUnknown"  # no handler: broken
 
 
-def test_drbd84_stale_peer_of_a_failed_fencing_can_promote_into_two_primaries(tmp_path):
-    """hostA's handler fails after the link broke; hostB's says hostA is gone (5)."""
-    state = make_fenced_pool(tmp_path, "8.4", lambda s: {"hostA": exits(tmp_path, 1, "a"),
-                                                         "hostB": exits(tmp_path, 5, "b")})
+def test_stale_peer_of_a_failed_fencing_can_promote_into_two_primaries(tmp_path, version):
+    """hostA's handler fails after the link broke; hostB's says hostA is gone (5):
+    DRBD believes it, on 9 as on 8.4. This is why iscsi-ha's handler never says 5."""
+    state = make_fenced_pool(tmp_path, version, lambda s: {"hostA": exits(tmp_path, 1, "a"),
+                                                           "hostB": exits(tmp_path, 5, "b")})
     ok(state, "hostA", "primary", "r0")
     drbd_double.cut(state)
     notice(state)
@@ -566,16 +604,6 @@ def test_drbd84_stale_peer_of_a_failed_fencing_can_promote_into_two_primaries(tm
     assert replica_block(state, "hostB", 2) == b""
     drbd_double.heal(state)
     assert drbd_double.show(state)["resources"]["r0"]["split_brain"] is True
-
-
-def test_drbd9_stale_peer_of_a_failed_fencing_cannot_promote_on_peer_down(tmp_path):
-    state = make_fenced_pool(tmp_path, "9", lambda s: {"hostA": exits(tmp_path, 1, "a"),
-                                                       "hostB": exits(tmp_path, 5, "b")})
-    ok(state, "hostA", "primary", "r0")
-    drbd_double.cut(state)
-    notice(state)
-    drbd_double.wait_handlers(state)
-    assert_refused(state, "hostB", -2, NO_DATA)
 
 
 def test_force_promotes_into_split_brain_after_the_handler_failed(tmp_path, version):
@@ -589,12 +617,34 @@ def test_force_promotes_into_split_brain_after_the_handler_failed(tmp_path, vers
     assert replica(state, "hostB")["peer_disk"] == "Outdated"
 
 
-def test_drbd9_force_on_a_consistent_disk_skips_the_handler(tmp_path):
-    state = make_fenced_pool(tmp_path, "9", lambda s: {"hostB": exits(tmp_path, 1)})
-    ok(state, "hostA", "primary", "r0")
+def consistent_alone(tmp_path, code):
+    """hostA boots while hostB is away: attach leaves it Consistent (its peer was
+    never seen outdated); its handler exits ``code``."""
+    state = make_fenced_pool(tmp_path, "9", lambda s: {"hostA": exits(tmp_path, code)})
     drbd_double.crash(state, "hostA")
-    notice(state)
-    ok(state, "hostB", "primary", "--force", "r0")
+    drbd_double.cut(state)
+    drbd_double.revive(state, "hostA")
+    assert disk(state, "hostA") == "Consistent"
+    return state
+
+
+def test_drbd9_a_consistent_disk_promotes_once_the_handler_fenced_the_peer(tmp_path):
+    state = consistent_alone(tmp_path, 7)
+    ok(state, "hostA", "primary", "r0")
+    assert runs(tmp_path, 7) == 1
+    assert (replica(state, "hostA")["role"], disk(state, "hostA")) == ("Primary", "UpToDate")
+
+
+def test_drbd9_a_consistent_disk_is_refused_when_the_peer_is_only_unreachable(tmp_path):
+    state = consistent_alone(tmp_path, 5)
+    assert_refused(state, "hostA", -2, NO_DATA)
+    assert ("fence-peer helper returned 5 (peer unreachable, doing nothing since disk != "
+            "UpToDate)") in kernel_log(state)
+
+
+def test_drbd9_force_on_a_consistent_disk_skips_the_handler(tmp_path):
+    state = consistent_alone(tmp_path, 1)
+    ok(state, "hostA", "primary", "--force", "r0")
     assert runs(tmp_path, 1) == 0
     log = kernel_log(state)
     assert "Forced to consider local data as UpToDate!" in log

@@ -64,15 +64,31 @@ def test_a_damaged_confirmation_counts_as_none(tmp_path):
         assert not fence.peer_down_confirmed(marker, "r0")
 
 
-@pytest.fixture
-def config_file(tmp_path):
+def test_the_callers_confirmation_shortens_the_wait_for_the_peer():
+    assert fence.answer_wait(True, 10.0, 0.2) == 0.2
+    assert fence.answer_wait(False, 10.0, 0.2) == 10.0
+
+
+def write_config(tmp_path, fence_timeout, fence_confirmed):
     text = config_module.render_sample(
         state_dir=str(tmp_path / "state"), run_dir=str(tmp_path / "run"),
         log_file=str(tmp_path / "iscsi-ha.log"), inventory=str(tmp_path / "inventory"))
+    text = text.replace(u"fence = 10", u"fence = %s" % fence_timeout).replace(
+        u"fence_confirmed = 0.2", u"fence_confirmed = %s" % fence_confirmed)
     path = str(tmp_path / "iscsi-ha.conf")
     with io.open(path, "w", encoding="utf-8") as handle:
-        handle.write(text.replace(u"fence = 10", u"fence = 0.3"))
+        handle.write(text)
     return path
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    return write_config(tmp_path, "0.3", "0.2")
+
+
+def confirm(config_file):
+    config = config_module.load(config_file)
+    fence.confirm_peer_down(config.peer_down_marker_path("iscsi1"), "iscsi1", 30)
 
 
 def run_main(config_file, monkeypatch, capsys, answer):
@@ -128,3 +144,50 @@ def test_handler_without_drbds_environment_or_with_a_bad_config_fails_closed(
     assert fence.main(["--config", missing], environ={"DRBD_RESOURCE": "r0"}) == 1
     assert "cannot read config" in capsys.readouterr().err
     assert fence.main(["--bogus"], environ={"DRBD_RESOURCE": "r0"}) == 1
+
+
+def answers_after(seconds, answer):
+    def ask(config, resource):
+        time.sleep(seconds)
+        return answer
+    return ask
+
+
+def test_with_the_confirmation_silence_is_fenced_after_the_short_wait(tmp_path, monkeypatch,
+                                                                     capsys):
+    config_file = write_config(tmp_path, "30", "0.05")
+    confirm(config_file)
+    code, output = run_main(config_file, monkeypatch, capsys,
+                            answers_after(30, (fence.OUTDATED, "too late")))
+    assert code == 7
+    assert "no answer through XAPI within 0.05 s" in output.out
+    assert "confirmed it is down" in output.out
+
+
+@pytest.mark.parametrize("answer, code", [((fence.OUTDATED, "it reports disk Outdated"), 4),
+                                          ((fence.PRIMARY, "it reports role Primary"), 6),
+                                          ((fence.REFUSED, "XAPI: SESSION_INVALID"), 1)])
+def test_with_the_confirmation_a_peer_that_answers_in_time_is_heard(
+        tmp_path, monkeypatch, capsys, answer, code):
+    config_file = write_config(tmp_path, "30", "5")
+    confirm(config_file)
+    assert run_main(config_file, monkeypatch, capsys, answers_after(0.01, answer))[0] == code
+
+
+def test_without_the_confirmation_the_full_fence_timeout_bounds_the_wait(
+        tmp_path, monkeypatch, capsys):
+    config_file = write_config(tmp_path, "0.1", "0.05")
+    code, output = run_main(config_file, monkeypatch, capsys,
+                            answers_after(30, (fence.OUTDATED, "too late")))
+    assert code == 1
+    assert "no answer through XAPI within 0.1 s" in output.out
+    assert "nobody confirmed it is down" in output.out
+
+
+def test_an_expired_confirmation_is_no_confirmation(config_file, monkeypatch, capsys):
+    config = config_module.load(config_file)
+    fence.confirm_peer_down(config.peer_down_marker_path("iscsi1"), "iscsi1", -1)
+    code, output = run_main(config_file, monkeypatch, capsys,
+                            answers_after(30, (fence.OUTDATED, "too late")))
+    assert code == 1
+    assert "within 0.3 s" in output.out

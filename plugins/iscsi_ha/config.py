@@ -40,8 +40,8 @@ _SCHEMA = {
     "vip": {"address": None, "interface": None, "duplicate_check": "probe", "probe_ms": "50",
             "dad_wait": "1", "arp_announcements": "3"},
     "replication": {"interface": None, "drbd_version": "auto"},
-    "timeouts": {"lock_wait": "10", "command": "20", "fence": "10", "peer": "10",
-                 "action": "120"},
+    "timeouts": {"lock_wait": "10", "command": "20", "fence": "10",
+                 "fence_confirmed": "0.2", "peer": "10", "action": "120"},
     "tools": dict((tool, tool) for tool in TOOLS),
     "host": {"state_dir": "/var/lib/iscsi-ha", "run_dir": "/run/iscsi-ha",
              "log_file": "/var/log/iscsi-ha.log", "inventory": "/etc/xensource-inventory",
@@ -128,6 +128,7 @@ class Config(object):
         self.lock_wait = values["timeouts"]["lock_wait"]
         self.command_timeout = values["timeouts"]["command"]
         self.fence_timeout = values["timeouts"]["fence"]
+        self.fence_confirmed_timeout = values["timeouts"]["fence_confirmed"]
         self.peer_timeout = values["timeouts"]["peer"]
         self.action_timeout = values["timeouts"]["action"]
         self.tools = dict(values["tools"])
@@ -381,6 +382,7 @@ def _validate(values, resources, problems):
     check("replication", "drbd_version", _one_of, _DRBD_VERSIONS)
     for key in sorted(values["timeouts"]):
         check("timeouts", key, validate.seconds)
+    _check_fence_confirmed(problems, values["timeouts"])
     for key in _HOST_PATHS:
         check("host", key, _absolute_path)
     check("controller", "interval", validate.seconds, 3600)
@@ -395,6 +397,15 @@ def _validate(values, resources, problems):
         _validate_resource(problems, name, keys)
     for key in ("lun", "scsi_id", "scsi_sn", "device"):
         _check_unique(problems, resources, key)
+
+
+def _check_fence_confirmed(problems, timeouts):
+    """The wait for a peer the promote's caller confirmed down shortens the full one."""
+    confirmed, full = timeouts.get("fence_confirmed"), timeouts.get("fence")
+    if isinstance(confirmed, float) and isinstance(full, float) and confirmed > full:
+        problems.append("[timeouts] fence_confirmed: %g s is longer than [timeouts] fence "
+                        "(%g s); it is the shorter wait for a peer already found down, "
+                        "make it at most %g" % (confirmed, full, full))
 
 
 def _check(problems, where, keys, key, rule, *arguments):

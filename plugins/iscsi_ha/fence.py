@@ -14,6 +14,13 @@ outdate its copy (``fn=outdate``) and answers
   short-lived marker file, since the kernel, not the plugin, starts us);
 - 1 on any doubt, which makes DRBD change nothing.
 
+DRBD's promote waits for our exit, so how long we wait for the peer is part of
+a takeover's dark time. Without the confirmation we wait up to ``[timeouts]
+fence`` (xapi itself may take that long to give up on a dead host that still
+counts as live). With it, the caller has already found the peer gone, and we
+only give a peer that is up after all ``[timeouts] fence_confirmed`` to be
+heard: an Outdated or Primary answer within it still decides; silence is 7.
+
 Exit code 5 ("peer unreachable, assumed dead") is never given: an unreachable
 peer may be alive and writing.
 """
@@ -77,6 +84,12 @@ def peer_down_confirmed(path, resource, now=None):
 
 # -- the decision --------------------------------------------------------------------
 
+def answer_wait(peer_down, fence_timeout, fence_confirmed):
+    """How many seconds to wait for the peer's answer, with or without the promote
+    caller's confirmation that it is down."""
+    return fence_confirmed if peer_down else fence_timeout
+
+
 def verdict(answer, detail, peer_down):
     """``(exit code, reason)`` from what the peer answered and the caller's confirmation."""
     if answer == OUTDATED:
@@ -135,6 +148,9 @@ def ask_peer(config, resource):
 
 def _ask_within(config, resource, seconds):
     """ask_peer() bounded in time: a hung call counts as an unreachable peer."""
+    # Imported before the clock starts, so that the XenAPI import (the handler's
+    # largest start cost) does not eat the time the peer has to answer.
+    from iscsi_ha import xapi  # noqa: F401 pylint: disable=unused-import
     outcome = []
 
     def run():
@@ -180,8 +196,9 @@ def main(argv=None, environ=None):
         sys.stderr.write("iscsi-ha-fence-peer: %s\n" % exc.message)
         return EXIT_DOUBT
     logs.configure(config.log_file)
-    answer, detail = _ask_within(config, resource, config.fence_timeout)
     confirmed = peer_down_confirmed(config.peer_down_marker_path(resource), resource)
+    wait = answer_wait(confirmed, config.fence_timeout, config.fence_confirmed_timeout)
+    answer, detail = _ask_within(config, resource, wait)
     code, reason = verdict(answer, detail, confirmed)
     LOG.warning("fence-peer %s: exit %d: %s", resource, code, reason)
     sys.stdout.write("%s\n" % reason)

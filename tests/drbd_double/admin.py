@@ -18,10 +18,11 @@ from . import fencing, resfile
 from .errors import DoubleError
 from .model import KERNEL_LOG, KERNELS, STATE_FILE, Pool, timestamp
 from .states import DATA_DIR, DUNKNOWN, SECONDARY, UP_TO_DATE
-from .options import pool_options
+from .options import pool_options, seconds
 
-# Lab defaults: notice a dead peer within 0.5 s; resync the 64 MiB lab disk in 0.5 s.
-PING_WINDOW = 0.5
+# Lab defaults: notice a dead peer as DRBD does (PING_WINDOW: see init_pool); resync
+# the 64 MiB lab disk in 0.5 s.
+PING_WINDOW = None
 RESYNC_RATE = 128.0
 HANDLER_TIMEOUT = 120.0
 
@@ -64,7 +65,11 @@ def init_pool(state_dir, version, hosts, resources, netns=None, fence_peer=None,
     ``resources`` is a list of (name, minor, size_mib); ``netns`` maps host to the
     network namespace its processes run in; ``fence_peer`` maps host to the argv of
     the fence-peer handler its resource file names (none: the handler is "broken");
-    ``ping_window`` is how many seconds a dead peer or a cut link goes unnoticed;
+    ``ping_window`` is how many seconds a dead peer or a cut link goes unnoticed,
+    by default ping-int + ping-timeout: DRBD's ack receiver waits ping-int without
+    a packet before it pings, then ping-timeout for the PingAck (drbd_receiver.c
+    ``drbd_ack_receiver``), and a peer that was sending until it died (a writing
+    Primary) leaves the survivor exactly that long; a promote pings at once;
     ``resync_rate`` is in MiB/s; ``net_options`` overrides the running DRBD options
     (see ``options.POOL_DEFAULTS``); ``handler_timeout`` is when a handler is killed.
     """
@@ -87,13 +92,15 @@ def init_pool(state_dir, version, hosts, resources, netns=None, fence_peer=None,
                           % sorted(set(fence_peer) - set(hosts)))
     if any(not argv or not all(isinstance(a, str) for a in argv) for argv in fence_peer.values()):
         raise DoubleError("fence_peer maps a host to a non-empty list of strings (argv)")
+    options = pool_options(version, net_options)
+    if ping_window is None:
+        ping_window = int(options["ping-int"]) + seconds(options, "ping-timeout")
     for label, value in (("ping_window", ping_window), ("resync_rate", resync_rate),
                          ("handler_timeout", handler_timeout)):
         if not isinstance(value, (int, float)) or value < 0 or (
                 label != "ping_window" and value == 0):
             raise DoubleError("%s must be a positive number of %s, not %r" % (
                 label, "MiB/s" if label == "resync_rate" else "seconds", value))
-    options = pool_options(version, net_options)
     if os.path.exists(os.path.join(state_dir, STATE_FILE)):
         raise DoubleError("%s already holds a pool" % state_dir)
     os.makedirs(os.path.join(state_dir, DATA_DIR), exist_ok=True)

@@ -133,7 +133,8 @@ def admin_parser():
                       metavar="HOST=COMMAND",
                       help="the fence-peer handler HOST's resource file names (shell words)")
     init.add_argument("--ping-window", type=seconds_spec, default=PING_WINDOW,
-                      metavar="SECONDS", help="how long a dead peer or cut link goes unnoticed")
+                      metavar="SECONDS", help="how long a dead peer or cut link goes unnoticed "
+                           "(default: ping-int + ping-timeout, as DRBD)")
     init.add_argument("--resync-rate", type=seconds_spec, default=RESYNC_RATE,
                       metavar="MIB_PER_S")
     init.add_argument("--handler-timeout", type=seconds_spec, default=HANDLER_TIMEOUT,

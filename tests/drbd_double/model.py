@@ -15,7 +15,8 @@ now (``advance``), so no daemon is needed. What takes time:
 * noticing a dead peer or a broken link: the survivors keep seeing the old
   connection for ``ping_window`` seconds (DRBD notices at its next ping, after
   up to ping-int + ping-timeout); a promote pings at once and notices within
-  ping-timeout;
+  ping-timeout (drbd_receiver.c ``drbd_ack_receiver``: "PingAck did not arrive
+  in time."; ko-count and the net timeout only bound what a host sends its peer);
 * resync: the SyncTarget stays Inconsistent while ``resync_rate`` MiB/s copy the
   whole device (a full resync: the double keeps no bitmap);
 * fence-peer handlers, which run without the STATE lock (``fencing``).

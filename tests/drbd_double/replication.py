@@ -158,8 +158,7 @@ class Replication(object):
             self.kernel_log(host, name, "Connection closed")
             if (hard and self.version == "9" and replica["role"] == SECONDARY
                     and roles[peer] == PRIMARY and replica["disk"] == UP_TO_DATE):
-                # DRBD 9 cannot tell a crashed Primary from a cut link: its data may be stale.
-                replica["disk"] = CONSISTENT
+                self.settle_after_lost_primary(host, name)
             if replica["role"] == PRIMARY:
                 if replica["gen"] == replica["synced_gen"]:
                     self.start_generation(name, replica)
@@ -170,6 +169,24 @@ class Replication(object):
         for host in self.hosts:
             if not self.alive(host):
                 self.forget_dead(host, name)
+
+    def settle_after_lost_primary(self, host, name):
+        """DRBD 9.1.17's Secondary whose Primary vanished (died or link cut): the same
+        state change that ends the connection makes its disk Consistent, since the
+        Primary may have written what it never got (drbd_state.c sanitize_state,
+        ``maybe_crashed_primary``). finish_state_change then has the worker run the
+        "lost-peer" cluster-wide state change (drbd_sender.c try_become_up_to_date,
+        drbd_state.c twopc_after_lost_peer): with no other node reporting a Primary
+        it cannot reach itself (always so with two nodes, whose only peer is gone) it
+        commits at once, with no peer to wait for, and the disk is UpToDate again
+        (do_twopc_after_lost_peer). It stays Consistent only beside a diskless
+        Primary (may_return_to_up_to_date), which an iscsi-ha pool never has. So
+        the survivor's promote does not wait for its disk (wait_up_to_date ends once
+        nothing is Consistent) and is stopped by fencing alone (SS_PRIMARY_NOP)."""
+        self.kernel_log(host, name, "disk( UpToDate -> Consistent )", scope="device")
+        self.kernel_log(host, name, "Committing cluster-wide state change (lost-peer)",
+                        scope="resource")
+        self.kernel_log(host, name, "disk( Consistent -> UpToDate )", scope="device")
 
     def handshake(self, name):
         first, second = [self.replica(h, name) for h in self.hosts]

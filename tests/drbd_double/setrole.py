@@ -9,11 +9,18 @@ UpToDate and the peer Outdated. The two generations differ (``drbd_nl.c``
 * 8.4 refuses with -1 while it still sees a Primary peer, sleeps ping-timeout
   once and retries; a handler that fails is run again on every remaining try,
   and a Consistent disk fences the same way;
-* 9 first waits until a peer it cannot reach is declared dead, and waits up to
-  auto-promote-timeout + ping-timeout for a Consistent disk to settle (twice);
-  an UpToDate disk then fences once (-7 unless the handler fences the peer), a
-  Consistent one only becomes UpToDate once the handler outdates the peer
-  (-2 otherwise); ``--force`` skips the handler unless the disk is UpToDate.
+* 9 first pings every connected peer and waits for its PingAck or, from a dead
+  peer, ping-timeout until the connection is declared lost (drbd_sender.c
+  ``drbd_check_peers``), then waits up to auto-promote-timeout + ping-timeout
+  while a disk is Consistent (``wait_up_to_date``, again after a -2 refusal).
+  A Secondary whose Primary vanished is UpToDate again by then
+  (``replication.settle_after_lost_primary``): only a disk attached while its
+  peer was away is Consistent and pays both waits. An UpToDate disk then fences
+  once (-7 unless the handler fences the peer), a Consistent one only becomes
+  UpToDate once the handler outdates the peer (-2 otherwise); ``--force`` skips
+  the handler unless the disk is UpToDate. The handler runs synchronously: the
+  promote waits for its exit (drbd_nl.c ``conn_try_outdate_peer``, through the
+  usermode helper ``drbd_khelper``), with no bound of its own.
 
 Waits and handlers run without the STATE lock, so every step re-reads the model.
 """
