@@ -404,6 +404,21 @@ def test_switchover_in_manual_mode_demotes_then_promotes_and_leaves_the_master(w
                                                              ("hostB", "promote", True)]
 
 
+def test_switchover_in_manual_mode_is_one_round_trip_per_host(world, conf):
+    # The promote learns from the demote whom to tickle and that the VIP is released.
+    world.set_manual()
+    world.statuses["hostB"]["promote_accepts"] = ["force", "peer_down", "reason", "tickle",
+                                                  "vip_released"]
+    world.answers[("hostA", "demote")] = {"summary": "demoted", "vip_released": True,
+                                          "connections": ["198.51.100.7:40001"]}
+    code, _, _ = run(world, conf, "switchover", "hostB")
+    assert code == 0
+    demote, promote = changes(world)
+    assert (promote[3]["tickle"], promote[3]["vip_released"]) == (
+        json.dumps(["198.51.100.7:40001"]), "true")
+    assert "manual mode" in promote[3]["reason"]
+
+
 def test_switchover_in_manual_mode_stops_at_the_first_failure(world, conf):
     world.set_manual()
     world.errors[("hostA", "demote")] = ["ISCSI_HA_STEP_FAILED", "vip-release failed"]

@@ -10,7 +10,7 @@ from iscsi_ha_controller import daemon
 from iscsi_ha_controller.decide import Snapshot
 from iscsi_ha_controller.observe import CONTROLLER_KEY, NotMaster, XapiLost
 
-from tests.test_decide import host
+from tests.test_decide import FAST_PROMOTE, host
 
 
 class FakeClient(object):
@@ -102,6 +102,26 @@ def test_a_move_demotes_then_promotes_and_records_it(config):
     assert state["last_pass"]["reason"] == plan.reason
     assert client.keys[CONTROLLER_KEY]["reason"] == plan.reason
     assert controller.alerter.sent == ["failover-started", "failover-done"]
+
+
+def test_a_planned_move_hands_the_demotes_connections_to_the_promote(config):
+    clients = ["198.51.100.7:40001"]
+    snapshot = Snapshot(host("xcp-b", pool_role="master", promote_accepts=FAST_PROMOTE),
+                        [host("xcp-a", role="primary", vip_local=True)])
+    client = FakeClient([snapshot], answers={
+        ("xcp-a", "demote"): ({"summary": "demoted", "connections": clients,
+                               "vip_released": True}, None),
+        ("xcp-b", "promote"): ({"summary": "promoted", "tickled": 1,
+                                "tickle_failures": []}, None)})
+    controller = controller_for(config, client)
+    controller.connect()
+    controller.reconcile("became master")
+    promote_args = client.calls[1][2]
+    assert (promote_args["tickle"], promote_args["vip_released"]) == (json.dumps(clients),
+                                                                      "true")
+    demoted, promoted = controller.state["last_pass"]["actions"]
+    assert demoted["vip_released"] is True
+    assert (promoted["tickled"], promoted["tickle_failures"]) == (1, [])
 
 
 def test_a_failed_demote_stops_the_plan_before_the_promote(config):

@@ -285,7 +285,8 @@ def _preview(pool, target):
         copy = HostView(host.name, host.uuid, host.address, host.live, status, host.error)
         copy.ref = host.ref
         return copy
-    return decide(Snapshot(view(target), [view(h) for h in pool.others(target)]))
+    return decide(Snapshot(view(target), [view(h) for h in pool.others(target)],
+                           tickle=bool(pool.client.config.controller_tickle)))
 
 
 # -- the commands --------------------------------------------------------------------
@@ -382,19 +383,20 @@ class Cli(object):
                 "pool master serving and would undo a hand-made move. For a planned move run "
                 "`iscsi-ha switchover %s`; to take over by hand first run `iscsi-ha manual on "
                 "--reason TEXT`" % (fn, view.name)))
-        step = self.act(pool, view, fn, args)
+        step, _ = self.act(pool, view, fn, args)
         self.result({"steps": [step]}, _step_text(step))
         return 0
 
     def act(self, pool, view, fn, args, done=()):
-        """One promote or demote; a failure is a CliError listing ``done`` before it."""
+        """One promote or demote: ``(step, result)``; a failure is a CliError listing
+        ``done`` before it."""
         started = monotonic()
         result, error = self.client_call(pool, view, fn, args, self.config.action_timeout)
         step = {"host": view.name, "fn": fn, "ok": error is None,
                 "seconds": round(monotonic() - started, 3)}
         if error is None:
             step["summary"] = result.get("summary") if isinstance(result, dict) else None
-            return step
+            return step, result
         step["error"] = error
         steps = list(done) + [step]
         before = ("; done before it: %s" % "; ".join(_step_text(s).strip() for s in done)
@@ -443,11 +445,15 @@ class Cli(object):
         reason = "iscsi-ha switchover to %s (manual mode)%s" % (
             target.name, ": " + self.options.reason if self.options.reason else "")
         by_uuid = dict((h.uuid, h) for h in pool.hosts)
-        steps = []
+        steps, done = [], []
         for action in plan.actions:
-            args = dict(action.args, reason=reason)
-            steps.append(self.act(pool, by_uuid[action.host.uuid], action.fn, args, steps))
-            self.say(_step_text(steps[-1]).rstrip("\n"))
+            # The promote learns from the demote before it (the VIP released, whom to
+            # tickle): one round trip per host.
+            args = dict(action.args_after(done), reason=reason)
+            step, result = self.act(pool, by_uuid[action.host.uuid], action.fn, args, steps)
+            steps.append(step)
+            done.append((action, result))
+            self.say(_step_text(step).rstrip("\n"))
         text = ""
         if pool.master is not target:
             text = ("%s serves the storage; %s stays pool master (manual mode). `iscsi-ha "

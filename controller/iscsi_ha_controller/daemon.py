@@ -31,6 +31,11 @@ SLAVE_POLL = 0.1      # seconds between looks at pool.conf on a slave
 LOGIN_RETRY = 0.05    # first wait between logins while this host's xapi restarts
 FIRST_BACKOFF = 1.0   # first wait before a pass that asked to retry
 ACTION_FNS = ("promote", "demote")
+# What a pass keeps of a plugin call's result: its summary and timings, and, when
+# the plugin gives them, what a fast switchover passed on (a demote's
+# vip_released, a promote's tickles).
+RECORDED = ("summary", "observe_seconds", "steps")
+RECORDED_IF_GIVEN = ("vip_released", "tickled", "tickle_failures")
 BECAME_MASTER = "became master"
 
 
@@ -228,12 +233,14 @@ class Controller(object):
         moving = plan.outcome == decisions.MOVE
         if moving:
             self._alert("failover-started", plan.reason, snapshot.master.uuid)
+        done = []
         for action in plan.actions:
             timeout = (self.config.action_timeout if action.fn in ACTION_FNS
                        else self.config.peer_timeout)
             started = self.clock()
-            result, error = self.client.call_plugin(action.host, action.fn, action.args,
-                                                    timeout)
+            result, error = self.client.call_plugin(action.host, action.fn,
+                                                    action.args_after(done), timeout)
+            done.append((action, result))
             record = {"host": action.host.name, "fn": action.fn, "ok": error is None,
                       "seconds": round(self.clock() - started, 3)}
             if error is not None:
@@ -242,8 +249,10 @@ class Controller(object):
                 # The plugin's own timing stays with the record: where a switchover's
                 # time went, for the log reader and the bench.
                 answer = result if isinstance(result, dict) else {}
-                for key in ("summary", "observe_seconds", "steps"):
+                for key in RECORDED:
                     record[key] = answer.get(key)
+                record.update((key, answer[key]) for key in RECORDED_IF_GIVEN
+                              if key in answer)
             records.append(record)
             if error is not None:
                 if moving:

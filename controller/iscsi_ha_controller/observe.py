@@ -155,7 +155,7 @@ class PoolClient(object):
                           and v.address == took_over_from_address]
         return Snapshot(master, views[1:], manual_mode(pool.get("other_config", {})),
                         took_over_from[0] if took_over_from else None,
-                        fresh_master), pool_ref
+                        fresh_master, bool(self.config.controller_tickle)), pool_ref
 
     # -- acting ----------------------------------------------------------------------
 
