@@ -64,10 +64,14 @@ class Alerts(object):
 
 @pytest.fixture
 def config(tmp_path):
+    return make_config(tmp_path)
+
+
+def make_config(tmp_path, **settings):
     text = config_module.render_sample(
         state_dir=str(tmp_path / "state"), run_dir=str(tmp_path / "run"),
         log_file=str(tmp_path / "iscsi-ha.log"), inventory=str(tmp_path / "inventory"),
-        pool_conf=str(tmp_path / "pool.conf"))
+        pool_conf=str(tmp_path / "pool.conf"), **settings)
     (tmp_path / "inventory").write_text(u"INSTALLATION_UUID='uuid-xcp-b'\n")
     return config_module.parse(text, str(tmp_path / "iscsi-ha.conf"))
 
@@ -239,3 +243,42 @@ def test_a_stop_that_comes_during_a_pass_ends_the_controller_right_after_it(conf
         controller.run()
     with open(os.path.join(config.run_dir, "controller.json")) as handle:
         assert json.load(handle)["last_pass"]["outcome"] == "in-place"  # the pass finished
+
+
+def test_with_events_off_a_slave_polls_pool_conf_at_the_interval(tmp_path):
+    config = make_config(tmp_path, controller_events="off", controller_interval=7)
+    write_pool_conf(config, "slave:192.0.2.11")
+    controller = controller_for(config, FakeClient([new_master_snapshot()]))
+    looks = []
+
+    def sleep(seconds):
+        looks.append(seconds)
+        if len(looks) == 2:
+            controller.stop()
+    controller.sleep = sleep
+    assert controller._wait_for_mastership() is False
+    assert looks == [7, 7]
+
+
+def test_with_events_off_the_master_polls_at_the_interval_without_event_from(tmp_path):
+    config = make_config(tmp_path, controller_events="off", controller_interval=7)
+    steady = Snapshot(host("xcp-b", role="primary", pool_role="master"), [host("xcp-a")])
+
+    class Polling(FakeClient):
+        def events(self, token, wait):
+            raise AssertionError("event.from with events = off")
+
+    client = Polling([steady])
+    controller = controller_for(config, client)
+    now, waits = [0.0], []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        now[0] += seconds
+        if len(waits) == 2:
+            controller.stop()
+    controller.clock, controller.sleep = (lambda: now[0]), sleep
+    controller.connect()
+    controller._serve()
+    assert waits == [7, 7]
+    assert controller.state["last_pass"]["trigger"] == "poll"
