@@ -96,6 +96,9 @@ class FakeClient(object):
     def logout(self):
         pass
 
+    def sibling(self):
+        return self
+
     def pool_record(self):
         self.world.poll()
         return "OpaqueRef:pool", json.loads(json.dumps(self.world.record))

@@ -2,13 +2,17 @@
 
 import json
 import os
+import threading
+import time
 
 import pytest
+from six.moves import socketserver, xmlrpc_server
 
 from iscsi_ha import config as config_module, poolconf
 from iscsi_ha_controller import daemon
-from iscsi_ha_controller.decide import Snapshot
-from iscsi_ha_controller.observe import CONTROLLER_KEY, NotMaster, XapiLost
+from iscsi_ha_controller.decide import HostView, Snapshot
+from iscsi_ha_controller.observe import (CONTROLLER_KEY, NotMaster, PoolClient, XapiLost,
+                                         read_statuses)
 
 from tests.test_decide import FAST_PROMOTE, host
 
@@ -282,3 +286,83 @@ def test_with_events_off_the_master_polls_at_the_interval_without_event_from(tmp
     controller._serve()
     assert waits == [7, 7]
     assert controller.state["last_pass"]["trigger"] == "poll"
+
+
+class ThreadedXapi(object):
+    """A login and host.call_plugin on 127.0.0.1, each call in its own thread; a status
+    call answers only once ``together`` status calls are in flight at once."""
+
+    def __init__(self, together, fail_host=None):
+        class Server(socketserver.ThreadingMixIn, xmlrpc_server.SimpleXMLRPCServer):
+            daemon_threads = True
+        self.server = Server(("127.0.0.1", 0), logRequests=False, allow_none=True)
+        self.server.register_instance(self)
+        self.together, self.fail_host = together, fail_host
+        self.arrived, self.sessions = [], []
+        self.all_here = threading.Condition()
+        thread = threading.Thread(target=self.server.serve_forever)
+        thread.daemon = True
+        thread.start()
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def _dispatch(self, method, params):
+        if method != "host.call_plugin":
+            # Older XenAPI modules also ask for the API version right after the login.
+            return {"Status": "Success", "Value": {
+                "session.login_with_password": "OpaqueRef:session",
+                "pool.get_all": ["OpaqueRef:pool"], "pool.get_master": "OpaqueRef:a",
+                "host.get_API_version_major": "2", "host.get_API_version_minor": "20"}[method]}
+        session, host_ref = params[0], params[1]
+        if host_ref == self.fail_host:
+            return {"Status": "Failure", "ErrorDescription": ["SESSION_INVALID", session]}
+        with self.all_here:
+            self.sessions.append(session)
+            self.arrived.append(host_ref)
+            self.all_here.notify_all()
+            # The bound only stops a broken run: a call that waited in vain says so.
+            deadline = time.time() + 10
+            while len(self.arrived) < self.together and time.time() < deadline:
+                self.all_here.wait(0.1)
+            together = len(self.arrived) >= self.together
+        return {"Status": "Success", "Value": json.dumps({"role": "secondary",
+                                                         "together": together})}
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def views_for(*names):
+    views = []
+    for name in names:
+        view = HostView(name, "uuid-" + name, None, True)
+        view.ref = "OpaqueRef:" + name
+        views.append(view)
+    return views
+
+
+def test_each_hosts_status_is_read_at_the_same_time_with_one_login(tmp_path):
+    server = ThreadedXapi(together=2)
+    try:
+        client = PoolClient(make_config(tmp_path, xapi_url=server.url))
+        client.login()
+        views = views_for("a", "b")
+        read_statuses(client, views)
+    finally:
+        server.close()
+    assert [v.status for v in views] == [{"role": "secondary", "together": True}] * 2
+    assert sorted(server.arrived) == ["OpaqueRef:a", "OpaqueRef:b"]
+    assert server.sessions == ["OpaqueRef:session"] * 2
+
+
+def test_a_lost_session_in_a_status_thread_ends_the_pass_as_it_would_have_alone(tmp_path):
+    server = ThreadedXapi(together=1, fail_host="OpaqueRef:b")
+    try:
+        client = PoolClient(make_config(tmp_path, xapi_url=server.url))
+        client.login()
+        views = views_for("a", "b")
+        # Not "b does not answer", which could count towards b being gone.
+        with pytest.raises((NotMaster, XapiLost)):
+            read_statuses(client, views)
+    finally:
+        server.close()

@@ -30,7 +30,7 @@ from iscsi_ha_controller.observe import (CONTROLLER_KEY, MANUAL_KEY, NotMaster, 
 LOG = logging.getLogger("iscsi-ha")
 STATE_FILE = "controller.json"
 SLAVE_POLL = 0.1      # seconds between looks at pool.conf on a slave
-LOGIN_RETRY = 0.05    # first wait between logins while this host's xapi restarts
+LOGIN_RETRY = 0.02    # first wait between logins while this host's xapi restarts
 FIRST_BACKOFF = 1.0   # first wait before a pass that asked to retry
 ACTION_FNS = ("promote", "demote")
 # What a pass keeps of a plugin call's result: its summary and timings, and, when

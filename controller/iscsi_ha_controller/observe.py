@@ -9,6 +9,7 @@ this host's own xapi that breaks (xapi restarts after every master change) is
 
 import json
 import socket
+import threading
 
 from iscsi_ha import xapi
 from six.moves import xmlrpc_client
@@ -56,6 +57,7 @@ class PoolClient(object):
         self.config = config
         self.originator = originator
         self.session = None
+        self.url = None  # where the session logged in (the master's, after HOST_IS_SLAVE)
         self.pool_uuid = None
 
     def login(self, follow_master=False):
@@ -75,6 +77,7 @@ class PoolClient(object):
                                                        exc.master_address), secret)
 
     def _login(self, url, secret):
+        self.url = url
         session = xapi.connect(url, self.config.peer_timeout)
         try:
             session.xenapi.login_with_password(self.config.xapi_username, secret, "2.0",
@@ -86,6 +89,18 @@ class PoolClient(object):
         except xapi.NO_ANSWER + (xmlrpc_client.Fault, xmlrpc_client.ProtocolError) as exc:
             raise XapiLost("no answer from the xapi at %s: %s" % (url, exc))
         return session
+
+    def sibling(self):
+        """A client with this one's session on a connection of its own, for a call made
+        in another thread: one XML-RPC connection carries one call at a time. It
+        never logs in again by itself (a lost session shows as :class:`XapiLost`)."""
+        other = PoolClient(self.config, self.originator)
+        other.url, other.pool_uuid = self.url, self.pool_uuid
+        other.session = xapi.connect(self.url, self.config.peer_timeout)
+        # The XenAPI module keeps the session reference there, and offers no other way
+        # to share one login between connections.
+        other.session._session = self.session._session
+        return other
 
     def logout(self):
         if self.session is None:
@@ -119,9 +134,9 @@ class PoolClient(object):
     # -- reading the pool ------------------------------------------------------------
 
     def pool_record(self):
-        timeout = self.config.peer_timeout
-        pool_ref = self._call(timeout, "pool.get_all")[0]
-        record = self._call(timeout, "pool.get_record", pool_ref)
+        # One round trip: a pool has exactly one record.
+        pool_ref, record = list(self._call(self.config.peer_timeout,
+                                           "pool.get_all_records").items())[0]
         self.pool_uuid = record.get("uuid")
         return pool_ref, record
 
@@ -204,10 +219,45 @@ class PoolClient(object):
 
 def read_statuses(client, views):
     """Fill in each view's plugin ``status`` (or ``error``), each call within
-    ``[timeouts] peer``."""
-    for view in views:
-        view.status, error = client.call_plugin(view, "status", {}, client.config.peer_timeout)
+    ``[timeouts] peer``.
+
+    The calls run side by side, each in its own thread on its own connection
+    (:meth:`PoolClient.sibling`), the first on ``client``'s: a pass waits for the
+    slowest host, not the sum. That matters on a takeover, where the dead host's
+    call is the slow one (xapi retries it until CANNOT_CONTACT_HOST, or it runs
+    out the bound) and the survivor's own status would otherwise wait behind it.
+    """
+    def read(caller, view):
+        view.status, error = caller.call_plugin(view, "status", {},
+                                                client.config.peer_timeout)
         view.error = list(error or [])
+
+    threads, raised = [], []
+    for view in views[1:]:
+        thread = threading.Thread(target=_keeping, args=(raised, read, client.sibling(),
+                                                         view), name="status " + view.name)
+        thread.daemon = True  # bounded by its timeout; never holds up an exit
+        thread.start()
+        threads.append(thread)
+    try:
+        if views:
+            read(client, views[0])
+    finally:
+        for thread in threads:
+            thread.join()
+    if raised:
+        # As if the calls had been made one after another: a broken connection to this
+        # host's own xapi ends the pass; it says nothing about the host called.
+        raise raised[0]
+
+
+def _keeping(raised, read, caller, view):
+    """``read(caller, view)`` in a thread; what it raises goes to ``raised`` for the
+    caller's thread to raise."""
+    try:
+        read(caller, view)
+    except (NotMaster, XapiLost) as exc:
+        raised.append(exc)
 
 
 def manual_mode(other_config):
