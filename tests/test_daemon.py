@@ -132,6 +132,39 @@ def test_a_planned_move_hands_the_demotes_connections_to_the_promote(config):
     assert (promoted["tickled"], promoted["tickle_failures"]) == (1, [])
 
 
+def test_the_state_file_keeps_the_last_passes_and_a_restart_keeps_them(config):
+    steady = Snapshot(host("xcp-b", role="primary", pool_role="master"), [host("xcp-a")])
+    client = FakeClient([new_master_snapshot(), steady])
+    controller = controller_for(config, client)
+    controller.connect()
+    controller.reconcile("became master")
+    for _ in range(daemon.KEPT_PASSES):
+        controller.reconcile("safety pass")
+    restarted = controller_for(config, client)
+    passes = restarted.state["passes"]
+    assert len(passes) == daemon.KEPT_PASSES
+    assert [p["outcome"] for p in passes] == ["in-place"] * daemon.KEPT_PASSES
+    assert passes[-1] == restarted.state["last_pass"]
+    assert all(p["started"] <= p["observed"] <= p["finished"] for p in passes)
+    restarted.connect()
+    restarted.reconcile("after the restart")
+    assert len(restarted.state["passes"]) == daemon.KEPT_PASSES
+    assert restarted.state["passes"][-1]["trigger"] == "after the restart"
+
+
+def test_a_master_again_publishes_its_reason_though_it_said_the_same_before(config):
+    # Another master published in between: the pool's record is not this host's any more.
+    steady = Snapshot(host("xcp-b", role="primary", pool_role="master"), [host("xcp-a")])
+    client = FakeClient([steady])
+    controller = controller_for(config, client)
+    controller.connect()
+    controller._serve()  # one pass, then the (fake) event stream breaks
+    client.keys.clear()
+    controller.connect()
+    controller._serve()
+    assert client.keys[CONTROLLER_KEY]["host_uuid"] == "uuid-xcp-b"
+
+
 def test_a_failed_demote_stops_the_plan_before_the_promote(config):
     client = FakeClient([new_master_snapshot()], answers={
         ("xcp-a", "demote"): (None, ["ISCSI_HA_STEP_FAILED", "vip-release failed"])})

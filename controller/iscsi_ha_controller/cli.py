@@ -23,8 +23,8 @@ import six
 from iscsi_ha import config as config_module, logs, report, xapi
 from iscsi_ha.commands import monotonic
 from iscsi_ha.errors import IscsiHaError
-from iscsi_ha_controller.decide import (IN_PLACE, REFUSED, WAITING, HostView, Snapshot,
-                                        decide)
+from iscsi_ha_controller.decide import (IN_PLACE, REFUSED, SERVING_OUTCOMES, WAITING,
+                                        HostView, Snapshot, decide)
 from iscsi_ha_controller.observe import (CONTROLLER_KEY, MANUAL_KEY, NotMaster, PoolClient,
                                          XapiLost, manual_mode, read_statuses)
 
@@ -254,6 +254,17 @@ class Pool(object):
 
     def pool_role(self, view):
         return "master" if view is self.master else "slave"
+
+
+def reported_serving(controller, target):
+    """Whether the controller's record in the pool is ``target``'s own, saying it serves.
+
+    The plugin says primary as soon as the promote is done, a moment before the
+    controller that called it publishes its pass; until then the record is the
+    old master's, which would be reported as the switchover's.
+    """
+    return bool(controller) and controller.get("host_uuid") == target.uuid and \
+        controller.get("outcome") in SERVING_OUTCOMES
 
 
 def serving(hosts):
@@ -515,8 +526,9 @@ class Cli(object):
         return True
 
     def _wait_serving(self, target_uuid, deadline):
-        """The pool once ``target_uuid`` is master and primary; reconnects while xapi
-        restarts (connections refused, HOST_IS_SLAVE, SESSION_INVALID)."""
+        """The pool once ``target_uuid`` is master and primary and its controller has
+        reported the pass that made it so; reconnects while xapi restarts (connections
+        refused, HOST_IS_SLAVE, SESSION_INVALID)."""
         client, seen = None, "no answer yet"
         while True:
             try:
@@ -529,11 +541,11 @@ class Cli(object):
                         pool.master.name if pool.master else "no host")
                 else:
                     pool.read_status([target])
-                    if target.role == "primary":
+                    controller = pool.controller
+                    if target.role == "primary" and reported_serving(controller, target):
                         return pool
                     seen = "%s is pool master and its status says %s" % (
                         target.name, target.role or _error_text(target.error))
-                    controller = pool.controller
                     if controller:
                         seen += "; the controller's last word (%s, %s): %s: %s" % (
                             controller.get("host"), _when(controller.get("at")),

@@ -32,6 +32,9 @@ STATE_FILE = "controller.json"
 SLAVE_POLL = 0.1      # seconds between looks at pool.conf on a slave
 LOGIN_RETRY = 0.02    # first wait between logins while this host's xapi restarts
 FIRST_BACKOFF = 1.0   # first wait before a pass that asked to retry
+# Passes kept in the state file, newest last: a reader that looks now and then (the
+# lab's waits, a sysadmin) still finds a move a safety pass followed at once.
+KEPT_PASSES = 10
 ACTION_FNS = ("promote", "demote")
 # What a pass keeps of a plugin call's result: its summary and timings, and, when
 # the plugin gives them, what a fast switchover passed on (a demote's
@@ -67,14 +70,15 @@ class Controller(object):
 
     def _load_state(self):
         """What a previous run of this controller saw, while the host has not rebooted."""
-        state = {"mode": "starting", "since": self.clock(), "last_pass": None,
+        state = {"mode": "starting", "since": self.clock(), "last_pass": None, "passes": [],
                  "took_over_from": None}
         try:
             with open(self.state_path) as handle:
                 previous = json.load(handle)
             state["took_over_from"] = previous.get("took_over_from")
             state["last_pass"] = previous.get("last_pass")
-        except (IOError, OSError, ValueError, AttributeError):
+            state["passes"] = list(previous.get("passes") or [])[-KEPT_PASSES:]
+        except (IOError, OSError, ValueError, AttributeError, TypeError):
             pass
         return state
 
@@ -165,6 +169,8 @@ class Controller(object):
     def _serve(self):
         """Reconcile as master until the session breaks or the host is a slave."""
         self._set_mode("master", "this host's xapi answers as pool master")
+        # Another master may have published since this host last did: say it afresh.
+        self.published = None
         token, watched, trigger = "", None, BECAME_MASTER
         due, backoff = self.clock(), FIRST_BACKOFF
         try:
@@ -206,6 +212,7 @@ class Controller(object):
         took_over = self.state.get("took_over_from") or {}
         snapshot, pool_ref = self.client.snapshot(self.own_uuid, took_over.get("address"),
                                                   fresh_master)
+        observed = self.clock()
         plan = decisions.decide(snapshot)
         if dry_run:
             return plan
@@ -222,18 +229,22 @@ class Controller(object):
                  "by": "iscsi-ha-controller", "at": self.clock()}))
         outcome = plan.outcome
         if any(not r["ok"] for r in records):
-            outcome = "failed"
+            outcome = decisions.FAILED
         elif plan.outcome in (decisions.MOVE, decisions.REPAIR):
-            outcome = "done"
-        self.state["last_pass"] = {
-            "started": started, "finished": self.clock(), "trigger": trigger,
-            "reason": plan.reason, "outcome": outcome, "actions": records}
+            outcome = decisions.DONE
+        this_pass = {
+            "started": started, "observed": observed, "finished": self.clock(),
+            "trigger": trigger, "reason": plan.reason, "outcome": outcome,
+            "actions": records}
+        self.state["last_pass"] = this_pass
+        self.state["passes"] = self.state["passes"][-(KEPT_PASSES - 1):] + [this_pass]
         self._save_state()
+        # Before the alerts: `iscsi-ha switchover` waits for this record.
+        self._publish(pool_ref, snapshot, plan.reason, outcome)
         self._log(plan, outcome, trigger, records)
         for kind, text, host_uuid in plan.alerts:
             self._alert(kind, text, host_uuid)
-        self._publish(pool_ref, snapshot, plan.reason, outcome)
-        if outcome == "failed":
+        if outcome == decisions.FAILED:
             plan.retry = True
         return plan
 
@@ -283,7 +294,7 @@ class Controller(object):
                     "done" if record["ok"] else "FAILED", record["seconds"],
                     ": %s" % " ".join(record["error"]) if not record["ok"] else "")
         if records or list(line) != last:
-            level = logging.INFO if outcome in (decisions.IN_PLACE, "done") else logging.WARNING
+            level = logging.INFO if outcome in decisions.SERVING_OUTCOMES else logging.WARNING
             LOG.log(level, "controller: %s: %s (%s)", outcome, plan.reason, trigger)
             self.state["logged"] = list(line)
 

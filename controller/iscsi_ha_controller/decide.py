@@ -39,6 +39,10 @@ import json
 # Plan outcomes, also the controller's state and what `iscsi-ha status` shows.
 IN_PLACE, MOVE, REPAIR, WAITING, REFUSED, OBSERVING = (
     "in-place", "move", "repair", "waiting", "refused", "observing")
+# A pass's outcome once run: a move or repair whose calls all succeeded is done.
+DONE, FAILED = "done", "failed"
+# The outcomes of a pass that left the master serving.
+SERVING_OUTCOMES = (IN_PLACE, DONE)
 # Plugin failures (XAPI's or ours) that mean "the host did not answer", as
 # opposed to an answer that was a refusal.
 UNREACHABLE_CODES = ("HOST_OFFLINE", "CANNOT_CONTACT_HOST", "HOST_NOT_LIVE",
