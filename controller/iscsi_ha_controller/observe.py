@@ -222,42 +222,55 @@ def read_statuses(client, views):
     ``[timeouts] peer``.
 
     The calls run side by side, each in its own thread on its own connection
-    (:meth:`PoolClient.sibling`), the first on ``client``'s: a pass waits for the
+    (:meth:`PoolClient.sibling`; the first on ``client``'s): a pass waits for the
     slowest host, not the sum. That matters on a takeover, where the dead host's
     call is the slow one (xapi retries it until CANNOT_CONTACT_HOST, or it runs
     out the bound) and the survivor's own status would otherwise wait behind it.
-    """
-    def read(caller, view):
-        view.status, error = caller.call_plugin(view, "status", {},
-                                                client.config.peer_timeout)
-        view.error = list(error or [])
 
-    threads, raised = [], []
-    for view in views[1:]:
-        thread = threading.Thread(target=_keeping, args=(raised, read, client.sibling(),
-                                                         view), name="status " + view.name)
+    A call that finds this host's xapi not master (HOST_STILL_BOOTING just after
+    its restart, SESSION_INVALID) or lost ends the pass at once, as it would had
+    the calls been made one after another: it says nothing about the host
+    called, and the others' answers would be thrown away anyway. Their threads
+    run out on their own; a status changes nothing.
+    """
+    calls = _Calls(len(views))
+    callers = [client] + [client.sibling() for _ in views[1:]]
+    for caller, view in zip(callers, views):
+        thread = threading.Thread(target=calls.run, args=(caller, view),
+                                  name="status " + view.name)
         thread.daemon = True  # bounded by its timeout; never holds up an exit
         thread.start()
-        threads.append(thread)
-    try:
-        if views:
-            read(client, views[0])
-    finally:
-        for thread in threads:
-            thread.join()
-    if raised:
-        # As if the calls had been made one after another: a broken connection to this
-        # host's own xapi ends the pass; it says nothing about the host called.
-        raise raised[0]
+    calls.wait()
 
 
-def _keeping(raised, read, caller, view):
-    """``read(caller, view)`` in a thread; what it raises goes to ``raised`` for the
-    caller's thread to raise."""
-    try:
-        read(caller, view)
-    except (NotMaster, XapiLost) as exc:
-        raised.append(exc)
+class _Calls(object):
+    """``count`` status calls in threads; :meth:`wait` until all answered or one raised."""
+
+    def __init__(self, count):
+        self.left = count
+        self.raised = None
+        self.changed = threading.Condition()
+
+    def run(self, caller, view):
+        try:
+            view.status, error = caller.call_plugin(view, "status", {},
+                                                    caller.config.peer_timeout)
+            view.error = list(error or [])
+        except (NotMaster, XapiLost) as exc:
+            with self.changed:
+                self.raised = self.raised or exc
+        finally:
+            with self.changed:
+                self.left -= 1
+                self.changed.notify_all()
+
+    def wait(self):
+        with self.changed:
+            while self.left and self.raised is None:
+                # No timeout: each call is bounded, and on 2.7 a timed wait polls.
+                self.changed.wait()
+        if self.raised is not None:
+            raise self.raised
 
 
 def manual_mode(other_config):
