@@ -73,9 +73,12 @@ class World(object):
         return self.answers.get((host, fn), {"summary": "%s: done" % fn}), None
 
     def poll(self):
+        """One pool read after the designate: (master ref, statuses[, other_config])."""
         if self.designated and self.after_designate:
-            self.record["master"], statuses = self.after_designate.pop(0)
-            self.statuses.update(statuses)
+            step = self.after_designate.pop(0)
+            self.record["master"] = step[0]
+            self.statuses.update(step[1])
+            self.record["other_config"].update(step[2] if len(step) > 2 else {})
 
 
 class FakeClient(object):
@@ -95,6 +98,9 @@ class FakeClient(object):
 
     def logout(self):
         pass
+
+    def sibling(self):
+        return self
 
     def pool_record(self):
         self.world.poll()
@@ -404,6 +410,21 @@ def test_switchover_in_manual_mode_demotes_then_promotes_and_leaves_the_master(w
                                                              ("hostB", "promote", True)]
 
 
+def test_switchover_in_manual_mode_is_one_round_trip_per_host(world, conf):
+    # The promote learns from the demote whom to tickle and that the VIP is released.
+    world.set_manual()
+    world.statuses["hostB"]["promote_accepts"] = ["force", "peer_down", "reason", "tickle",
+                                                  "vip_released"]
+    world.answers[("hostA", "demote")] = {"summary": "demoted", "vip_released": True,
+                                          "connections": ["198.51.100.7:40001"]}
+    code, _, _ = run(world, conf, "switchover", "hostB")
+    assert code == 0
+    demote, promote = changes(world)
+    assert (promote[3]["tickle"], promote[3]["vip_released"]) == (
+        json.dumps(["198.51.100.7:40001"]), "true")
+    assert "manual mode" in promote[3]["reason"]
+
+
 def test_switchover_in_manual_mode_stops_at_the_first_failure(world, conf):
     world.set_manual()
     world.errors[("hostA", "demote")] = ["ISCSI_HA_STEP_FAILED", "vip-release failed"]
@@ -434,12 +455,16 @@ def test_switchover_in_manual_mode_back_to_the_master_names_the_server_by_defaul
                    "promote on hostA: promote: done (0.00 s)\n")
 
 
+def reported(host, uuid, outcome="done", reason="promoting hostB"):
+    """A controller's record in the pool, as daemon._publish writes it."""
+    return {CONTROLLER_KEY: json.dumps({"host": host, "host_uuid": uuid, "outcome": outcome,
+                                        "reason": reason, "at": 0})}
+
+
 def test_switchover_designates_the_new_master_and_waits_through_xapi_restarts(world, conf):
     served = {"hostA": status("hostA"), "hostB": status("hostB", "primary")}
     world.after_designate = [("OpaqueRef:a", {}), ("OpaqueRef:b", {}),
-                             ("OpaqueRef:b", served)]
-    world.record["other_config"][CONTROLLER_KEY] = json.dumps({"outcome": "done",
-                                                              "reason": "promoting hostB"})
+                             ("OpaqueRef:b", served, reported("hostB", "uuid-b"))]
     code, out, _ = run(world, conf, "switchover", "hostB", "--json")
     assert code == 0
     assert changes(world) == [("xapi", "pool.designate_new_master", "OpaqueRef:b")]
@@ -455,11 +480,26 @@ def test_the_wait_reconnects_after_lost_connections_and_slave_answers(world, con
                             NotMaster("HOST_IS_SLAVE 192.0.2.12", "192.0.2.12"),
                             Failure(["HOST_STILL_BOOTING"])]
     world.after_designate = [("OpaqueRef:b", {"hostA": status("hostA"),
-                                              "hostB": status("hostB", "primary")})]
+                                              "hostB": status("hostB", "primary")},
+                              reported("hostB", "uuid-b"))]
     code, out, err = run(world, conf, "switchover", "hostB")
     assert (code, err) == (0, "")
     assert [e for e in world.events if e[0] == "login"] == [("login",)] * 5
     assert "hostB is pool master and serves the storage" in out
+
+
+def test_switchover_waits_for_the_new_masters_controller_to_report_its_pass(world, conf):
+    # The promote is done (status primary) a moment before hostB's controller publishes:
+    # until then the pool holds hostA's record, which is not this switchover's.
+    world.record["other_config"].update(reported("hostA", "uuid-a", "in-place",
+                                                 "hostA serves the storage"))
+    served = {"hostA": status("hostA"), "hostB": status("hostB", "primary")}
+    world.after_designate = [("OpaqueRef:b", served), ("OpaqueRef:b", {}),
+                             ("OpaqueRef:b", {}, reported("hostB", "uuid-b"))]
+    code, out, err = run(world, conf, "switchover", "hostB", "--json")
+    assert code == 0, err
+    assert world.after_designate == []
+    assert json.loads(out)["switchover"]["controller"]["host"] == "hostB"
 
 
 def test_switchover_says_what_to_do_when_ha_is_enabled(world, conf):

@@ -2,15 +2,19 @@
 
 import json
 import os
+import threading
+import time
 
 import pytest
+from six.moves import socketserver, xmlrpc_server
 
 from iscsi_ha import config as config_module, poolconf
 from iscsi_ha_controller import daemon
-from iscsi_ha_controller.decide import Snapshot
-from iscsi_ha_controller.observe import CONTROLLER_KEY, NotMaster, XapiLost
+from iscsi_ha_controller.decide import HostView, Snapshot
+from iscsi_ha_controller.observe import (CONTROLLER_KEY, NotMaster, PoolClient, XapiLost,
+                                         read_statuses)
 
-from tests.test_decide import host
+from tests.test_decide import FAST_PROMOTE, host
 
 
 class FakeClient(object):
@@ -64,10 +68,14 @@ class Alerts(object):
 
 @pytest.fixture
 def config(tmp_path):
+    return make_config(tmp_path)
+
+
+def make_config(tmp_path, **settings):
     text = config_module.render_sample(
         state_dir=str(tmp_path / "state"), run_dir=str(tmp_path / "run"),
         log_file=str(tmp_path / "iscsi-ha.log"), inventory=str(tmp_path / "inventory"),
-        pool_conf=str(tmp_path / "pool.conf"))
+        pool_conf=str(tmp_path / "pool.conf"), **settings)
     (tmp_path / "inventory").write_text(u"INSTALLATION_UUID='uuid-xcp-b'\n")
     return config_module.parse(text, str(tmp_path / "iscsi-ha.conf"))
 
@@ -102,6 +110,59 @@ def test_a_move_demotes_then_promotes_and_records_it(config):
     assert state["last_pass"]["reason"] == plan.reason
     assert client.keys[CONTROLLER_KEY]["reason"] == plan.reason
     assert controller.alerter.sent == ["failover-started", "failover-done"]
+
+
+def test_a_planned_move_hands_the_demotes_connections_to_the_promote(config):
+    clients = ["198.51.100.7:40001"]
+    snapshot = Snapshot(host("xcp-b", pool_role="master", promote_accepts=FAST_PROMOTE),
+                        [host("xcp-a", role="primary", vip_local=True)])
+    client = FakeClient([snapshot], answers={
+        ("xcp-a", "demote"): ({"summary": "demoted", "connections": clients,
+                               "vip_released": True}, None),
+        ("xcp-b", "promote"): ({"summary": "promoted", "tickled": 1,
+                                "tickle_failures": []}, None)})
+    controller = controller_for(config, client)
+    controller.connect()
+    controller.reconcile("became master")
+    promote_args = client.calls[1][2]
+    assert (promote_args["tickle"], promote_args["vip_released"]) == (json.dumps(clients),
+                                                                      "true")
+    demoted, promoted = controller.state["last_pass"]["actions"]
+    assert demoted["vip_released"] is True
+    assert (promoted["tickled"], promoted["tickle_failures"]) == (1, [])
+
+
+def test_the_state_file_keeps_the_last_passes_and_a_restart_keeps_them(config):
+    steady = Snapshot(host("xcp-b", role="primary", pool_role="master"), [host("xcp-a")])
+    client = FakeClient([new_master_snapshot(), steady])
+    controller = controller_for(config, client)
+    controller.connect()
+    controller.reconcile("became master")
+    for _ in range(daemon.KEPT_PASSES):
+        controller.reconcile("safety pass")
+    restarted = controller_for(config, client)
+    passes = restarted.state["passes"]
+    assert len(passes) == daemon.KEPT_PASSES
+    assert [p["outcome"] for p in passes] == ["in-place"] * daemon.KEPT_PASSES
+    assert passes[-1] == restarted.state["last_pass"]
+    assert all(p["started"] <= p["observed"] <= p["finished"] for p in passes)
+    restarted.connect()
+    restarted.reconcile("after the restart")
+    assert len(restarted.state["passes"]) == daemon.KEPT_PASSES
+    assert restarted.state["passes"][-1]["trigger"] == "after the restart"
+
+
+def test_a_master_again_publishes_its_reason_though_it_said_the_same_before(config):
+    # Another master published in between: the pool's record is not this host's any more.
+    steady = Snapshot(host("xcp-b", role="primary", pool_role="master"), [host("xcp-a")])
+    client = FakeClient([steady])
+    controller = controller_for(config, client)
+    controller.connect()
+    controller._serve()  # one pass, then the (fake) event stream breaks
+    client.keys.clear()
+    controller.connect()
+    controller._serve()
+    assert client.keys[CONTROLLER_KEY]["host_uuid"] == "uuid-xcp-b"
 
 
 def test_a_failed_demote_stops_the_plan_before_the_promote(config):
@@ -219,3 +280,150 @@ def test_a_stop_that_comes_during_a_pass_ends_the_controller_right_after_it(conf
         controller.run()
     with open(os.path.join(config.run_dir, "controller.json")) as handle:
         assert json.load(handle)["last_pass"]["outcome"] == "in-place"  # the pass finished
+
+
+def test_with_events_off_a_slave_polls_pool_conf_at_the_interval(tmp_path):
+    config = make_config(tmp_path, controller_events="off", controller_interval=7)
+    write_pool_conf(config, "slave:192.0.2.11")
+    controller = controller_for(config, FakeClient([new_master_snapshot()]))
+    looks = []
+
+    def sleep(seconds):
+        looks.append(seconds)
+        if len(looks) == 2:
+            controller.stop()
+    controller.sleep = sleep
+    assert controller._wait_for_mastership() is False
+    assert looks == [7, 7]
+
+
+def test_with_events_off_the_master_polls_at_the_interval_without_event_from(tmp_path):
+    config = make_config(tmp_path, controller_events="off", controller_interval=7)
+    steady = Snapshot(host("xcp-b", role="primary", pool_role="master"), [host("xcp-a")])
+
+    class Polling(FakeClient):
+        def events(self, token, wait):
+            raise AssertionError("event.from with events = off")
+
+    client = Polling([steady])
+    controller = controller_for(config, client)
+    now, waits = [0.0], []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        now[0] += seconds
+        if len(waits) == 2:
+            controller.stop()
+    controller.clock, controller.sleep = (lambda: now[0]), sleep
+    controller.connect()
+    controller._serve()
+    assert waits == [7, 7]
+    assert controller.state["last_pass"]["trigger"] == "poll"
+
+
+class ThreadedXapi(object):
+    """A login and host.call_plugin on 127.0.0.1, each call in its own thread; a status
+    call answers only once ``together`` status calls are in flight at once."""
+
+    def __init__(self, together, fail_host=None):
+        class Server(socketserver.ThreadingMixIn, xmlrpc_server.SimpleXMLRPCServer):
+            daemon_threads = True
+        self.server = Server(("127.0.0.1", 0), logRequests=False, allow_none=True)
+        self.server.register_instance(self)
+        self.together, self.fail_host = together, fail_host
+        self.arrived, self.sessions = [], []
+        self.all_here = threading.Condition()
+        thread = threading.Thread(target=self.server.serve_forever)
+        thread.daemon = True
+        thread.start()
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def _dispatch(self, method, params):
+        if method != "host.call_plugin":
+            # Older XenAPI modules also ask for the API version right after the login.
+            return {"Status": "Success", "Value": {
+                "session.login_with_password": "OpaqueRef:session",
+                "pool.get_all": ["OpaqueRef:pool"], "pool.get_master": "OpaqueRef:a",
+                "host.get_API_version_major": "2", "host.get_API_version_minor": "20"}[method]}
+        session, host_ref = params[0], params[1]
+        if host_ref == self.fail_host:
+            return {"Status": "Failure", "ErrorDescription": ["SESSION_INVALID", session]}
+        with self.all_here:
+            self.sessions.append(session)
+            self.arrived.append(host_ref)
+            self.all_here.notify_all()
+            # The bound only stops a broken run: a call that waited in vain says so.
+            deadline = time.time() + 10
+            while len(self.arrived) < self.together and time.time() < deadline:
+                self.all_here.wait(0.1)
+            together = len(self.arrived) >= self.together
+        return {"Status": "Success", "Value": json.dumps({"role": "secondary",
+                                                         "together": together})}
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def views_for(*names):
+    views = []
+    for name in names:
+        view = HostView(name, "uuid-" + name, None, True)
+        view.ref = "OpaqueRef:" + name
+        views.append(view)
+    return views
+
+
+def test_each_hosts_status_is_read_at_the_same_time_with_one_login(tmp_path):
+    server = ThreadedXapi(together=2)
+    try:
+        client = PoolClient(make_config(tmp_path, xapi_url=server.url))
+        client.login()
+        views = views_for("a", "b")
+        read_statuses(client, views)
+    finally:
+        server.close()
+    assert [v.status for v in views] == [{"role": "secondary", "together": True}] * 2
+    assert sorted(server.arrived) == ["OpaqueRef:a", "OpaqueRef:b"]
+    assert server.sessions == ["OpaqueRef:session"] * 2
+
+
+def test_a_lost_session_in_a_status_thread_ends_the_pass_as_it_would_have_alone(tmp_path):
+    server = ThreadedXapi(together=1, fail_host="OpaqueRef:b")
+    try:
+        client = PoolClient(make_config(tmp_path, xapi_url=server.url))
+        client.login()
+        views = views_for("a", "b")
+        # Not "b does not answer", which could count towards b being gone.
+        with pytest.raises((NotMaster, XapiLost)):
+            read_statuses(client, views)
+    finally:
+        server.close()
+
+
+def test_xapi_still_booting_for_one_host_ends_the_pass_without_waiting_for_the_others():
+    # Just after its restart, xapi answers HOST_STILL_BOOTING for a call it would pass on
+    # to another host; the pass is retried after logging in again, so waiting for the
+    # master's own (slow) status first would only add its time to the switchover.
+    release = threading.Event()
+
+    class Booting(object):
+        config = type("Config", (), {"peer_timeout": 10})
+
+        def sibling(self):
+            return self
+
+        def call_plugin(self, view, fn, args, timeout):
+            if view.name == "b":
+                raise NotMaster("this host's xapi answers HOST_STILL_BOOTING")
+            release.wait(30)  # the bound only stops a broken run
+            answered.append(view.name)
+            return {"role": "secondary"}, None
+
+    answered = []
+    try:
+        with pytest.raises(NotMaster):
+            read_statuses(Booting(), views_for("a", "b"))
+        assert answered == []  # a's call was still under way
+    finally:
+        release.set()

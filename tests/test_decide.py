@@ -2,8 +2,11 @@
 
 import pytest
 
-from iscsi_ha_controller.decide import (IN_PLACE, MOVE, OBSERVING, REFUSED, REPAIR, WAITING,
-                                        Action, HostView, Snapshot, decide)
+import json
+
+from iscsi_ha_controller.decide import (IN_PLACE, LEGACY_PROMOTE_ARGS, MOVE, OBSERVING,
+                                        REFUSED, REPAIR, WAITING, Action, HostView, Snapshot,
+                                        decide, promote_args)
 
 
 def resource(role="Secondary", connection="Connected", disk="UpToDate",
@@ -16,16 +19,21 @@ def resource(role="Secondary", connection="Connected", disk="UpToDate",
             "disk_up_to_date": disk == "UpToDate", "configured": role != "Unconfigured"}
 
 
+FAST_PROMOTE = ["force", "peer_down", "reason", "tickle", "vip_released"]
+
+
 def status(role="secondary", drbd=None, tgtd=True, vip_local=False, vip_elsewhere=False,
-           digest="d1", manual=False, pool_role="slave"):
+           digest="d1", manual=False, pool_role="slave", **fast):
+    """A plugin's status; ``fast`` adds the fast-switchover keys (connections,
+    remembered_initiators, promote_accepts), which an older plugin lacks."""
     if drbd is None:
         drbd = resource(role="Primary" if role == "primary" else "Secondary",
                         peer_role="Secondary" if role == "primary" else "Primary")
-    return {"role": role, "resources": [drbd], "config_digest": digest,
-            "manual_mode": manual, "pool_role": pool_role,
-            "target": {"daemon_running": tgtd},
-            "vip": {"address": "192.0.2.100", "local": vip_local,
-                    "answered_elsewhere": vip_elsewhere}}
+    return dict({"role": role, "resources": [drbd], "config_digest": digest,
+                 "manual_mode": manual, "pool_role": pool_role,
+                 "target": {"daemon_running": tgtd},
+                 "vip": {"address": "192.0.2.100", "local": vip_local,
+                         "answered_elsewhere": vip_elsewhere}}, **fast)
 
 
 def host(name, live=True, error=None, **kwargs):
@@ -256,3 +264,127 @@ def test_actions_compare_by_host_function_and_arguments():
     a = host("xcp-a")
     assert Action(a, "demote", reason="x") == Action(host("xcp-a"), "demote", reason="x")
     assert Action(a, "demote", reason="x") != Action(a, "promote", reason="x")
+
+
+# -- the fast switchover: one round trip per host ------------------------------------
+
+CLIENTS = ["198.51.100.7:40001", "198.51.100.8:40002"]
+
+
+def run(plan, results):
+    """The args each action of ``plan`` is sent when the calls before it answered
+    ``results`` (one per action, in order), as the daemon and the CLI run a plan."""
+    done, sent = [], []
+    for action, result in zip(plan.actions, results):
+        sent.append((action.host.name, action.fn, action.args_after(done)))
+        done.append((action, result))
+    return sent
+
+
+def planned(tickle=True, accepts=FAST_PROMOTE):
+    old = host("xcp-a", role="primary", vip_local=True, promote_accepts=accepts)
+    new = host("xcp-b", pool_role="master", promote_accepts=accepts)
+    return decide(pool(new, old, tickle=tickle))
+
+
+def test_the_promote_after_a_demote_tickles_what_the_demote_saw_and_skips_the_probe():
+    plan = planned()
+    sent = run(plan, [{"connections": list(reversed(CLIENTS)), "vip_released": True}, {}])
+    assert sent == [
+        ("xcp-a", "demote", {"reason": "xcp-b is pool master now"}),
+        ("xcp-b", "promote", {"reason": plan.reason, "tickle": json.dumps(CLIENTS),
+                              "vip_released": "true"})]
+
+
+def test_a_demote_that_did_not_confirm_the_release_keeps_the_probe():
+    sent = run(planned(), [{"connections": [], "vip_released": False}, {}])
+    assert sent[1][2] == {"reason": planned().reason}
+
+
+def test_tickle_off_passes_no_tickle_list_but_still_the_release():
+    plan = planned(tickle=False)
+    sent = run(plan, [{"connections": CLIENTS, "vip_released": True}, {}])
+    assert sent[1][2] == {"reason": plan.reason, "vip_released": "true"}
+
+
+def test_a_failed_demote_passes_nothing_on():
+    plan = planned()
+    # The daemon stops at a failure; were a promote run after one, it would learn nothing.
+    assert plan.actions[1].args_after([(plan.actions[0], None)]) == {"reason": plan.reason}
+
+
+def test_a_plugin_that_predates_the_fast_switchover_gets_only_the_old_arguments():
+    plan = planned(accepts=None)
+    sent = run(plan, [{"connections": CLIENTS, "vip_released": True}, {}])
+    assert sent[1][2] == {"reason": plan.reason}
+
+
+@pytest.mark.parametrize("accepts, kept", [
+    (None, ["force", "peer_down", "reason"]),
+    (FAST_PROMOTE, ["force", "peer_down", "reason", "tickle", "vip_released"]),
+    (["reason", "peer_down", "tickle"], ["peer_down", "reason", "tickle"]),
+    ([], []),
+])
+def test_a_promote_is_sent_only_what_its_host_accepts(accepts, kept):
+    every = dict((name, "x") for name in FAST_PROMOTE)
+    status_keys = {} if accepts is None else {"promote_accepts": accepts}
+    assert sorted(promote_args(host("xcp-b", **status_keys), every)) == kept
+    assert LEGACY_PROMOTE_ARGS == ("force", "peer_down", "reason")
+
+
+def in_place(master_connections, remembered, tickle=True):
+    master = host("xcp-a", role="primary", vip_local=True, pool_role="master",
+                  connections=master_connections, remembered_initiators=[])
+    standby = host("xcp-b", connections=[], remembered_initiators=remembered)
+    return decide(pool(master, standby, tickle=tickle))
+
+
+def test_in_place_the_standby_remembers_the_masters_initiators_when_they_changed():
+    plan = in_place(CLIENTS, [CLIENTS[0]])
+    assert plan.outcome == IN_PLACE
+    assert [(a.host.name, a.fn, a.args) for a in plan.actions] == [
+        ("xcp-b", "remember-initiators", {"connections": json.dumps(CLIENTS)})]
+
+
+@pytest.mark.parametrize("connections, remembered", [
+    (CLIENTS, list(reversed(CLIENTS))),  # the same, in another order
+    ([], []),
+])
+def test_an_idle_pool_whose_standby_remembers_already_makes_no_call(connections, remembered):
+    plan = in_place(connections, remembered)
+    assert (plan.outcome, plan.actions) == (IN_PLACE, [])
+
+
+def test_a_master_that_lost_its_initiators_clears_the_standbys_record():
+    assert [a.args for a in in_place([], CLIENTS).actions] == [{"connections": "[]"}]
+
+
+def test_nothing_is_remembered_with_tickle_off_or_an_old_plugin():
+    assert in_place(CLIENTS, [], tickle=False).actions == []
+    old_master = host("xcp-a", role="primary", vip_local=True, pool_role="master")
+    assert decide(pool(old_master, host("xcp-b", remembered_initiators=[]))).actions == []
+    old_standby = host("xcp-b")
+    master = host("xcp-a", role="primary", pool_role="master", connections=CLIENTS)
+    assert decide(pool(master, old_standby)).actions == []
+
+
+def takeover(tickle=True, accepts=FAST_PROMOTE):
+    survivor = host("xcp-b", drbd=resource(connection="Connecting", disk="UpToDate",
+                                           peer_disk="DUnknown", peer_role="Unknown"),
+                    pool_role="master", remembered_initiators=CLIENTS,
+                    promote_accepts=accepts)
+    return decide(pool(survivor, host("xcp-a", live=False, error=["HOST_OFFLINE"]),
+                       tickle=tickle))
+
+
+def test_a_takeover_tickles_the_initiators_the_survivor_remembered():
+    plan = takeover()
+    assert plan.outcome == MOVE
+    assert run(plan, [{}]) == [("xcp-b", "promote", {
+        "reason": plan.reason, "peer_down": "true", "tickle": json.dumps(CLIENTS)})]
+
+
+def test_a_takeover_with_tickle_off_or_an_old_plugin_sends_no_tickle():
+    for plan in (takeover(tickle=False), takeover(accepts=None)):
+        assert run(plan, [{}]) == [("xcp-b", "promote", {"reason": plan.reason,
+                                                          "peer_down": "true"})]

@@ -23,8 +23,8 @@ import six
 from iscsi_ha import config as config_module, logs, report, xapi
 from iscsi_ha.commands import monotonic
 from iscsi_ha.errors import IscsiHaError
-from iscsi_ha_controller.decide import (IN_PLACE, REFUSED, WAITING, HostView, Snapshot,
-                                        decide)
+from iscsi_ha_controller.decide import (IN_PLACE, REFUSED, SERVING_OUTCOMES, WAITING,
+                                        HostView, Snapshot, decide)
 from iscsi_ha_controller.observe import (CONTROLLER_KEY, MANUAL_KEY, NotMaster, PoolClient,
                                          XapiLost, manual_mode, read_statuses)
 
@@ -256,6 +256,17 @@ class Pool(object):
         return "master" if view is self.master else "slave"
 
 
+def reported_serving(controller, target):
+    """Whether the controller's record in the pool is ``target``'s own, saying it serves.
+
+    The plugin says primary as soon as the promote is done, a moment before the
+    controller that called it publishes its pass; until then the record is the
+    old master's, which would be reported as the switchover's.
+    """
+    return bool(controller) and controller.get("host_uuid") == target.uuid and \
+        controller.get("outcome") in SERVING_OUTCOMES
+
+
 def serving(hosts):
     return [h for h in hosts if h.role == "primary"]
 
@@ -285,7 +296,8 @@ def _preview(pool, target):
         copy = HostView(host.name, host.uuid, host.address, host.live, status, host.error)
         copy.ref = host.ref
         return copy
-    return decide(Snapshot(view(target), [view(h) for h in pool.others(target)]))
+    return decide(Snapshot(view(target), [view(h) for h in pool.others(target)],
+                           tickle=bool(pool.client.config.controller_tickle)))
 
 
 # -- the commands --------------------------------------------------------------------
@@ -382,19 +394,20 @@ class Cli(object):
                 "pool master serving and would undo a hand-made move. For a planned move run "
                 "`iscsi-ha switchover %s`; to take over by hand first run `iscsi-ha manual on "
                 "--reason TEXT`" % (fn, view.name)))
-        step = self.act(pool, view, fn, args)
+        step, _ = self.act(pool, view, fn, args)
         self.result({"steps": [step]}, _step_text(step))
         return 0
 
     def act(self, pool, view, fn, args, done=()):
-        """One promote or demote; a failure is a CliError listing ``done`` before it."""
+        """One promote or demote: ``(step, result)``; a failure is a CliError listing
+        ``done`` before it."""
         started = monotonic()
         result, error = self.client_call(pool, view, fn, args, self.config.action_timeout)
         step = {"host": view.name, "fn": fn, "ok": error is None,
                 "seconds": round(monotonic() - started, 3)}
         if error is None:
             step["summary"] = result.get("summary") if isinstance(result, dict) else None
-            return step
+            return step, result
         step["error"] = error
         steps = list(done) + [step]
         before = ("; done before it: %s" % "; ".join(_step_text(s).strip() for s in done)
@@ -443,11 +456,15 @@ class Cli(object):
         reason = "iscsi-ha switchover to %s (manual mode)%s" % (
             target.name, ": " + self.options.reason if self.options.reason else "")
         by_uuid = dict((h.uuid, h) for h in pool.hosts)
-        steps = []
+        steps, done = [], []
         for action in plan.actions:
-            args = dict(action.args, reason=reason)
-            steps.append(self.act(pool, by_uuid[action.host.uuid], action.fn, args, steps))
-            self.say(_step_text(steps[-1]).rstrip("\n"))
+            # The promote learns from the demote before it (the VIP released, whom to
+            # tickle): one round trip per host.
+            args = dict(action.args_after(done), reason=reason)
+            step, result = self.act(pool, by_uuid[action.host.uuid], action.fn, args, steps)
+            steps.append(step)
+            done.append((action, result))
+            self.say(_step_text(step).rstrip("\n"))
         text = ""
         if pool.master is not target:
             text = ("%s serves the storage; %s stays pool master (manual mode). `iscsi-ha "
@@ -509,8 +526,9 @@ class Cli(object):
         return True
 
     def _wait_serving(self, target_uuid, deadline):
-        """The pool once ``target_uuid`` is master and primary; reconnects while xapi
-        restarts (connections refused, HOST_IS_SLAVE, SESSION_INVALID)."""
+        """The pool once ``target_uuid`` is master and primary and its controller has
+        reported the pass that made it so; reconnects while xapi restarts (connections
+        refused, HOST_IS_SLAVE, SESSION_INVALID)."""
         client, seen = None, "no answer yet"
         while True:
             try:
@@ -523,11 +541,11 @@ class Cli(object):
                         pool.master.name if pool.master else "no host")
                 else:
                     pool.read_status([target])
-                    if target.role == "primary":
+                    controller = pool.controller
+                    if target.role == "primary" and reported_serving(controller, target):
                         return pool
                     seen = "%s is pool master and its status says %s" % (
                         target.name, target.role or _error_text(target.error))
-                    controller = pool.controller
                     if controller:
                         seen += "; the controller's last word (%s, %s): %s: %s" % (
                             controller.get("host"), _when(controller.get("at")),

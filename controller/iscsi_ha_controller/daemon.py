@@ -5,7 +5,9 @@ pool_conf``, a small file) and tries its own xapi when that says "master":
 cheap when idle, and awake within a poll when the host becomes master. On the
 master it blocks in ``event.from`` and starts a pass as soon as the master,
 a host's liveness or the manual-mode flag changes, and at least every
-``[controller] interval`` seconds. A pass observes, decides
+``[controller] interval`` seconds. With ``[controller] events = off`` it only
+polls, at that interval, on the master and on a slave alike (the baseline the
+benchmark compares with: the prior tool polls every 10 s). A pass observes, decides
 (:func:`decide.decide`) and runs the plan's plugin calls in order, stopping at
 the first failure. Every master change restarts xapi, so any broken call sends
 the loop back to logging in, with nothing kept but what the controller saw
@@ -28,9 +30,17 @@ from iscsi_ha_controller.observe import (CONTROLLER_KEY, MANUAL_KEY, NotMaster, 
 LOG = logging.getLogger("iscsi-ha")
 STATE_FILE = "controller.json"
 SLAVE_POLL = 0.1      # seconds between looks at pool.conf on a slave
-LOGIN_RETRY = 0.05    # first wait between logins while this host's xapi restarts
+LOGIN_RETRY = 0.02    # first wait between logins while this host's xapi restarts
 FIRST_BACKOFF = 1.0   # first wait before a pass that asked to retry
+# Passes kept in the state file, newest last: a reader that looks now and then (the
+# lab's waits, a sysadmin) still finds a move a safety pass followed at once.
+KEPT_PASSES = 10
 ACTION_FNS = ("promote", "demote")
+# What a pass keeps of a plugin call's result: its summary and timings, and, when
+# the plugin gives them, what a fast switchover passed on (a demote's
+# vip_released, a promote's tickles).
+RECORDED = ("summary", "observe_seconds", "steps")
+RECORDED_IF_GIVEN = ("vip_released", "tickled", "tickle_failures")
 BECAME_MASTER = "became master"
 
 
@@ -46,6 +56,9 @@ class Controller(object):
         self.clock = clock
         self.sleep = sleep
         self.own_uuid = config.host_uuid()
+        self.events = bool(config.controller_events)
+        # How often a slave looks at pool.conf: cheap, so often, unless only polling.
+        self.slave_poll = SLAVE_POLL if self.events else config.controller_interval
         self.state_path = os.path.join(config.run_dir, STATE_FILE)
         self.stopping = False
         self.idle = False  # blocked in a wait that a stop may cut short
@@ -57,14 +70,15 @@ class Controller(object):
 
     def _load_state(self):
         """What a previous run of this controller saw, while the host has not rebooted."""
-        state = {"mode": "starting", "since": self.clock(), "last_pass": None,
+        state = {"mode": "starting", "since": self.clock(), "last_pass": None, "passes": [],
                  "took_over_from": None}
         try:
             with open(self.state_path) as handle:
                 previous = json.load(handle)
             state["took_over_from"] = previous.get("took_over_from")
             state["last_pass"] = previous.get("last_pass")
-        except (IOError, OSError, ValueError, AttributeError):
+            state["passes"] = list(previous.get("passes") or [])[-KEPT_PASSES:]
+        except (IOError, OSError, ValueError, AttributeError, TypeError):
             pass
         return state
 
@@ -115,7 +129,7 @@ class Controller(object):
                                                     "at": self.clock()}
             if role == "slave":
                 self._set_mode("slave", "pool.conf names %s as master" % master_address)
-                self._idle(self.sleep, SLAVE_POLL)
+                self._idle(self.sleep, self.slave_poll)
                 wait = LOGIN_RETRY
                 continue
             if self.connect():
@@ -155,6 +169,8 @@ class Controller(object):
     def _serve(self):
         """Reconcile as master until the session breaks or the host is a slave."""
         self._set_mode("master", "this host's xapi answers as pool master")
+        # Another master may have published since this host last did: say it afresh.
+        self.published = None
         token, watched, trigger = "", None, BECAME_MASTER
         due, backoff = self.clock(), FIRST_BACKOFF
         try:
@@ -167,8 +183,12 @@ class Controller(object):
                     else:
                         due, backoff = self.clock() + self.config.controller_interval, \
                             FIRST_BACKOFF
-                    trigger = "safety pass"
+                    trigger = "safety pass" if self.events else "poll"
                 wait = max(0.0, due - self.clock())
+                if not self.events:
+                    # Polling only: a lost mastership shows in the next pass's snapshot.
+                    self._idle(self.sleep, wait)
+                    continue
                 token, events = self._idle(self.client.events, token, wait)
                 now_watched = _watched(events, watched)
                 if watched is not None and now_watched != watched:
@@ -192,6 +212,7 @@ class Controller(object):
         took_over = self.state.get("took_over_from") or {}
         snapshot, pool_ref = self.client.snapshot(self.own_uuid, took_over.get("address"),
                                                   fresh_master)
+        observed = self.clock()
         plan = decisions.decide(snapshot)
         if dry_run:
             return plan
@@ -208,18 +229,22 @@ class Controller(object):
                  "by": "iscsi-ha-controller", "at": self.clock()}))
         outcome = plan.outcome
         if any(not r["ok"] for r in records):
-            outcome = "failed"
+            outcome = decisions.FAILED
         elif plan.outcome in (decisions.MOVE, decisions.REPAIR):
-            outcome = "done"
-        self.state["last_pass"] = {
-            "started": started, "finished": self.clock(), "trigger": trigger,
-            "reason": plan.reason, "outcome": outcome, "actions": records}
+            outcome = decisions.DONE
+        this_pass = {
+            "started": started, "observed": observed, "finished": self.clock(),
+            "trigger": trigger, "reason": plan.reason, "outcome": outcome,
+            "actions": records}
+        self.state["last_pass"] = this_pass
+        self.state["passes"] = self.state["passes"][-(KEPT_PASSES - 1):] + [this_pass]
         self._save_state()
+        # Before the alerts: `iscsi-ha switchover` waits for this record.
+        self._publish(pool_ref, snapshot, plan.reason, outcome)
         self._log(plan, outcome, trigger, records)
         for kind, text, host_uuid in plan.alerts:
             self._alert(kind, text, host_uuid)
-        self._publish(pool_ref, snapshot, plan.reason, outcome)
-        if outcome == "failed":
+        if outcome == decisions.FAILED:
             plan.retry = True
         return plan
 
@@ -228,12 +253,14 @@ class Controller(object):
         moving = plan.outcome == decisions.MOVE
         if moving:
             self._alert("failover-started", plan.reason, snapshot.master.uuid)
+        done = []
         for action in plan.actions:
             timeout = (self.config.action_timeout if action.fn in ACTION_FNS
                        else self.config.peer_timeout)
             started = self.clock()
-            result, error = self.client.call_plugin(action.host, action.fn, action.args,
-                                                    timeout)
+            result, error = self.client.call_plugin(action.host, action.fn,
+                                                    action.args_after(done), timeout)
+            done.append((action, result))
             record = {"host": action.host.name, "fn": action.fn, "ok": error is None,
                       "seconds": round(self.clock() - started, 3)}
             if error is not None:
@@ -242,8 +269,10 @@ class Controller(object):
                 # The plugin's own timing stays with the record: where a switchover's
                 # time went, for the log reader and the bench.
                 answer = result if isinstance(result, dict) else {}
-                for key in ("summary", "observe_seconds", "steps"):
+                for key in RECORDED:
                     record[key] = answer.get(key)
+                record.update((key, answer[key]) for key in RECORDED_IF_GIVEN
+                              if key in answer)
             records.append(record)
             if error is not None:
                 if moving:
@@ -265,7 +294,7 @@ class Controller(object):
                     "done" if record["ok"] else "FAILED", record["seconds"],
                     ": %s" % " ".join(record["error"]) if not record["ok"] else "")
         if records or list(line) != last:
-            level = logging.INFO if outcome in (decisions.IN_PLACE, "done") else logging.WARNING
+            level = logging.INFO if outcome in decisions.SERVING_OUTCOMES else logging.WARNING
             LOG.log(level, "controller: %s: %s (%s)", outcome, plan.reason, trigger)
             self.state["logged"] = list(line)
 

@@ -24,15 +24,32 @@ The rules, in the order they are applied:
    demote the serving others, then promote the master, with ``peer_down``
    when a peer is gone. Otherwise nothing is demoted: the storage stays where
    it is and the reason says what would make the move safe.
+
+For a fast switchover (one round trip per host) the promote that follows a
+demote in the same plan is told what the demote saw (:meth:`Action.args_after`):
+the initiator connections to tickle and whether the VIP was released. For an
+unplanned one, in-place passes keep each standby's record of the master's
+initiator connections current (``remember-initiators``), and a takeover's
+promote tickles the survivor's record. A promote is sent only the arguments its
+host's plugin says it accepts, so a half-upgraded pool keeps working.
 """
+
+import json
 
 # Plan outcomes, also the controller's state and what `iscsi-ha status` shows.
 IN_PLACE, MOVE, REPAIR, WAITING, REFUSED, OBSERVING = (
     "in-place", "move", "repair", "waiting", "refused", "observing")
+# A pass's outcome once run: a move or repair whose calls all succeeded is done.
+DONE, FAILED = "done", "failed"
+# The outcomes of a pass that left the master serving.
+SERVING_OUTCOMES = (IN_PLACE, DONE)
 # Plugin failures (XAPI's or ours) that mean "the host did not answer", as
 # opposed to an answer that was a refusal.
 UNREACHABLE_CODES = ("HOST_OFFLINE", "CANNOT_CONTACT_HOST", "HOST_NOT_LIVE",
                      "ISCSI_HA_NO_ANSWER")
+# What every plugin's promote accepts, also one from before its status listed
+# ``promote_accepts`` (a host not upgraded yet during a rolling upgrade).
+LEGACY_PROMOTE_ARGS = ("force", "peer_down", "reason")
 
 
 class HostView(object):
@@ -77,12 +94,13 @@ class Snapshot(object):
     """
 
     def __init__(self, master, others, manual_mode=None, took_over_from=None,
-                 fresh_master=False):
+                 fresh_master=False, tickle=True):
         self.master = master
         self.others = list(others)
         self.manual_mode = manual_mode  # None, or {"reason": ..., "by": ..., "at": ...}
         self.took_over_from = took_over_from
         self.fresh_master = fresh_master  # the first pass since this host became master
+        self.tickle = tickle  # [controller] tickle: tell a new owner whom to tickle
 
     @property
     def hosts(self):
@@ -90,12 +108,39 @@ class Snapshot(object):
 
 
 class Action(object):
-    """One plugin call: ``fn`` on host ``host`` (a :class:`HostView`) with ``args``."""
+    """One plugin call: ``fn`` on host ``host`` (a :class:`HostView`) with ``args``.
+
+    ``relay_tickle``: a promote that passes on, as its ``tickle``, the initiator
+    connections an earlier demote of the same plan read (see :meth:`args_after`).
+    """
 
     def __init__(self, host, fn, **args):
         self.host = host
         self.fn = fn
+        self.relay_tickle = False
         self.args = args
+
+    def args_after(self, done):
+        """The args to send, given ``done``: ``(Action, result or None)`` of the plan's
+        calls made before this one.
+
+        A promote after a demote learns from the demote's result in this same
+        switchover: its ``connections`` become the tickle list (when this action
+        relays them), and ``vip_released`` lets the new owner skip its
+        duplicate-address probe. Either way a promote gets only what its plugin
+        accepts (:func:`promote_args`).
+        """
+        if self.fn != "promote":
+            return dict(self.args)
+        args = dict(self.args)
+        for action, result in done:
+            if action.fn != "demote" or not isinstance(result, dict):
+                continue
+            if result.get("vip_released") is True:
+                args["vip_released"] = "true"
+            if self.relay_tickle and result.get("connections"):
+                args["tickle"] = json.dumps(sorted(result["connections"]))
+        return promote_args(self.host, args)
 
     def __eq__(self, other):
         return (self.host.uuid, self.fn, self.args) == (other.host.uuid, other.fn, other.args)
@@ -107,7 +152,20 @@ class Action(object):
         return "Action(%s, %s, %r)" % (self.host.name, self.fn, self.args)
 
     def as_dict(self):
-        return {"host": self.host.name, "fn": self.fn, "args": dict(self.args)}
+        shown = {"host": self.host.name, "fn": self.fn, "args": dict(self.args)}
+        if self.relay_tickle:
+            shown["relay_tickle"] = True
+        return shown
+
+
+def promote_args(host, args):
+    """``args`` without what ``host``'s plugin does not accept: its status lists
+    ``promote_accepts``; a plugin without that list takes only LEGACY_PROMOTE_ARGS."""
+    status = host.status or {}
+    accepts = status.get("promote_accepts")
+    if not isinstance(accepts, list):
+        accepts = LEGACY_PROMOTE_ARGS
+    return dict((key, value) for key, value in args.items() if key in accepts)
 
 
 class Plan(object):
@@ -172,7 +230,7 @@ def _storage(snapshot):
                         [Action(h, "demote", reason="another host is pool master")
                          for h in serving], alerts)
         return Plan(IN_PLACE, _in_place_reason(master, silent),
-                    alerts=alerts + _degraded(master))
+                    _remember_initiators(snapshot), alerts + _degraded(master))
     return _move(snapshot, serving, silent, alerts)
 
 
@@ -213,12 +271,18 @@ def _move(snapshot, serving, silent, alerts):
             master.name, _names(snapshot.others))
     else:
         why = "promoting %s because it is pool master" % master.name
-    promote_args = {"reason": why}
+    args = {"reason": why}
     if peer_gone:
-        promote_args["peer_down"] = "true"
+        args["peer_down"] = "true"
+        # The connections the master had before it died, as this host last stored them.
+        remembered = master.status.get("remembered_initiators")
+        if snapshot.tickle and remembered:
+            args["tickle"] = json.dumps(sorted(remembered))
     actions = [Action(h, "demote", reason="%s is pool master now" % master.name)
                for h in serving]
-    actions.append(Action(master, "promote", **promote_args))
+    promote = Action(master, "promote", **promote_args(master, args))
+    promote.relay_tickle = snapshot.tickle and bool(serving)
+    actions.append(promote)
     return Plan(MOVE if (serving or peer_gone or master.role == "secondary") else REPAIR,
                 why, actions, alerts)
 
@@ -306,6 +370,19 @@ def _manual_views(snapshot, manual):
                    reason="the pool's manual mode is %s" % ("on" if manual else "off"))
             for h in snapshot.hosts if h.answered and bool(h.status.get("manual_mode"))
             != manual]
+
+
+def _remember_initiators(snapshot):
+    """In place: store the master's initiator connections on each standby whose record of
+    them differs, for a takeover should the master die. Nothing when they agree (an idle
+    pool makes no call), with tickle off, or with a plugin that keeps no record."""
+    connections = snapshot.master.status.get("connections")
+    if not snapshot.tickle or not isinstance(connections, list):
+        return []
+    return [Action(h, "remember-initiators", connections=json.dumps(sorted(connections)))
+            for h in snapshot.others
+            if h.answered and isinstance(h.status.get("remembered_initiators"), list)
+            and sorted(h.status["remembered_initiators"]) != sorted(connections)]
 
 
 def _in_place_reason(master, silent):

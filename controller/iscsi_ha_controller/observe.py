@@ -9,6 +9,7 @@ this host's own xapi that breaks (xapi restarts after every master change) is
 
 import json
 import socket
+import threading
 
 from iscsi_ha import xapi
 from six.moves import xmlrpc_client
@@ -56,6 +57,7 @@ class PoolClient(object):
         self.config = config
         self.originator = originator
         self.session = None
+        self.url = None  # where the session logged in (the master's, after HOST_IS_SLAVE)
         self.pool_uuid = None
 
     def login(self, follow_master=False):
@@ -75,6 +77,7 @@ class PoolClient(object):
                                                        exc.master_address), secret)
 
     def _login(self, url, secret):
+        self.url = url
         session = xapi.connect(url, self.config.peer_timeout)
         try:
             session.xenapi.login_with_password(self.config.xapi_username, secret, "2.0",
@@ -86,6 +89,18 @@ class PoolClient(object):
         except xapi.NO_ANSWER + (xmlrpc_client.Fault, xmlrpc_client.ProtocolError) as exc:
             raise XapiLost("no answer from the xapi at %s: %s" % (url, exc))
         return session
+
+    def sibling(self):
+        """A client with this one's session on a connection of its own, for a call made
+        in another thread: one XML-RPC connection carries one call at a time. It
+        never logs in again by itself (a lost session shows as :class:`XapiLost`)."""
+        other = PoolClient(self.config, self.originator)
+        other.url, other.pool_uuid = self.url, self.pool_uuid
+        other.session = xapi.connect(self.url, self.config.peer_timeout)
+        # The XenAPI module keeps the session reference there, and offers no other way
+        # to share one login between connections.
+        other.session._session = self.session._session
+        return other
 
     def logout(self):
         if self.session is None:
@@ -119,9 +134,9 @@ class PoolClient(object):
     # -- reading the pool ------------------------------------------------------------
 
     def pool_record(self):
-        timeout = self.config.peer_timeout
-        pool_ref = self._call(timeout, "pool.get_all")[0]
-        record = self._call(timeout, "pool.get_record", pool_ref)
+        # One round trip: a pool has exactly one record.
+        pool_ref, record = list(self._call(self.config.peer_timeout,
+                                           "pool.get_all_records").items())[0]
         self.pool_uuid = record.get("uuid")
         return pool_ref, record
 
@@ -155,7 +170,7 @@ class PoolClient(object):
                           and v.address == took_over_from_address]
         return Snapshot(master, views[1:], manual_mode(pool.get("other_config", {})),
                         took_over_from[0] if took_over_from else None,
-                        fresh_master), pool_ref
+                        fresh_master, bool(self.config.controller_tickle)), pool_ref
 
     # -- acting ----------------------------------------------------------------------
 
@@ -204,10 +219,58 @@ class PoolClient(object):
 
 def read_statuses(client, views):
     """Fill in each view's plugin ``status`` (or ``error``), each call within
-    ``[timeouts] peer``."""
-    for view in views:
-        view.status, error = client.call_plugin(view, "status", {}, client.config.peer_timeout)
-        view.error = list(error or [])
+    ``[timeouts] peer``.
+
+    The calls run side by side, each in its own thread on its own connection
+    (:meth:`PoolClient.sibling`; the first on ``client``'s): a pass waits for the
+    slowest host, not the sum. That matters on a takeover, where the dead host's
+    call is the slow one (xapi retries it until CANNOT_CONTACT_HOST, or it runs
+    out the bound) and the survivor's own status would otherwise wait behind it.
+
+    A call that finds this host's xapi not master (HOST_STILL_BOOTING just after
+    its restart, SESSION_INVALID) or lost ends the pass at once, as it would had
+    the calls been made one after another: it says nothing about the host
+    called, and the others' answers would be thrown away anyway. Their threads
+    run out on their own; a status changes nothing.
+    """
+    calls = _Calls(len(views))
+    callers = [client] + [client.sibling() for _ in views[1:]]
+    for caller, view in zip(callers, views):
+        thread = threading.Thread(target=calls.run, args=(caller, view),
+                                  name="status " + view.name)
+        thread.daemon = True  # bounded by its timeout; never holds up an exit
+        thread.start()
+    calls.wait()
+
+
+class _Calls(object):
+    """``count`` status calls in threads; :meth:`wait` until all answered or one raised."""
+
+    def __init__(self, count):
+        self.left = count
+        self.raised = None
+        self.changed = threading.Condition()
+
+    def run(self, caller, view):
+        try:
+            view.status, error = caller.call_plugin(view, "status", {},
+                                                    caller.config.peer_timeout)
+            view.error = list(error or [])
+        except (NotMaster, XapiLost) as exc:
+            with self.changed:
+                self.raised = self.raised or exc
+        finally:
+            with self.changed:
+                self.left -= 1
+                self.changed.notify_all()
+
+    def wait(self):
+        with self.changed:
+            while self.left and self.raised is None:
+                # No timeout: each call is bounded, and on 2.7 a timed wait polls.
+                self.changed.wait()
+        if self.raised is not None:
+            raise self.raised
 
 
 def manual_mode(other_config):

@@ -162,6 +162,24 @@ def state(lab, name):
         return None
 
 
+def passes(lab, name):
+    """The controller's recent passes, oldest first, as its state file keeps them (a
+    state file from before it kept a list gives its last pass alone)."""
+    record = state(lab, name) or {}
+    kept = record.get("passes")
+    if kept is None:
+        kept = [record["last_pass"]] if record.get("last_pass") else []
+    return kept
+
+
+def first_pass(lab, name, since, outcomes):
+    """The first of the controller's kept passes started at or after ``since`` whose
+    outcome is one of ``outcomes``, or None. Looking through all of them, not only the
+    last, finds a move that a safety pass followed before anyone looked."""
+    return next((p for p in passes(lab, name)
+                 if p.get("started", 0) >= since and p.get("outcome") in outcomes), None)
+
+
 def describe(lab, name):
     """What ``status`` shows of host ``name``'s controller."""
     record = state(lab, name)

@@ -469,13 +469,13 @@ def _wait_serving(lab, master, since):
                            "serve (start it: `python -m tests.lab controller start %s`)\n%s"
                            % (master, controllers.ending(lab, master), master,
                               controllers.tail(lab, master)))
-        last = (controllers.state(lab, master) or {}).get("last_pass") or {}
-        if (last.get("started", 0) >= since and last.get("outcome") in SERVING_OUTCOMES
-                and last.get("finished") != checked):
+        served = controllers.first_pass(lab, master, since, SERVING_OUTCOMES)
+        last = (controllers.passes(lab, master) or [{}])[-1]
+        if served is not None and last.get("finished") != checked:
             checked = last.get("finished")
             roles = _roles(lab, master)
             if roles == expected:
-                return last
+                return served
         if time.monotonic() > deadline:
             raise LabError("%s did not serve within %.0f s (roles seen: %s; its controller's "
                            "last pass: %s: %s)\n%s" % (

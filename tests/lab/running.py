@@ -99,18 +99,15 @@ class RunningLab(object):
 
     def wait_for_pass(self, host, outcome, since, seconds=60.0):
         """The first pass of host's controller started after ``since`` with ``outcome``, as its
-        state file shows it; the bound only stops a broken run."""
+        state file keeps its recent passes; the bound only stops a broken run."""
+        lab = pool.Lab.load(self.state)
+
         def last_pass():
-            return (self.controller_state(host) or {}).get("last_pass") or {}
+            return (controllers.passes(lab, host) or [{}])[-1]
 
-        def wanted():
-            last = last_pass()
-            if last.get("started", 0) >= since and last.get("outcome") == outcome:
-                return last
-            return None
-
-        return wait_until(wanted, lambda: "a %s pass on %s (its last: %s)"
-                          % (outcome, host, last_pass()), seconds)
+        return wait_until(lambda: controllers.first_pass(lab, host, since, (outcome,)),
+                          lambda: "a %s pass on %s (its last: %s)" % (outcome, host,
+                                                                     last_pass()), seconds)
 
     def drbd_roles(self):
         """Each host's DRBD role as its own drbdadm reports it; None for a host whose DRBD is
