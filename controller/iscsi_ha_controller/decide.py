@@ -293,8 +293,11 @@ def gone(host, snapshot):
     XAPI's ``live`` false is enough: with XenServer HA it turns false once HA
     fenced the host. Without HA it stays true for minutes after a death, so
     then all of these are needed: the mastership moved here from that host
-    (the elector's word that it failed), it does not answer its plugin, nobody
-    answers ARP for the VIP, and no resource of the master replicates with it.
+    (the elector's word that it failed), it does not answer its plugin, and
+    nobody answers ARP for the VIP.  DRBD may still show the peer connected: it
+    notices a dead peer only at its next ping (up to ping-int + ping-timeout).
+    That is no reason to wait, because DRBD's promote pings the peer first and
+    refuses while a Primary peer answers; the promote is the last check.
     """
     if host.answered:
         return False, "%s answers" % host.name
@@ -309,15 +312,11 @@ def gone(host, snapshot):
     status = snapshot.master.status
     if status["vip"]["answered_elsewhere"]:
         missing.append("another host answers for the VIP %s" % status["vip"]["address"])
-    replicating = [r["name"] for r in status["resources"] if r["connected"]]
-    if replicating:
-        missing.append("DRBD %s still replicates with a peer" % ", ".join(replicating))
     if missing:
         return False, "it gives no status (%s); XAPI says it is live, and %s" % (
             host.describe_error(), "; ".join(missing))
-    return True, ("it lost the mastership to %s, does not answer (%s), nobody answers for "
-                  "the VIP and replication is down" % (snapshot.master.name,
-                                                       host.describe_error()))
+    return True, ("it lost the mastership to %s, does not answer (%s) and nobody answers "
+                  "for the VIP" % (snapshot.master.name, host.describe_error()))
 
 
 def _cannot_serve(master, peer_gone):
