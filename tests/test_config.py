@@ -211,7 +211,8 @@ def test_a_bad_initiator_word_is_named(initiators, bad):
     assert bad in problem
 
 
-@pytest.mark.parametrize("key", ["lock_wait", "command", "fence", "fence_confirmed"])
+@pytest.mark.parametrize("key", ["lock_wait", "command", "fence", "fence_confirmed",
+                                 "takeover_peer"])
 @pytest.mark.parametrize("value", ["inf", "nan", "1e999", "-1", "0"])
 def test_every_timeout_must_be_a_finite_positive_number(key, value):
     text = sample()
@@ -304,9 +305,17 @@ def test_the_confirmed_fence_wait_is_its_own_setting_and_at_most_the_full_one():
     assert config.parse(shorter).fence_confirmed_timeout == 0.05
     assert problems_of(sample().replace("fence = 10", "fence = 0.1")) == [
         "[timeouts] fence_confirmed: 0.2 s is longer than [timeouts] fence (0.1 s); it is "
-        "the shorter wait for a peer already found down, make it at most 0.1"]
+        "the shorter wait for a host already found down, make it at most 0.1"]
     without = sample().replace("fence_confirmed = 0.2\n", "")
     assert config.parse(without).fence_confirmed_timeout == 0.2
+
+
+def test_the_takeover_wait_for_the_old_master_is_its_own_setting_and_at_most_peer():
+    parsed = config.parse(sample())
+    assert (parsed.takeover_peer_timeout, parsed.peer_timeout) == (0.5, 10.0)
+    assert problems_of(sample().replace("peer = 10", "peer = 0.3")) == [
+        "[timeouts] takeover_peer: 0.5 s is longer than [timeouts] peer (0.3 s); it is "
+        "the shorter wait for a host already found down, make it at most 0.3"]
 
 
 def test_scsi_ids_differing_only_in_case_are_the_same_naa_identifier():

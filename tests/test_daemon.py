@@ -325,12 +325,12 @@ class ThreadedXapi(object):
     """A login and host.call_plugin on 127.0.0.1, each call in its own thread; a status
     call answers only once ``together`` status calls are in flight at once."""
 
-    def __init__(self, together, fail_host=None):
+    def __init__(self, together, fail_host=None, slow_host=None):
         class Server(socketserver.ThreadingMixIn, xmlrpc_server.SimpleXMLRPCServer):
             daemon_threads = True
         self.server = Server(("127.0.0.1", 0), logRequests=False, allow_none=True)
         self.server.register_instance(self)
-        self.together, self.fail_host = together, fail_host
+        self.together, self.fail_host, self.slow_host = together, fail_host, slow_host
         self.arrived, self.sessions = [], []
         self.all_here = threading.Condition()
         thread = threading.Thread(target=self.server.serve_forever)
@@ -348,6 +348,8 @@ class ThreadedXapi(object):
         session, host_ref = params[0], params[1]
         if host_ref == self.fail_host:
             return {"Status": "Failure", "ErrorDescription": ["SESSION_INVALID", session]}
+        if host_ref == self.slow_host:
+            time.sleep(3)
         with self.all_here:
             self.sessions.append(session)
             self.arrived.append(host_ref)
@@ -386,6 +388,25 @@ def test_each_hosts_status_is_read_at_the_same_time_with_one_login(tmp_path):
     assert [v.status for v in views] == [{"role": "secondary", "together": True}] * 2
     assert sorted(server.arrived) == ["OpaqueRef:a", "OpaqueRef:b"]
     assert server.sessions == ["OpaqueRef:session"] * 2
+
+
+def test_the_old_master_of_a_takeover_gets_the_short_bound_and_the_others_the_full_one(
+        tmp_path):
+    server = ThreadedXapi(together=1, slow_host="OpaqueRef:b")
+    try:
+        client = PoolClient(make_config(tmp_path, xapi_url=server.url))
+        client.login()
+        views = views_for("a", "b")
+        read_statuses(client, views, ["uuid-b"])
+        [survivor, old_master] = views
+        assert survivor.status["role"] == "secondary"
+        assert old_master.error == ["ISCSI_HA_NO_ANSWER",
+                                    "b gave no answer to fn=status within 0.5 s"]
+        views = views_for("a", "b")
+        read_statuses(client, views)
+        assert [v.error for v in views] == [[], []]
+    finally:
+        server.close()
 
 
 def test_a_lost_session_in_a_status_thread_ends_the_pass_as_it_would_have_alone(tmp_path):

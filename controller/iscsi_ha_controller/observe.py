@@ -165,9 +165,9 @@ class PoolClient(object):
         master = views[0]
         if master.uuid != own_uuid:
             raise NotMaster("XAPI names %s as pool master" % master.name, master.address)
-        read_statuses(self, views)
         took_over_from = [v.uuid for v in views[1:] if took_over_from_address
                           and v.address == took_over_from_address]
+        read_statuses(self, views, took_over_from)
         return Snapshot(master, views[1:], manual_mode(pool.get("other_config", {})),
                         took_over_from[0] if took_over_from else None,
                         fresh_master, bool(self.config.controller_tickle)), pool_ref
@@ -217,9 +217,11 @@ class PoolClient(object):
         return result["token"], result["events"]
 
 
-def read_statuses(client, views):
+def read_statuses(client, views, lost_master=()):
     """Fill in each view's plugin ``status`` (or ``error``), each call within
-    ``[timeouts] peer``.
+    ``[timeouts] peer``, or ``takeover_peer`` for the hosts (uuids) in
+    ``lost_master``: the mastership moved here from them, and waiting out the
+    full bound for a dead host's answer would be dark time.
 
     The calls run side by side, each in its own thread on its own connection
     (:meth:`PoolClient.sibling`; the first on ``client``'s): a pass waits for the
@@ -236,7 +238,9 @@ def read_statuses(client, views):
     calls = _Calls(len(views))
     callers = [client] + [client.sibling() for _ in views[1:]]
     for caller, view in zip(callers, views):
-        thread = threading.Thread(target=calls.run, args=(caller, view),
+        timeout = (client.config.takeover_peer_timeout if view.uuid in lost_master
+                   else client.config.peer_timeout)
+        thread = threading.Thread(target=calls.run, args=(caller, view, timeout),
                                   name="status " + view.name)
         thread.daemon = True  # bounded by its timeout; never holds up an exit
         thread.start()
@@ -251,10 +255,9 @@ class _Calls(object):
         self.raised = None
         self.changed = threading.Condition()
 
-    def run(self, caller, view):
+    def run(self, caller, view, timeout):
         try:
-            view.status, error = caller.call_plugin(view, "status", {},
-                                                    caller.config.peer_timeout)
+            view.status, error = caller.call_plugin(view, "status", {}, timeout)
             view.error = list(error or [])
         except (NotMaster, XapiLost) as exc:
             with self.changed:

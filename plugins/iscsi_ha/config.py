@@ -41,7 +41,8 @@ _SCHEMA = {
             "dad_wait": "1", "arp_announcements": "3"},
     "replication": {"interface": None, "drbd_version": "auto"},
     "timeouts": {"lock_wait": "10", "command": "20", "fence": "10",
-                 "fence_confirmed": "0.2", "peer": "10", "action": "120"},
+                 "fence_confirmed": "0.2", "peer": "10", "takeover_peer": "0.5",
+                 "action": "120"},
     "tools": dict((tool, tool) for tool in TOOLS),
     "host": {"state_dir": "/var/lib/iscsi-ha", "run_dir": "/run/iscsi-ha",
              "log_file": "/var/log/iscsi-ha.log", "inventory": "/etc/xensource-inventory",
@@ -130,6 +131,7 @@ class Config(object):
         self.fence_timeout = values["timeouts"]["fence"]
         self.fence_confirmed_timeout = values["timeouts"]["fence_confirmed"]
         self.peer_timeout = values["timeouts"]["peer"]
+        self.takeover_peer_timeout = values["timeouts"]["takeover_peer"]
         self.action_timeout = values["timeouts"]["action"]
         self.tools = dict(values["tools"])
         self.state_dir = host["state_dir"]
@@ -382,7 +384,7 @@ def _validate(values, resources, problems):
     check("replication", "drbd_version", _one_of, _DRBD_VERSIONS)
     for key in sorted(values["timeouts"]):
         check("timeouts", key, validate.seconds)
-    _check_fence_confirmed(problems, values["timeouts"])
+    _check_shorter_waits(problems, values["timeouts"])
     for key in _HOST_PATHS:
         check("host", key, _absolute_path)
     check("controller", "interval", validate.seconds, 3600)
@@ -399,13 +401,17 @@ def _validate(values, resources, problems):
         _check_unique(problems, resources, key)
 
 
-def _check_fence_confirmed(problems, timeouts):
-    """The wait for a peer the promote's caller confirmed down shortens the full one."""
-    confirmed, full = timeouts.get("fence_confirmed"), timeouts.get("fence")
-    if isinstance(confirmed, float) and isinstance(full, float) and confirmed > full:
-        problems.append("[timeouts] fence_confirmed: %g s is longer than [timeouts] fence "
-                        "(%g s); it is the shorter wait for a peer already found down, "
-                        "make it at most %g" % (confirmed, full, full))
+# Shorter waits for a host already found down, each bounded by the full wait it shortens.
+_SHORTER_WAITS = (("fence_confirmed", "fence"), ("takeover_peer", "peer"))
+
+
+def _check_shorter_waits(problems, timeouts):
+    for short, full in _SHORTER_WAITS:
+        shorter, longer = timeouts.get(short), timeouts.get(full)
+        if isinstance(shorter, float) and isinstance(longer, float) and shorter > longer:
+            problems.append("[timeouts] %s: %g s is longer than [timeouts] %s (%g s); it is "
+                            "the shorter wait for a host already found down, make it at most "
+                            "%g" % (short, shorter, full, longer, longer))
 
 
 def _check(problems, where, keys, key, rule, *arguments):
