@@ -13,6 +13,7 @@ owner may become the one writer) only once nothing here serves.
 
 import json
 import logging
+import os
 import socket
 import time
 
@@ -24,6 +25,8 @@ from iscsi_ha.target import TgtTarget
 from iscsi_ha.vip import FloatingIp
 
 LOG = logging.getLogger("iscsi-ha")
+# In [host] run_dir: what drbdadm --version said (see Drbd.version).
+DRBD_VERSION_CACHE = "drbd-version.json"
 
 
 class Observation(object):
@@ -271,7 +274,8 @@ class Host(object):
         self.config = config
         tools, timeout = config.tools, config.command_timeout
         self.drbd = Drbd(drbdadm=tools["drbdadm"], drbdsetup=tools["drbdsetup"],
-                         version=config.drbd_version, timeout=timeout)
+                         version=config.drbd_version, timeout=timeout,
+                         version_cache=os.path.join(config.run_dir, DRBD_VERSION_CACHE))
         self.target = TgtTarget(tgtadm=tools["tgtadm"], control_port=config.tgt_control_port,
                                 timeout=timeout)
         self.vip = FloatingIp(config.vip_address, config.vip_prefix, config.vip_interface,
@@ -299,8 +303,9 @@ class Host(object):
         resources = dict((r.name, self.drbd.state(r.name)) for r in self.config.resources)
         devices = dict((r.name, self.drbd.device(r.name)) for r in self.config.resources
                        if read_devices and resources[r.name].configured)
-        daemon_running = self.target.daemon_running()
-        targets = self.target.show() if daemon_running else []
+        targets = self.target.show_if_running()
+        daemon_running = targets is not None
+        targets = targets or []
         ours = [t for t in targets if t.iqn == self.config.iqn]
         tid_taken_by = [t.iqn for t in targets
                         if t.tid == self.config.tid and t.iqn != self.config.iqn]

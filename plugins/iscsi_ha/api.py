@@ -7,7 +7,6 @@ and every function that changes the host holds the host lock.
 import io
 import logging
 import os
-import platform
 
 import six
 
@@ -28,6 +27,7 @@ def _load():
 
 
 def version():
+    import platform  # only this fn needs it
     return {"version": __version__, "python": platform.python_version()}
 
 

@@ -319,6 +319,14 @@ class TgtTarget(object):
         return parse_show(self._run("list targets", ["--lld", "iscsi", "--mode", "target",
                                                      "--op", "show"]))
 
+    def show_if_running(self):
+        """:meth:`show`, or None when tgtd does not answer: one tgtadm call where
+        :meth:`daemon_running` and :meth:`show` take two."""
+        try:
+            return self.show()
+        except TargetDaemonDown:
+            return None
+
     def find(self, iqn):
         """The target named ``iqn``, or None."""
         for target in self.show():
