@@ -115,7 +115,6 @@ class ArpSocket(object):
     def probe(self, seconds):
         """Probe for ``seconds``; True as soon as another host claims the address."""
         self.probed = True
-        self._drain()  # what arrived before the first probe says nothing about it
         deadline = monotonic() + seconds
         next_probe = monotonic()
         while True:
