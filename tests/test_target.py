@@ -591,3 +591,13 @@ def test_delete_gives_up_on_a_lun_that_stays_active(daemon, disk, scratch):
     assert "still active" in caught.value.message
     assert target.get(1) is not None
     TgtTarget(control_port=daemon.control_port).delete(1)
+
+
+def test_delete_by_name_leaves_another_target_on_the_tid_alone(target, disk):
+    export(target, disk)
+    with pytest.raises(TargetError) as caught:
+        target.delete(1, iqn="iqn.2026-01.org.example:someone-else")
+    assert "belongs to %s" % IQN in caught.value.message
+    assert target.get(1) is not None
+    target.delete(1, iqn=IQN)
+    assert target.get(1) is None

@@ -351,11 +351,7 @@ class Host(object):
                             write_cache=resource.write_cache)
 
     def _target_remove(self, step):
-        found = self.target.get(self.config.tid)
-        if found is not None and found.iqn != self.config.iqn:
-            raise TargetError("tid %d belongs to %s, not to %s; not removing it"
-                              % (self.config.tid, found.iqn, self.config.iqn))
-        self.target.delete(self.config.tid)
+        self.target.delete(self.config.tid, iqn=self.config.iqn)
 
     def _lun_add(self, step):
         self._add_lun(self._resources[step.subject])

@@ -465,17 +465,27 @@ class TgtTarget(object):
         if found != state:
             raise TargetError("cannot %s: tgtd reports %s" % (what, found), details=[what])
 
-    def delete(self, tid):
-        """Remove target ``tid`` even with initiators logged in; gone already is fine."""
+    def delete(self, tid, iqn=None):
+        """Remove target ``tid`` even with initiators logged in; gone already is fine.
+
+        With ``iqn``, a target ``tid`` of another name is left alone (a
+        :class:`TargetError`): it is not ours to remove.
+        """
         tid = _number("target id", tid)
         what = "delete target %s" % tid
         target = self.get(tid)
         if target is None:
             return
+        if iqn is not None and target.iqn != iqn:
+            raise TargetError("tid %d belongs to %s, not to %s; not removing it"
+                              % (tid, target.iqn, iqn), details=[what])
         # tgtadm refuses to delete a target with sessions ("still active") unless
         # forced; going offline first stops it from taking new commands meanwhile.
+        # Not read back: the delete right after is, and it is the one that counts.
         if target.state != "offline":
-            self.set_state(tid, "offline")
+            self._run("set target %s offline" % tid,
+                      ["--lld", "iscsi", "--mode", "target", "--op", "update", "--tid", tid,
+                       "--name", "state", "--value", "offline"])
         self._run(what, ["--lld", "iscsi", "--mode", "target", "--op", "delete", "--force",
                          "--tid", tid], retry_still_active=True)
         if self.get(tid) is not None:
