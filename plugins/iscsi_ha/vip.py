@@ -128,12 +128,8 @@ class FloatingIp(object):
     def answered_elsewhere(self):
         """True when another host answers ARP for the VIP, whether or not it is here too."""
         if self.duplicate_check == "probe":
-            prober = self._arp_socket()
-            try:
-                return prober.probe(self.probe_seconds)
-            except (socket.error, OSError) as exc:
-                raise VipError("duplicate address check for %s on %s failed: %s"
-                               % (self.address, self.interface, exc))
+            return self._with_arp("duplicate address check",
+                                  lambda arp: arp.probe(self.probe_seconds))
         result = commands.run([self.arping, "-D", "-q", "-c", str(self.dad_wait + 1),
                                "-w", str(self.dad_wait), "-I", self.interface, self.address],
                               timeout=self.timeout + self.dad_wait, check=False)
@@ -143,15 +139,17 @@ class FloatingIp(object):
                               (result.stderr or result.stdout).strip()))
         return result.returncode == _ARPING_DUPLICATE
 
-    def _arp_socket(self):
-        if self._arp is None:
-            from iscsi_ha.packets import ArpSocket  # only calls that send ARP pay for it
-            try:
+    def _with_arp(self, what, use):
+        """``use(socket)`` on this call's ARP socket, opened on first use; a socket error
+        is a :class:`VipError` naming ``what``."""
+        try:
+            if self._arp is None:
+                from iscsi_ha.packets import ArpSocket  # only calls that send ARP pay for it
                 self._arp = ArpSocket(self.interface, self.address)
-            except (socket.error, OSError) as exc:
-                raise VipError("cannot open an ARP socket on %s: %s; check [vip] interface"
-                               % (self.interface, exc))
-        return self._arp
+            return use(self._arp)
+        except (socket.error, OSError) as exc:
+            raise VipError("%s for %s on %s failed: %s; check [vip] interface"
+                           % (what, self.address, self.interface, exc))
 
     def _in_use(self):
         """The duplicate check right before the add.
@@ -161,11 +159,8 @@ class FloatingIp(object):
         probing again, without the wait.
         """
         if self.duplicate_check == "probe" and self._arp is not None and self._arp.probed:
-            try:
-                return self._arp.claimed_since_probe()
-            except (socket.error, OSError) as exc:
-                raise VipError("duplicate address check for %s on %s failed: %s"
-                               % (self.address, self.interface, exc))
+            return self._with_arp("duplicate address check",
+                                  lambda arp: arp.claimed_since_probe())
         return self.answered_elsewhere()
 
     def claim(self, probe=True):
@@ -189,11 +184,7 @@ class FloatingIp(object):
         if not self.announcements:
             return
         if self.duplicate_check == "probe":
-            try:
-                self._arp_socket().announce(self.announcements)
-            except (socket.error, OSError) as exc:
-                raise VipError("cannot announce %s on %s: %s"
-                               % (self.address, self.interface, exc))
+            self._with_arp("announcing", lambda arp: arp.announce(self.announcements))
             return
         # iputils' arping -U blocks about a second, so it runs on in the background.
         pid = commands.spawn_detached([self.arping, "-U", "-q", "-c", str(self.announcements),
