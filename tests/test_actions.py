@@ -290,3 +290,75 @@ def test_any_exception_in_a_step_still_rolls_back():
         actions.execute("promote", actions.plan_promote(CONFIG, observed()), host, "test")
     assert "OSError" in caught.value.message and "No space left" in caught.value.message
     assert host.journal[-2:] == [("drbd-secondary", "r1"), ("drbd-secondary", "r0")]
+
+
+def test_a_released_vip_is_claimed_without_the_duplicate_check():
+    plan = actions.plan_promote(CONFIG, observed(), vip_released=True)
+    assert plan.steps[-1] == Step("vip-claim", "192.0.2.100", probe=False)
+    assert actions.plan_promote(CONFIG, observed()).steps[-1] == Step("vip-claim",
+                                                                      "192.0.2.100")
+
+
+def test_a_rolled_back_release_claims_the_vip_back_with_the_check():
+    assert Step("vip-release", "192.0.2.100").inverse() == Step("vip-claim", "192.0.2.100")
+    assert Step("vip-release", "192.0.2.100").inverse().probe is True
+
+
+def test_demote_releases_the_vip_before_the_target_and_drbd_last():
+    plan = actions.plan_demote(CONFIG, serving())
+    assert plan.steps == [Step("vip-release", "192.0.2.100"), Step("target-remove", IQN),
+                          Step("drbd-secondary", "r0"), Step("drbd-secondary", "r1")]
+
+
+class FakeHost(object):
+    """actions.promote/demote's view of a host: observe, apply, connections, tickle."""
+
+    def __init__(self, observation, connected=(), tickle_failures=()):
+        self.config = CONFIG
+        self.observation = observation
+        self.connected = list(connected)
+        self.failures = list(tickle_failures)
+        self.applied, self.tickled, self.observed_with = [], [], None
+        self.released_connections = []
+
+    def observe(self, **flags):
+        self.observed_with = flags
+        return self.observation
+
+    def apply(self, step):
+        if step.kind == "vip-release":
+            self.released_connections = list(self.connected)
+        self.applied.append(step)
+
+    def tickle(self, targets):
+        self.tickled.append(list(targets))
+        return [{"connection": target, "error": "no route"} for target in targets
+                if target in self.failures]
+
+
+def test_promote_tickles_after_every_step_and_a_failed_tickle_does_not_fail_it():
+    host = FakeHost(observed(), tickle_failures=["192.0.2.51:2"])
+    result = actions.promote(CONFIG, host, tickle=["192.0.2.50:1", "192.0.2.51:2"],
+                             vip_released=True)
+    assert host.observed_with == {"detect_vip_elsewhere": False, "read_devices": True}
+    assert host.applied[-1] == Step("vip-claim", "192.0.2.100", probe=False)
+    assert host.tickled == [["192.0.2.50:1", "192.0.2.51:2"]]
+    assert result["tickled"] == 1
+    assert result["tickle_failures"] == [{"connection": "192.0.2.51:2", "error": "no route"}]
+    assert result["changed"] is True
+
+
+def test_promote_without_a_tickle_list_sends_none():
+    host = FakeHost(observed())
+    result = actions.promote(CONFIG, host)
+    assert host.observed_with["detect_vip_elsewhere"] is True
+    assert host.tickled == [] and (result["tickled"], result["tickle_failures"]) == (0, [])
+
+
+def test_demote_reports_the_connections_it_found_when_releasing_the_vip():
+    host = FakeHost(serving(), connected=["192.0.2.50:41000"])
+    result = actions.demote(CONFIG, host)
+    assert (result["connections"], result["vip_released"]) == (["192.0.2.50:41000"], True)
+    standby = FakeHost(observed())
+    result = actions.demote(CONFIG, standby)
+    assert (result["connections"], result["vip_released"]) == ([], True)

@@ -38,3 +38,32 @@ def test_a_required_argument_must_be_given():
     with pytest.raises(BadArgument) as caught:
         arguments.parse("manual-mode", {}, {"enabled": (boolean, REQUIRED)})
     assert "needs argument enabled" in caught.value.message
+
+
+def test_a_connection_list_is_json_ip_port_strings_without_duplicates():
+    spec = arguments.SPECS["promote"]
+    parsed = arguments.parse("promote", {"tickle": '["192.0.2.50:41000", "192.0.2.51:1", '
+                                                   '"192.0.2.50:41000"]'}, spec)
+    assert parsed["tickle"] == ["192.0.2.50:41000", "192.0.2.51:1"]
+    assert list(arguments.parse("promote", {}, spec)["tickle"]) == []
+
+
+@pytest.mark.parametrize("value, why", [
+    ("192.0.2.50:41000", "not JSON"),
+    ('{"a": 1}', "not a list"),
+    ('["192.0.2.50"]', '"192.0.2.50" is not ip:port'),
+    ('["192.0.2.50:65536"]', "is not ip:port"),
+    ('["192.0.2.050:1"]', "is not ip:port"),
+    ("[41000]", "41000 is not ip:port"),
+])
+def test_a_bad_connection_list_names_the_argument_and_the_form(value, why):
+    with pytest.raises(BadArgument) as caught:
+        arguments.parse("promote", {"tickle": value}, arguments.SPECS["promote"])
+    assert caught.value.details == ["tickle"]
+    assert why in caught.value.message
+    assert 'use a JSON list of "ip:port" strings' in caught.value.message
+
+
+def test_every_plugin_function_has_a_spec():
+    assert sorted(arguments.SPECS) == ["check", "demote", "manual-mode", "outdate", "promote",
+                                       "remember-initiators", "status", "version"]

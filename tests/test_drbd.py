@@ -559,3 +559,51 @@ def test_outdate_maps_drbds_refusal(tmpdir):
     assert caught.value.message.startswith("cannot outdate r0: '")
     assert "(-2) Need access to UpToDate data" in caught.value.message
     assert "force" not in caught.value.message
+
+
+def counting_drbdadm(directory, recording):
+    """A drbdadm whose --version prints ``recording`` and logs each call."""
+    log = os.path.join(str(directory), "version-calls")
+    path = os.path.join(str(directory), "drbdadm")
+    with open(path, "w") as handle:
+        handle.write("#!/bin/sh\necho x >> %s\ncat %s\n" % (
+            log, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "drbd",
+                              recording)))
+    os.chmod(path, 0o755)
+    return path, log
+
+
+def calls(log):
+    if not os.path.exists(log):
+        return 0
+    with open(log) as handle:
+        return len(handle.read().splitlines())
+
+
+def test_the_version_is_asked_once_per_drbd_installation(tmpdir):
+    drbdadm, log = counting_drbdadm(tmpdir, "version-9-no-module.txt")
+    cache = os.path.join(str(tmpdir), "run", "drbd-version.json")
+    for _ in range(3):  # three plugin calls, each with its own Drbd
+        assert drbd.Drbd(drbdadm=drbdadm, version_cache=cache).version() == "9"
+    assert calls(log) == 1
+    # Another drbdadm (an upgrade) is asked again.
+    drbdadm, _ = counting_drbdadm(tmpdir, "version-84-no-module.txt")
+    with open(drbdadm, "a") as handle:
+        handle.write("# upgraded\n")
+    assert drbd.Drbd(drbdadm=drbdadm, version_cache=cache).version() == "8.4"
+    assert calls(log) == 2
+    assert drbd.Drbd(drbdadm=drbdadm, version_cache=cache).version() == "8.4"
+    assert calls(log) == 2
+
+
+def test_a_damaged_version_cache_is_asked_around(tmpdir):
+    drbdadm, log = counting_drbdadm(tmpdir, "version-9.txt")
+    cache = os.path.join(str(tmpdir), "drbd-version.json")
+    with open(cache, "w") as handle:
+        handle.write("{not json")
+    assert drbd.Drbd(drbdadm=drbdadm, version_cache=cache).version() == "9"
+    assert drbd.Drbd(drbdadm=drbdadm, version_cache=cache).version() == "9"
+    assert calls(log) == 1
+    # Without a cache every object asks.
+    assert drbd.Drbd(drbdadm=drbdadm).version() == "9"
+    assert calls(log) == 2

@@ -286,6 +286,48 @@ def test_status_reports_roles_target_vip_and_digest(host9):
     assert "primary" in table and "r0" in table and "here" in table
 
 
+def test_status_says_what_promote_accepts_and_what_is_remembered(host9):
+    status = json.loads(host9.call("status").value)
+    assert status["promote_accepts"] == ["force", "peer_down", "reason", "tickle",
+                                         "vip_released"]
+    assert status["connections"] == [] and status["remembered_initiators"] == []
+    reply = host9.call("remember-initiators",
+                       connections='["192.0.2.50:41000", "192.0.2.51:3001"]')
+    assert reply.ok, reply.error
+    assert json.loads(reply.value) == {"remembered": 2}
+    again = host9.call("remember-initiators", connections='["192.0.2.51:3001", '
+                       '"192.0.2.50:41000", "192.0.2.50:41000"]')
+    assert json.loads(again.value) == {"remembered": 2}
+    status = json.loads(host9.call("status").value)
+    assert status["remembered_initiators"] == ["192.0.2.50:41000", "192.0.2.51:3001"]
+    assert json.loads(host9.call("remember-initiators", connections="[]").value) == {
+        "remembered": 0}
+    assert json.loads(host9.call("status").value)["remembered_initiators"] == []
+
+
+@pytest.mark.parametrize("args, named", [
+    ({"tickle": "192.0.2.50:41000"}, "tickle"),
+    ({"tickle": '["192.0.2.50"]'}, "tickle"),
+    ({"tickle": '["192.0.2.50:0"]'}, "tickle"),
+    ({"vip_released": "maybe"}, "vip_released"),
+])
+def test_bad_fast_path_arguments_are_refused_before_anything_changes(host9, args, named):
+    reply = host9.call("promote", **args)
+    assert reply.error[0] == "ISCSI_HA_BAD_ARGUMENT"
+    assert reply.error[2] == named
+    assert_untouched(host9)
+    reply = host9.call("remember-initiators", connections='{"not": "a list"}')
+    assert reply.error[0] == "ISCSI_HA_BAD_ARGUMENT" and reply.error[2] == "connections"
+
+
+def test_promote_with_a_tickle_list_reports_what_it_sent(host9):
+    reply = host9.call("promote", tickle='["192.0.2.50:41000"]', vip_released="true")
+    assert reply.ok, reply.error
+    result = json.loads(reply.value)
+    assert (result["tickled"], result["tickle_failures"]) == (1, [])
+    assert host9.network.vip_here()
+
+
 def test_promote_is_refused_while_the_peer_is_primary(host9):
     assert host9.peer("primary", "r0") == 0
     try:
@@ -410,12 +452,19 @@ def test_demote_does_not_hang_on_a_connected_initiator(host9):
         ["iscsi-perf", "-m", "1", LUN_URL]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         _wait_for_session(network)
-        initiators = json.loads(host9.call("status").value)["target"]["initiators"]
+        status = json.loads(host9.call("status").value)
+        initiators = status["target"]["initiators"]
         assert [i["addresses"] for i in initiators] == [[CLIENT_ADDRESS]]
+        # The client's end of its connection, as the kernel lists it.
+        assert [c.split(":")[0] for c in status["connections"]] == [CLIENT_ADDRESS]
         reply = host9.call("demote")
         assert reply.ok, reply.error
+        result = json.loads(reply.value)
+        assert result["connections"] == status["connections"]
+        assert result["vip_released"] is True
         assert host9.role_of("hostA") == "Secondary"
         assert network.targets() == []
+        assert json.loads(host9.call("status").value)["connections"] == []
     finally:
         reader.kill()
         reader.wait()

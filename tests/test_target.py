@@ -552,3 +552,52 @@ def test_a_stopped_tgtd_is_reported_as_not_running(tmp_path):
     assert down.daemon_running() is False
     with pytest.raises(TargetDaemonDown):
         down.show()
+
+
+def busy_tgtadm(directory, refusals):
+    """A tgtadm that answers a target delete "still active" ``refusals`` times (as tgtd
+    does while a LUN executes a command), counting the tries; anything else is the real one."""
+    count = os.path.join(directory, "delete-tries")
+    path = os.path.join(directory, "tgtadm")
+    with open(path, "w") as handle:
+        handle.write(
+            '#!/bin/sh\n'
+            'case "$*" in *"--op delete --force"*)\n'
+            '  echo x >> %(count)s\n'
+            '  if [ "$(wc -l < %(count)s)" -le %(refusals)d ]; then\n'
+            '    echo "tgtadm: this logical unit is still active" >&2; exit 22; fi;;\n'
+            'esac\n'
+            'exec tgtadm "$@"\n' % {"count": count, "refusals": refusals})
+    os.chmod(path, 0o755)
+    return path, count
+
+
+def test_delete_retries_while_a_lun_is_still_active(daemon, disk, scratch):
+    tgtadm, count = busy_tgtadm(scratch, refusals=2)
+    target = TgtTarget(tgtadm=tgtadm, control_port=daemon.control_port, timeout=5.0)
+    export(target, disk)
+    target.delete(1)
+    assert target.get(1) is None
+    with open(count) as tries:
+        assert len(tries.read().splitlines()) == 3
+
+
+def test_delete_gives_up_on_a_lun_that_stays_active(daemon, disk, scratch):
+    tgtadm, count = busy_tgtadm(scratch, refusals=10 ** 6)
+    target = TgtTarget(tgtadm=tgtadm, control_port=daemon.control_port, timeout=5.0)
+    export(target, disk)
+    with pytest.raises(TargetError) as caught:
+        target.delete(1)
+    assert "still active" in caught.value.message
+    assert target.get(1) is not None
+    TgtTarget(control_port=daemon.control_port).delete(1)
+
+
+def test_delete_by_name_leaves_another_target_on_the_tid_alone(target, disk):
+    export(target, disk)
+    with pytest.raises(TargetError) as caught:
+        target.delete(1, iqn="iqn.2026-01.org.example:someone-else")
+    assert "belongs to %s" % IQN in caught.value.message
+    assert target.get(1) is not None
+    target.delete(1, iqn=IQN)
+    assert target.get(1) is None

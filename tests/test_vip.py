@@ -6,8 +6,10 @@ FloatingIp of each host runs ip and arping inside its namespace through
 two-line wrapper scripts.
 """
 
+import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 
@@ -93,7 +95,7 @@ def read_lines(path):
 def test_claim_refuses_without_adding_when_another_host_answers(scratch):
     ip, ip_log = fake_ip(scratch, u"")
     arping, arping_log = fake_arping(scratch, 1)
-    vip = FloatingIp(VIP, PREFIX, "eth0", ip=ip, arping=arping)
+    vip = FloatingIp(VIP, PREFIX, "eth0", ip=ip, arping=arping, duplicate_check="arping")
     with pytest.raises(VipInUse) as caught:
         vip.claim()
     assert "another host answers ARP for %s on eth0" % VIP in caught.value.message
@@ -105,7 +107,8 @@ def test_claim_checks_then_adds_then_announces(scratch):
     ip, ip_log = fake_ip(scratch, u"")
     arping, arping_log = fake_arping(scratch, 0)
     pid_file = os.path.join(scratch, "announcer.pid")
-    vip = FloatingIp(VIP, PREFIX, "eth0", ip=ip, arping=arping, announcer_pid_file=pid_file)
+    vip = FloatingIp(VIP, PREFIX, "eth0", ip=ip, arping=arping, announcer_pid_file=pid_file,
+                     duplicate_check="arping")
     vip.claim()
     assert read_lines(ip_log) == ["addr add %s/%d dev eth0" % (VIP, PREFIX)]
     with open(pid_file) as handle:
@@ -135,7 +138,8 @@ def test_a_failing_duplicate_check_is_an_error_not_a_free_address(scratch):
     ip, ip_log = fake_ip(scratch, u"")
     arping, _ = fake_arping(scratch, 2)
     with pytest.raises(VipError) as caught:
-        FloatingIp(VIP, PREFIX, "eth0", ip=ip, arping=arping).claim()
+        FloatingIp(VIP, PREFIX, "eth0", ip=ip, arping=arping,
+                   duplicate_check="arping").claim()
     assert "duplicate address check for %s on eth0 failed" % VIP in caught.value.message
     assert read_lines(ip_log) == []
 
@@ -175,14 +179,61 @@ def test_an_unknown_or_missing_arping_is_not_trusted(scratch):
 
 # -- two hosts on one bridge -------------------------------------------------------
 
+# Runs one FloatingIp call inside a host namespace: the ARP probe's packet
+# socket belongs to the namespace of the process that opens it.
+_IN_NAMESPACE = u"""
+import json, sys
+sys.path.insert(0, %r)
+from iscsi_ha.errors import IscsiHaError
+from iscsi_ha.vip import FloatingIp
+kwargs, calls = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+vip = FloatingIp(**kwargs)
+results = []
+for name, arguments in calls:
+    try:
+        results.append({"value": getattr(vip, name)(**arguments)})
+    except IscsiHaError as exc:
+        results.append({"error": exc.code})
+print(json.dumps(results))
+""" % os.path.dirname(os.path.dirname(os.path.abspath(commands.__file__)))
+
+
+class NamespacedVip(object):
+    """A FloatingIp of one host, each call run by a process inside its namespace."""
+
+    def __init__(self, namespace, interface, duplicate_check, directory):
+        self.namespace = namespace
+        # The pid file lets release() stop arping's background announcer.
+        self.settings = {"address": VIP, "prefix": PREFIX, "interface": interface,
+                         "timeout": 10, "duplicate_check": duplicate_check,
+                         "probe_ms": 20, "announcer_pid_file": os.path.join(
+                             directory, namespace.name + ".announcer.pid")}
+
+    def calls(self, *calls):
+        """The results of ``(method, kwargs)`` calls made one after another on one object."""
+        output = self.namespace.run(
+            [sys.executable, "-c", _IN_NAMESPACE, json.dumps(self.settings),
+             json.dumps(calls)], timeout=30).stdout
+        return json.loads(output.strip().splitlines()[-1])
+
+    def call(self, name, **arguments):
+        result = self.calls((name, arguments))[0]
+        if "error" in result:
+            raise {"ISCSI_HA_VIP_IN_USE": VipInUse}.get(result["error"], VipError)(
+                result["error"])
+        return result["value"]
+
+    def __getattr__(self, name):
+        return lambda **arguments: self.call(name, **arguments)
+
+
 class BridgedHosts(object):
     """Hosts ``a`` and ``b``, each on a veth port of one bridge in a switch namespace."""
 
-    def __init__(self, lab, tools_dir):
+    def __init__(self, lab, duplicate_check, directory):
         self.lab = lab
         self.switch = lab.namespace("sw")
         ip = commands.find_tool("ip")
-        arping = commands.find_tool("arping")
         self.switch.run([ip, "link", "add", "br0", "type", "bridge"])
         self.switch.run([ip, "link", "set", "br0", "up"])
         self.namespaces, self.interfaces, self.vips = {}, {}, {}
@@ -197,13 +248,7 @@ class BridgedHosts(object):
             self.switch.run([ip, "link", "set", switch_end, "master", "br0", "up"])
             namespace.run([ip, "addr", "add", cidr, "dev", host_end])
             namespace.run([ip, "link", "set", host_end, "up"])
-            wrappers = os.path.join(tools_dir, name)
-            os.mkdir(wrappers)
-            inside = u'exec %s netns exec %s %%s "$@"\n' % (ip, namespace.name)
-            self.vips[name] = FloatingIp(
-                VIP, PREFIX, host_end, ip=script(wrappers, "ip", inside % ip),
-                arping=script(wrappers, "arping", inside % arping), timeout=10,
-                announcements=0)
+            self.vips[name] = NamespacedVip(namespace, host_end, duplicate_check, directory)
             self.namespaces[name], self.interfaces[name] = namespace, host_end
 
     def hold(self, name):
@@ -212,11 +257,11 @@ class BridgedHosts(object):
                                    self.interfaces[name]])
 
 
-@pytest.fixture
+@pytest.fixture(params=["probe", "arping"])
 def hosts(request, scratch):
     lab = netns.Lab()
     request.addfinalizer(lab.cleanup)
-    return BridgedHosts(lab, scratch)
+    return BridgedHosts(lab, request.param, scratch)
 
 
 def test_nobody_answers_for_a_free_address(hosts):
@@ -253,3 +298,61 @@ def test_claim_and_release_of_a_free_address(hosts):
     assert not hosts.vips["b"].is_local()
     hosts.vips["b"].release()
     assert hosts.vips["a"].answered_elsewhere() is False
+
+
+def test_a_claim_without_probe_adds_even_an_address_another_host_holds(hosts):
+    # What vip_released=true is for: the caller vouches the old owner let go.
+    hosts.hold("a")
+    hosts.vips["b"].claim(probe=False)
+    assert hosts.vips["b"].is_local()
+
+
+def test_a_claim_announces_the_address_to_the_neighbours(hosts):
+    hosts.hold("a")
+    # b's neighbour table learns a's MAC for the VIP, then b takes it over:
+    # a must now map the VIP to b's MAC without asking.
+    hosts.namespaces["b"].run(["ip", "neigh", "replace", VIP, "lladdr", "02:00:00:00:00:01",
+                               "dev", hosts.interfaces["b"]])
+    hosts.namespaces["a"].run(["ip", "neigh", "replace", VIP, "lladdr", "02:00:00:00:00:01",
+                               "dev", hosts.interfaces["a"], "nud", "stale"])
+    hosts.namespaces["a"].run(["ip", "addr", "del", "%s/%d" % (VIP, PREFIX), "dev",
+                               hosts.interfaces["a"]])
+    hosts.namespaces["a"].run(["ip", "neigh", "replace", VIP, "lladdr", "02:00:00:00:00:01",
+                               "dev", hosts.interfaces["a"], "nud", "stale"])
+    hosts.vips["b"].claim()
+    mac_b = hosts.namespaces["b"].run(["cat", "/sys/class/net/%s/address"
+                                       % hosts.interfaces["b"]]).stdout.strip()
+    deadline = time.time() + 5  # the arping announcer runs in the background
+    while time.time() < deadline:
+        neighbour = hosts.namespaces["a"].run(["ip", "neigh", "show", VIP, "dev",
+                                               hosts.interfaces["a"]]).stdout
+        if mac_b in neighbour:
+            break
+        time.sleep(0.05)
+    assert mac_b in neighbour
+
+
+def test_the_probe_sees_a_claim_made_after_it_without_probing_again(scratch):
+    """A promote probes before it changes anything, and claims after DRBD and the target:
+    whatever claimed the VIP in between is on the probe's socket when it adds the VIP."""
+    lab = netns.Lab()
+    try:
+        hosts = BridgedHosts(lab, "probe", scratch)
+        # Inside a's process: probe (free), let b claim and announce, then claim.
+        settings = json.dumps(hosts.vips["b"].settings)
+        claim_b = ("import subprocess, sys; subprocess.check_call(['ip', 'netns', 'exec', "
+                   "%r, sys.executable, '-c', %r, %r, '[[\"claim\", {}]]'])"
+                   % (hosts.namespaces["b"].name, _IN_NAMESPACE, settings))
+        code = _IN_NAMESPACE.replace(
+            "for name, arguments in calls:",
+            "for index, (name, arguments) in enumerate(calls):\n"
+            "    if index == 1:\n        exec(%r)" % claim_b)
+        output = hosts.namespaces["a"].run(
+            [sys.executable, "-c", code, json.dumps(hosts.vips["a"].settings),
+             json.dumps([["answered_elsewhere", {}], ["claim", {}]])], timeout=30).stdout
+        assert json.loads(output.strip().splitlines()[-1]) == [
+            {"value": False}, {"error": "ISCSI_HA_VIP_IN_USE"}]
+        assert not hosts.vips["a"].is_local()
+        assert hosts.vips["b"].is_local()
+    finally:
+        lab.cleanup()

@@ -3,17 +3,21 @@
 Each action is three parts: observe the real state (DRBD, target, VIP), plan
 (a pure function from what was observed to an ordered list of steps, or a
 refusal), and execute the plan; when a step fails, its partial work and the
-completed steps are undone, newest first. Promote goes DRBD -> target -> VIP, so the portal is serving before the
-VIP answers; demote goes VIP -> target -> DRBD, so no initiator can reach a
-target whose disk is about to become read-only.
+completed steps are undone, newest first. Promote goes DRBD -> target -> VIP, so the
+portal is serving before the VIP answers, then resets the old owner's initiator
+connections (tickles) so they reconnect at once; demote records those
+connections, then goes VIP -> target -> DRBD, so no initiator can reach a
+target whose disk is about to become read-only, and DRBD is Secondary (the new
+owner may become the one writer) only once nothing here serves.
 """
 
 import json
 import logging
+import os
 import socket
 import time
 
-from iscsi_ha import __version__, fence
+from iscsi_ha import __version__, connections
 from iscsi_ha.drbd import Drbd
 from iscsi_ha.errors import (BadConfig, DiskNotUpToDate, DrbdError, IscsiHaError, PeerPrimary,
                              PeerUnknown, StepFailed, TargetDaemonDown, TargetError, VipInUse)
@@ -21,13 +25,16 @@ from iscsi_ha.target import TgtTarget
 from iscsi_ha.vip import FloatingIp
 
 LOG = logging.getLogger("iscsi-ha")
+# In [host] run_dir: what drbdadm --version said (see Drbd.version).
+DRBD_VERSION_CACHE = "drbd-version.json"
 
 
 class Observation(object):
     """What this host looks like now, as read from DRBD, tgtd and the kernel."""
 
     def __init__(self, resources, daemon_running, target, vip_local,
-                 vip_answered_elsewhere=False, tid_taken_by=None, drbd_devices=None):
+                 vip_answered_elsewhere=False, tid_taken_by=None, drbd_devices=None,
+                 connections=()):
         self.resources = resources  # name -> drbd.ResourceState
         self.daemon_running = daemon_running
         self.target = target  # target.TargetInfo of our IQN, or None
@@ -37,6 +44,8 @@ class Observation(object):
         # name -> the device DRBD itself names for the resource (drbdadm sh-dev),
         # when it was read.
         self.drbd_devices = drbd_devices or {}
+        # "ip:port" of the initiators connected to the VIP here, when they were read.
+        self.connections = list(connections)
 
 
 class Step(object):
@@ -51,7 +60,7 @@ class Step(object):
         "vip-claim": "vip-release", "vip-release": "vip-claim",
     }
 
-    def __init__(self, kind, subject, force=False, peer_down=False):
+    def __init__(self, kind, subject, force=False, peer_down=False, probe=True):
         self.kind = kind
         self.subject = subject
         self.force = force
@@ -59,21 +68,28 @@ class Step(object):
         # fence-peer handler, which DRBD runs during the promote, may then report
         # an unreachable peer as fenced.
         self.peer_down = peer_down
+        # False on a VIP claim whose caller confirmed the old owner released it
+        # in this switchover: the duplicate-address check is skipped. Every
+        # other claim, a rollback's included, checks.
+        self.probe = probe
 
     def inverse(self):
         return Step(self.INVERSES[self.kind], self.subject)
 
+    def _key(self):
+        return (self.kind, self.subject, self.force, self.peer_down, self.probe)
+
     def __eq__(self, other):
-        return ((self.kind, self.subject, self.force, self.peer_down)
-                == (other.kind, other.subject, other.force, other.peer_down))
+        return self._key() == other._key()
 
     def __ne__(self, other):
         return not self == other
 
     def __repr__(self):
-        return "Step(%r, %r%s%s)" % (self.kind, self.subject,
-                                     ", force=True" if self.force else "",
-                                     ", peer_down=True" if self.peer_down else "")
+        return "Step(%r, %r%s%s%s)" % (self.kind, self.subject,
+                                       ", force=True" if self.force else "",
+                                       ", peer_down=True" if self.peer_down else "",
+                                       "" if self.probe else ", probe=False")
 
 
 class Plan(object):
@@ -84,13 +100,15 @@ class Plan(object):
         self.already = already
 
 
-def plan_promote(config, observed, force=False, peer_down=False):
+def plan_promote(config, observed, force=False, peer_down=False, vip_released=False):
     """Steps that make this host serve the storage, or raise the refusal.
 
     ``force`` promotes a local disk that is not UpToDate, and nothing else: it
     never overrides a Primary peer or an unknown one. ``peer_down`` is the
     caller's word that the peer is powered off or fenced; only it lets a
     disconnected resource whose peer DRBD has not seen outdated be promoted.
+    ``vip_released`` is the caller's word that the old owner released the VIP
+    in this switchover: the claim then skips the duplicate-address check.
     """
     needs_force = {}
     for resource in config.resources:
@@ -164,7 +182,7 @@ def plan_promote(config, observed, force=False, peer_down=False):
     if observed.vip_local:
         already.append("VIP %s is on this host" % config.vip_address)
     else:
-        steps.append(Step("vip-claim", config.vip_address))
+        steps.append(Step("vip-claim", config.vip_address, probe=not vip_released))
     return Plan(steps, already)
 
 
@@ -221,7 +239,14 @@ def _on_off(flag):
 
 
 def plan_demote(config, observed):
-    """Steps that make this host stop serving, VIP first."""
+    """Steps that make this host stop serving: VIP, then target, then DRBD.
+
+    The VIP goes first so that no initiator reconnects here to a target about
+    to go (it would back off for seconds); the target goes before DRBD turns
+    Secondary, since DRBD refuses while the target holds the device open; and
+    only a Secondary lets the new owner become Primary, so two hosts never
+    write at once.
+    """
     steps, already = [], []
     if observed.vip_local:
         steps.append(Step("vip-release", config.vip_address))
@@ -249,28 +274,47 @@ class Host(object):
         self.config = config
         tools, timeout = config.tools, config.command_timeout
         self.drbd = Drbd(drbdadm=tools["drbdadm"], drbdsetup=tools["drbdsetup"],
-                         version=config.drbd_version, timeout=timeout)
+                         version=config.drbd_version, timeout=timeout,
+                         version_cache=os.path.join(config.run_dir, DRBD_VERSION_CACHE))
         self.target = TgtTarget(tgtadm=tools["tgtadm"], control_port=config.tgt_control_port,
                                 timeout=timeout)
         self.vip = FloatingIp(config.vip_address, config.vip_prefix, config.vip_interface,
                               ip=tools["ip"], arping=tools["arping"], dad_wait=config.dad_wait,
                               announcements=config.arp_announcements, timeout=timeout,
-                              announcer_pid_file=config.announcer_pid_path)
+                              announcer_pid_file=config.announcer_pid_path,
+                              duplicate_check=config.duplicate_check,
+                              probe_ms=config.probe_ms)
         self._resources = dict((r.name, r) for r in config.resources)
+        # The initiator connections the last vip-release found (see _vip_release).
+        self.released_connections = []
 
-    def observe(self, detect_vip_elsewhere=False, read_devices=False):
+    def connections(self):
+        """The initiators connected to the VIP here now ("ip:port")."""
+        return connections.established(self.config.vip_address)
+
+    def tickle(self, targets):
+        """Reset each of ``targets`` ("ip:port") from VIP:3260; returns the failures."""
+        from iscsi_ha import packets  # only a promote with a tickle list pays for it
+        failed = packets.tickle(self.config.vip_address, connections.ISCSI_PORT,
+                                [connections.split(target) for target in targets])
+        return [{"connection": "%s:%d" % target, "error": error} for target, error in failed]
+
+    def observe(self, detect_vip_elsewhere=False, read_devices=False, read_connections=False):
         resources = dict((r.name, self.drbd.state(r.name)) for r in self.config.resources)
         devices = dict((r.name, self.drbd.device(r.name)) for r in self.config.resources
                        if read_devices and resources[r.name].configured)
-        daemon_running = self.target.daemon_running()
-        targets = self.target.show() if daemon_running else []
+        targets = self.target.show_if_running()
+        daemon_running = targets is not None
+        targets = targets or []
         ours = [t for t in targets if t.iqn == self.config.iqn]
         tid_taken_by = [t.iqn for t in targets
                         if t.tid == self.config.tid and t.iqn != self.config.iqn]
         vip_local = self.vip.is_local()
         elsewhere = detect_vip_elsewhere and self.vip.answered_elsewhere()
+        found = self.connections() if read_connections and vip_local else []
         return Observation(resources, daemon_running, ours[0] if ours else None, vip_local,
-                           elsewhere, tid_taken_by[0] if tid_taken_by else None, devices)
+                           elsewhere, tid_taken_by[0] if tid_taken_by else None, devices,
+                           found)
 
     def apply(self, step):
         getattr(self, "_" + step.kind.replace("-", "_"))(step)
@@ -279,6 +323,7 @@ class Host(object):
         if not step.peer_down:
             self.drbd.promote(step.subject, force=step.force)
             return
+        from iscsi_ha import fence  # only a peer-down promote pays for its imports
         marker = self.config.peer_down_marker_path(step.subject)
         # The confirmation lasts as long as the promote may: DRBD runs the
         # handler within it, and nothing later may reuse the word.
@@ -306,11 +351,7 @@ class Host(object):
                             write_cache=resource.write_cache)
 
     def _target_remove(self, step):
-        found = self.target.get(self.config.tid)
-        if found is not None and found.iqn != self.config.iqn:
-            raise TargetError("tid %d belongs to %s, not to %s; not removing it"
-                              % (self.config.tid, found.iqn, self.config.iqn))
-        self.target.delete(self.config.tid)
+        self.target.delete(self.config.tid, iqn=self.config.iqn)
 
     def _lun_add(self, step):
         self._add_lun(self._resources[step.subject])
@@ -335,9 +376,12 @@ class Host(object):
             return
         # claim() probes for another holder itself, right before adding the
         # address: a rollback that claims it back is checked the same way.
-        self.vip.claim()
+        self.vip.claim(probe=step.probe)
 
     def _vip_release(self, step):
+        # Read at the last moment, so the new owner can reset every connection;
+        # once the VIP is gone the kernel still lists them, but nothing more connects.
+        self.released_connections = self.connections()
         self.vip.release()
 
 
@@ -437,17 +481,37 @@ def _summary(action, records, already):
     return "%s: %s" % (action, ", ".join(done))
 
 
-def promote(config, host, force=False, peer_down=False, reason=""):
+def promote(config, host, force=False, peer_down=False, reason="", tickle=(),
+            vip_released=False):
+    """Serve from this host; then reset ``tickle``'s connections ("ip:port").
+
+    A tickle that cannot be sent is reported in ``tickle_failures`` and never
+    fails the promote: the initiator then finds out by its own timers.
+    """
     started = time.time()
-    observed = host.observe(detect_vip_elsewhere=True, read_devices=True)
-    plan = plan_promote(config, observed, force=force, peer_down=peer_down)
-    return execute("promote", plan, host, reason, time.time() - started)
+    observed = host.observe(detect_vip_elsewhere=not vip_released, read_devices=True)
+    plan = plan_promote(config, observed, force=force, peer_down=peer_down,
+                        vip_released=vip_released)
+    result = execute("promote", plan, host, reason, time.time() - started)
+    failures = host.tickle(tickle) if tickle else []
+    for failure in failures:
+        LOG.warning("promote: tickle of %s failed: %s", failure["connection"],
+                    failure["error"])
+    result.update({"tickled": len(tickle) - len(failures), "tickle_failures": failures})
+    return result
 
 
 def demote(config, host, reason=""):
+    """Stop serving here; the result names the initiators that were connected.
+
+    ``vip_released`` says the VIP is gone from this host (released now, or
+    not here to begin with), so the new owner may skip its duplicate check.
+    """
     started = time.time()
     plan = plan_demote(config, host.observe())
-    return execute("demote", plan, host, reason, time.time() - started)
+    result = execute("demote", plan, host, reason, time.time() - started)
+    result.update({"connections": host.released_connections, "vip_released": True})
+    return result
 
 
 def outdate(config, host, resource, reason=""):
@@ -476,7 +540,7 @@ def status(config, host, manual_mode):
 
     The VIP probe runs even when the VIP is here: two holders must show.
     """
-    observed = host.observe(detect_vip_elsewhere=True)
+    observed = host.observe(detect_vip_elsewhere=True, read_connections=True)
     target = observed.target
     result = host_identity(config)
     result.update({
@@ -499,6 +563,7 @@ def status(config, host, manual_mode):
         "vip": {"address": config.vip_address, "prefix": config.vip_prefix,
                 "interface": config.vip_interface, "local": observed.vip_local,
                 "answered_elsewhere": observed.vip_answered_elsewhere},
+        "connections": observed.connections,
     })
     return result
 

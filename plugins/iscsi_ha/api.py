@@ -7,14 +7,13 @@ and every function that changes the host holds the host lock.
 import io
 import logging
 import os
-import platform
 
 import six
 
-from iscsi_ha import (__version__, actions, config as config_module, drbd, logs, lvmfilter,
-                      poolconf, report)
+from iscsi_ha import (__version__, actions, arguments, config as config_module, connections,
+                      drbd, logs, lvmfilter, poolconf, report)
 from iscsi_ha.commands import find_tool
-from iscsi_ha.errors import BadArgument, IscsiHaError, StepFailed
+from iscsi_ha.errors import BadArgument, BadConfig, IscsiHaError, StepFailed
 from iscsi_ha.lock import host_lock
 from iscsi_ha.vip import arping_flavour, interface_exists
 
@@ -28,6 +27,7 @@ def _load():
 
 
 def version():
+    import platform  # only this fn needs it
     return {"version": __version__, "python": platform.python_version()}
 
 
@@ -35,13 +35,16 @@ def status(output_format="json"):
     config = _load()
     result = actions.status(config, actions.Host(config), _manual_mode(config))
     result["pool_role"] = poolconf.read(config.pool_conf)[0]
+    result["remembered_initiators"] = connections.remembered(_initiators_path(config))
+    result["promote_accepts"] = sorted(arguments.SPECS["promote"])
     return report.status_table(result) if output_format == "table" else result
 
 
-def promote(force=False, peer_down=False, reason=""):
+def promote(force=False, peer_down=False, reason="", tickle=(), vip_released=False):
     config = _load()
     return _locked_action(config, "promote", reason, lambda host: actions.promote(
-        config, host, force=force, peer_down=peer_down, reason=reason))
+        config, host, force=force, peer_down=peer_down, reason=reason, tickle=tickle,
+        vip_released=vip_released))
 
 
 def demote(reason=""):
@@ -64,6 +67,24 @@ def outdate(resource, reason=""):
                           details=["resource"])
     return _locked_action(config, "outdate", reason, lambda host: actions.outdate(
         config, host, resource, reason=reason))
+
+
+def remember_initiators(found):
+    """Keep the master's initiator connections, for a takeover after its death."""
+    config = _load()
+    with host_lock(config.lock_path, config.lock_wait):
+        path = _initiators_path(config)
+        try:
+            connections.remember(path, found)
+        except (IOError, OSError) as exc:
+            raise BadConfig("cannot write %s (%s); make [host] run_dir a writable directory"
+                            % (path, exc.strerror or exc))
+    return {"remembered": len(set(found))}
+
+
+def _initiators_path(config):
+    # run_dir, since a reboot makes every remembered connection meaningless.
+    return os.path.join(config.run_dir, connections.STORE_NAME)
 
 
 def _locked_action(config, name, reason, run):

@@ -1,5 +1,15 @@
-"""Plugin arguments: every value arrives as a string; check them before acting."""
+"""Plugin arguments: every value arrives as a string; check them before acting.
 
+:data:`SPECS` is the one list of what each plugin function takes; the plugin
+entry checks calls against it, and ``status`` reports promote's names from it
+(``promote_accepts``), so a controller knows what this version understands.
+"""
+
+import json
+
+import six
+
+from iscsi_ha import validate
 from iscsi_ha.errors import BadArgument
 
 REQUIRED = object()  # a spec default meaning "the caller must pass it"
@@ -27,6 +37,47 @@ def one_of(*choices):
             raise ValueError("use one of %s" % ", ".join(choices))
         return value
     return check
+
+
+def connection_list(value):
+    """A JSON list of ``"ip:port"`` strings (initiator connections), duplicates dropped."""
+    fix = 'a JSON list of "ip:port" strings such as ["192.0.2.50:41000"]'
+    try:
+        items = json.loads(value)
+    except ValueError:
+        raise ValueError("not JSON; use %s" % fix)
+    if not isinstance(items, list):
+        raise ValueError("not a list; use %s" % fix)
+    found = []
+    for item in items:
+        address, colon, port = (item.rpartition(":") if isinstance(item, six.string_types)
+                                else ("", "", ""))
+        try:
+            validate.ipv4(address)
+            validate.whole_number(port, 1, 65535)
+        except ValueError:
+            raise ValueError("%s is not ip:port (an IPv4 address, a colon and a port from "
+                             "1 to 65535); use %s" % (json.dumps(item), fix))
+        if item not in found:
+            found.append(item)
+    return found
+
+
+SPECS = {
+    "status": {"format": (one_of("json", "table"), "json")},
+    "promote": {"force": (boolean, False), "peer_down": (boolean, False),
+                "reason": (text, ""),
+                # The old owner's initiator connections, to reset after the claim.
+                "tickle": (connection_list, ()),
+                # The old owner released the VIP in this switchover: no probe needed.
+                "vip_released": (boolean, False)},
+    "demote": {"reason": (text, "")},
+    "outdate": {"resource": (text, REQUIRED), "reason": (text, "")},
+    "check": {},
+    "version": {},
+    "manual-mode": {"enabled": (boolean, REQUIRED), "reason": (text, "")},
+    "remember-initiators": {"connections": (connection_list, REQUIRED)},
+}
 
 
 def parse(fn, args, spec):

@@ -10,7 +10,9 @@ them. The formats are those of LINBIT drbd-utils (``user/v84/drbdsetup.c`` and
 ``user/v9/drbdsetup.c``); ``tests/data/drbd/`` holds recorded outputs.
 """
 
+import io
 import json
+import os
 import re
 
 from iscsi_ha import commands
@@ -321,24 +323,56 @@ class Drbd(object):
     """This host's DRBD, through drbdadm and drbdsetup; reads real state every call."""
 
     def __init__(self, drbdadm="drbdadm", drbdsetup="drbdsetup", version="auto",
-                 timeout=20.0):
+                 timeout=20.0, version_cache=None):
         if version not in ("auto", "8.4", "9"):
             raise BadConfig("DRBD version must be auto, 8.4 or 9, not %r" % (version,))
         self.drbdadm = drbdadm
         self.drbdsetup = drbdsetup
         self.timeout = timeout
         self._version = None if version == "auto" else version
+        # A file keeping what drbdadm --version said, for the next call (see version()).
+        self.version_cache = version_cache
 
     def version(self):
-        """``"8.4"`` or ``"9"``; asks ``drbdadm --version`` once."""
-        if self._version is None:
-            result = commands.run([self.drbdadm, "--version"], timeout=self.timeout)
-            try:
-                self._version = parse_version(result.stdout)
-            except ValueError as exc:
-                raise DrbdError("cannot tell the DRBD version from %s --version: %s"
-                                % (self.drbdadm, exc), _output_lines(result))
+        """``"8.4"`` or ``"9"``; asks ``drbdadm --version`` once per DRBD installation.
+
+        The answer depends on the kernel module and on drbdadm alone, so it is
+        kept in :attr:`version_cache` (in run_dir, emptied at boot) with what
+        identifies both: drbdadm's path, size and modification time, and the
+        loaded module's version. Any change there asks drbdadm again.
+        """
+        if self._version is not None:
+            return self._version
+        key = self._installation() if self.version_cache else None
+        if key is not None:
+            self._version = _read_cached_version(self.version_cache, key)
+            if self._version is not None:
+                return self._version
+        result = commands.run([self.drbdadm, "--version"], timeout=self.timeout)
+        try:
+            self._version = parse_version(result.stdout)
+        except ValueError as exc:
+            raise DrbdError("cannot tell the DRBD version from %s --version: %s"
+                            % (self.drbdadm, exc), _output_lines(result))
+        if key is not None:
+            _write_cached_version(self.version_cache, key, self._version)
         return self._version
+
+    def _installation(self):
+        """What identifies this drbdadm and kernel module, or None when it cannot be told."""
+        path = commands.find_tool(self.drbdadm)
+        try:
+            found = os.stat(path) if path else None
+        except OSError:
+            found = None
+        if found is None:
+            return None
+        try:
+            with io.open(_MODULE_VERSION, encoding="utf-8") as handle:
+                module = handle.read().strip()
+        except (IOError, OSError, UnicodeError):
+            module = None  # no module loaded: drbdadm answers with its own generation
+        return [os.path.realpath(path), found.st_size, found.st_mtime, module]
 
     def state(self, resource):
         """A :class:`ResourceState`; role ``Unconfigured`` when the resource is not up."""
@@ -476,6 +510,33 @@ class Drbd(object):
                 raise
             return commands.Result(exc.argv, exc.returncode, exc.stdout or "",
                                    exc.stderr or "", None)
+
+
+_MODULE_VERSION = "/sys/module/drbd/version"
+
+
+def _read_cached_version(path, key):
+    try:
+        with io.open(path, encoding="utf-8") as handle:
+            cached = json.loads(handle.read())
+        if cached["key"] == key and cached["version"] in ("8.4", "9"):
+            return cached["version"]
+    except (IOError, OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or unreadable: ask drbdadm
+    return None
+
+
+def _write_cached_version(path, key, version):
+    """Keep the answer for the next call; a cache that cannot be written costs only time."""
+    temporary = "%s.%d.tmp" % (path, os.getpid())
+    try:
+        if not os.path.isdir(os.path.dirname(path)):
+            os.makedirs(os.path.dirname(path))
+        with io.open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps({"key": key, "version": version}) + u"\n")
+        os.rename(temporary, path)
+    except (IOError, OSError):
+        pass
 
 
 def _lines(text):

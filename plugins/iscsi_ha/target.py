@@ -17,6 +17,7 @@ product_id, and scsi_ids that differ only in non-hex characters collide.
 
 import os
 import re
+import time
 
 from iscsi_ha import commands, validate
 from iscsi_ha.errors import BadArgument, CommandFailed, TargetDaemonDown, TargetError
@@ -34,6 +35,13 @@ WRITE_THROUGH_FLAG = "sync"
 # the mask that let MODE SELECT switch WCE.
 _WRITE_THROUGH_CACHING_PAGE = ("8:0:18:0x10:0:0xff:0xff:0:0:0xff:0xff:0xff:0xff:0x80:0x14:"
                                "0:0:0:0:0:0")
+
+# A forced target delete is refused while one of its LUNs executes a command
+# (tgtadm exit 22, "this logical unit is still active"); such a command ends
+# within milliseconds, so the delete is retried for this long, every pause.
+STILL_ACTIVE_RETRY_SECONDS = 0.2
+_STILL_ACTIVE_PAUSE = 0.002
+_STILL_ACTIVE = (22, "still active")
 
 # What tgtadm prints when it cannot reach tgtd over the control socket.
 _DAEMON_DOWN_MARKERS = ("tgt daemon", "tgtd closed the socket")
@@ -234,6 +242,11 @@ def _check_identity(name, value):
         raise BadArgument("%s: %s" % (name, exc))
 
 
+def _still_active(exc):
+    code, marker = _STILL_ACTIVE
+    return exc.returncode == code and marker in (exc.stderr or exc.stdout or "")
+
+
 def _on_off(write_cache):
     return {True: "on", False: "off"}.get(write_cache, "unknown")
 
@@ -258,27 +271,40 @@ class TgtTarget(object):
         self.control_port = control_port
         self.timeout = timeout
 
-    def _run(self, what, args):
-        """Run ``tgtadm -C PORT ARGS``; ``what`` names the operation in errors."""
+    def _run(self, what, args, retry_still_active=False):
+        """Run ``tgtadm -C PORT ARGS``; ``what`` names the operation in errors.
+
+        ``retry_still_active`` runs it again while tgtd answers "still active",
+        for up to :data:`STILL_ACTIVE_RETRY_SECONDS`.
+        """
         argv = [self.tgtadm, "-C", str(self.control_port)] + list(args)
-        try:
-            return commands.run(argv, timeout=self.timeout).stdout
-        except CommandFailed as exc:
-            if exc.timed_out:
-                # Hung is not down: a caller must not conclude no target is exported.
-                raise TargetError(
-                    "tgtd on control port %s did not answer within %ss (%s); it is hung "
-                    "or overloaded: restart the tgt service" % (self.control_port,
-                                                                 self.timeout, what),
-                    details=[what])
-            message = (exc.stderr or exc.stdout or "").strip()
-            if any(marker in message for marker in _DAEMON_DOWN_MARKERS):
-                raise TargetDaemonDown(
-                    "tgtd is not running on control port %s (%s: %s); start the tgt "
-                    "service" % (self.control_port, what, message), details=[what, message])
-            raise TargetError("cannot %s on tgtd control port %s: %s"
-                              % (what, self.control_port, message or "tgtadm exited with "
-                                 "code %s" % exc.returncode), details=[what, message])
+        give_up = commands.monotonic() + STILL_ACTIVE_RETRY_SECONDS
+        while True:
+            try:
+                return commands.run(argv, timeout=self.timeout).stdout
+            except CommandFailed as exc:
+                if not (retry_still_active and _still_active(exc)
+                        and commands.monotonic() < give_up):
+                    self._raise(what, exc)
+            time.sleep(_STILL_ACTIVE_PAUSE)
+
+    def _raise(self, what, exc):
+        """The iscsi-ha error for a failed tgtadm call."""
+        if exc.timed_out:
+            # Hung is not down: a caller must not conclude no target is exported.
+            raise TargetError(
+                "tgtd on control port %s did not answer within %ss (%s); it is hung "
+                "or overloaded: restart the tgt service" % (self.control_port,
+                                                             self.timeout, what),
+                details=[what])
+        message = (exc.stderr or exc.stdout or "").strip()
+        if any(marker in message for marker in _DAEMON_DOWN_MARKERS):
+            raise TargetDaemonDown(
+                "tgtd is not running on control port %s (%s: %s); start the tgt "
+                "service" % (self.control_port, what, message), details=[what, message])
+        raise TargetError("cannot %s on tgtd control port %s: %s"
+                          % (what, self.control_port, message or "tgtadm exited with "
+                             "code %s" % exc.returncode), details=[what, message])
 
     def daemon_running(self):
         """True when tgtd answers on our control port."""
@@ -292,6 +318,14 @@ class TgtTarget(object):
         """Every target tgtd has now, as :class:`TargetInfo` objects."""
         return parse_show(self._run("list targets", ["--lld", "iscsi", "--mode", "target",
                                                      "--op", "show"]))
+
+    def show_if_running(self):
+        """:meth:`show`, or None when tgtd does not answer: one tgtadm call where
+        :meth:`daemon_running` and :meth:`show` take two."""
+        try:
+            return self.show()
+        except TargetDaemonDown:
+            return None
 
     def find(self, iqn):
         """The target named ``iqn``, or None."""
@@ -431,18 +465,28 @@ class TgtTarget(object):
         if found != state:
             raise TargetError("cannot %s: tgtd reports %s" % (what, found), details=[what])
 
-    def delete(self, tid):
-        """Remove target ``tid`` even with initiators logged in; gone already is fine."""
+    def delete(self, tid, iqn=None):
+        """Remove target ``tid`` even with initiators logged in; gone already is fine.
+
+        With ``iqn``, a target ``tid`` of another name is left alone (a
+        :class:`TargetError`): it is not ours to remove.
+        """
         tid = _number("target id", tid)
         what = "delete target %s" % tid
         target = self.get(tid)
         if target is None:
             return
+        if iqn is not None and target.iqn != iqn:
+            raise TargetError("tid %d belongs to %s, not to %s; not removing it"
+                              % (tid, target.iqn, iqn), details=[what])
         # tgtadm refuses to delete a target with sessions ("still active") unless
         # forced; going offline first stops it from taking new commands meanwhile.
+        # Not read back: the delete right after is, and it is the one that counts.
         if target.state != "offline":
-            self.set_state(tid, "offline")
+            self._run("set target %s offline" % tid,
+                      ["--lld", "iscsi", "--mode", "target", "--op", "update", "--tid", tid,
+                       "--name", "state", "--value", "offline"])
         self._run(what, ["--lld", "iscsi", "--mode", "target", "--op", "delete", "--force",
-                         "--tid", tid])
+                         "--tid", tid], retry_still_active=True)
         if self.get(tid) is not None:
             raise TargetError("cannot %s: tgtd still lists it" % what, details=[what])

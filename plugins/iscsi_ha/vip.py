@@ -1,11 +1,18 @@
 """The floating IP: is it here, is another host answering for it, claim, release.
 
-Another holder is found with iputils' ``arping -D`` (duplicate address
-detection): it asks for the VIP from sender address 0.0.0.0 and exits 1 when
-some host answers, 0 when nobody did by its deadline.  Our own kernel never
-answers our own probe, so the check also finds a second holder while the VIP
-is here.  Habets' arping takes the same flags with other meanings (its ``-D``
-prints dots), hence :func:`arping_flavour`.
+Another holder is found by duplicate address detection, in one of two ways
+(``[vip] duplicate_check``):
+
+- ``probe`` (the default): our own ARP probe for ``probe_ms`` milliseconds
+  (:mod:`iscsi_ha.packets`), then the announcements from the same socket;
+- ``arping``: iputils' ``arping -D``, which exits 1 when some host answers and
+  0 when nobody did by its deadline (``dad_wait`` seconds, whole ones only),
+  then a background ``arping -U`` for the announcements.  Habets' arping takes
+  the same flags with other meanings (its ``-D`` prints dots), hence
+  :func:`arping_flavour`.
+
+Both ask from sender address 0.0.0.0, which our own kernel never answers, so
+the check also finds a second holder while the VIP is here.
 """
 
 import os
@@ -71,10 +78,17 @@ def arping_flavour(arping="arping", timeout=20.0):
 
 
 class FloatingIp(object):
-    """The VIP on one interface of this host, read back from the kernel every time."""
+    """The VIP on one interface of this host, read back from the kernel every time.
+
+    In ``probe`` mode one ARP socket serves the whole call: the probe, the
+    look at what arrived since right before the address is added, and the
+    announcements. Closing it costs the kernel milliseconds, so it is closed
+    only when the process ends.
+    """
 
     def __init__(self, address, prefix, interface, ip="ip", arping="arping", dad_wait=1,
-                 announcements=3, timeout=20.0, announcer_pid_file=None):
+                 announcements=3, timeout=20.0, announcer_pid_file=None,
+                 duplicate_check="probe", probe_ms=50):
         self.address = address
         self.prefix = prefix
         self.interface = interface
@@ -86,6 +100,9 @@ class FloatingIp(object):
         # The background arping -U must stop when the VIP is released: its
         # announcements would make the next owner's duplicate check fail.
         self.announcer_pid_file = announcer_pid_file
+        self.duplicate_check = duplicate_check
+        self.probe_seconds = probe_ms / 1000.0
+        self._arp = None
 
     @property
     def cidr(self):
@@ -110,6 +127,9 @@ class FloatingIp(object):
 
     def answered_elsewhere(self):
         """True when another host answers ARP for the VIP, whether or not it is here too."""
+        if self.duplicate_check == "probe":
+            return self._with_arp("duplicate address check",
+                                  lambda arp: arp.probe(self.probe_seconds))
         result = commands.run([self.arping, "-D", "-q", "-c", str(self.dad_wait + 1),
                                "-w", str(self.dad_wait), "-I", self.interface, self.address],
                               timeout=self.timeout + self.dad_wait, check=False)
@@ -119,14 +139,39 @@ class FloatingIp(object):
                               (result.stderr or result.stdout).strip()))
         return result.returncode == _ARPING_DUPLICATE
 
-    def claim(self):
+    def _with_arp(self, what, use):
+        """``use(socket)`` on this call's ARP socket, opened on first use; a socket error
+        is a :class:`VipError` naming ``what``."""
+        try:
+            if self._arp is None:
+                from iscsi_ha.packets import ArpSocket  # only calls that send ARP pay for it
+                self._arp = ArpSocket(self.interface, self.address)
+            return use(self._arp)
+        except (socket.error, OSError) as exc:
+            raise VipError("%s for %s on %s failed: %s; check [vip] interface"
+                           % (what, self.address, self.interface, exc))
+
+    def _in_use(self):
+        """The duplicate check right before the add.
+
+        A probe made earlier in this call still listens: whatever claimed the
+        VIP since is queued on its socket, so reading the queue is as good as
+        probing again, without the wait.
+        """
+        if self.duplicate_check == "probe" and self._arp is not None and self._arp.probed:
+            return self._with_arp("duplicate address check",
+                                  lambda arp: arp.claimed_since_probe())
+        return self.answered_elsewhere()
+
+    def claim(self, probe=True):
         """Add the VIP unless another host answers for it, then announce it.
 
         The check runs right before the add, whatever the caller saw earlier,
         so two hosts cannot both take the address on stale observations.
-        The announcements run on in the background.
+        ``probe=False`` skips it, for a caller that knows the old owner
+        released the address in this same switchover.
         """
-        if self.answered_elsewhere():
+        if probe and self._in_use():
             raise VipInUse("another host answers ARP for %s on %s; not claiming it: find "
                            "that host and demote it (fn=demote there) first"
                            % (self.address, self.interface))
@@ -136,13 +181,17 @@ class FloatingIp(object):
         except CommandFailed as exc:
             raise VipError("cannot add %s to %s: %s" % (self.cidr, self.interface,
                                                          exc.message))
-        if self.announcements:
-            pid = commands.spawn_detached([self.arping, "-U", "-q", "-c",
-                                           str(self.announcements), "-I", self.interface,
-                                           self.address])
-            if self.announcer_pid_file:
-                with open(self.announcer_pid_file, "w") as handle:
-                    handle.write("%d\n" % pid)
+        if not self.announcements:
+            return
+        if self.duplicate_check == "probe":
+            self._with_arp("announcing", lambda arp: arp.announce(self.announcements))
+            return
+        # iputils' arping -U blocks about a second, so it runs on in the background.
+        pid = commands.spawn_detached([self.arping, "-U", "-q", "-c", str(self.announcements),
+                                       "-I", self.interface, self.address])
+        if self.announcer_pid_file:
+            with open(self.announcer_pid_file, "w") as handle:
+                handle.write("%d\n" % pid)
 
     def stop_announcing(self):
         try:
