@@ -82,6 +82,14 @@ def test_promote_refuses_while_the_peer_is_primary_even_with_force():
     assert "r1 is Primary on the peer host; demote the other host first" in caught.value.message
 
 
+def test_a_peer_down_promote_leaves_a_primary_peer_drbd_has_not_missed_yet_to_drbd():
+    # DRBD notices a dead Primary only at its next ping; its promote pings and fences first.
+    plan = actions.plan_promote(CONFIG, observed(r1=drbd(peer_role="Primary", name="r1")),
+                                peer_down=True)
+    assert plan.steps[:2] == [Step("drbd-primary", "r0"),
+                              Step("drbd-primary", "r1", peer_down=True)]
+
+
 def test_promote_refuses_a_disk_that_is_not_uptodate_unless_forced():
     outdated = observed(r0=drbd(disk="Inconsistent", connection="SyncTarget"))
     with pytest.raises(DiskNotUpToDate) as caught:

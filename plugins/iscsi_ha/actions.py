@@ -117,9 +117,14 @@ def plan_promote(config, observed, force=False, peer_down=False, vip_released=Fa
         if not state.configured:
             raise DrbdError("DRBD resource %s is not up on this host; bring it up "
                             "(drbdadm up %s) and retry" % (resource.name, resource.name))
-        if state.peer_is_primary:
+        # DRBD notices a dead Primary peer only at its next ping; with the
+        # caller's word that the peer is down, DRBD's promote pings it first and
+        # refuses while it answers, so no second writer can come of going ahead.
+        if state.peer_is_primary and not peer_down:
             raise PeerPrimary("DRBD resource %s is Primary on the peer host; demote the "
-                              "other host first (fn=demote there)" % resource.name)
+                              "other host first (fn=demote there), or, only once that host "
+                              "is known to be powered off, pass peer_down=true"
+                              % resource.name)
         if state.is_primary:
             continue
         if not state.connected and not state.peer_outdated and not peer_down:
@@ -129,8 +134,8 @@ def plan_promote(config, observed, force=False, peer_down=False, vip_released=Fa
                 "(drbdadm adjust %s on both hosts), or, only once the peer host is known to "
                 "be powered off or demoted, pass peer_down=true"
                 % (resource.name, state.connection, state.peer_disk, resource.name))
-        # A Consistent disk (DRBD 9's survivor of a vanished Primary) is promoted
-        # by DRBD itself once the fence-peer handler has fenced the peer.
+        # A Consistent disk (DRBD 9, attached while its peer was away) is
+        # promoted by DRBD itself once the fence-peer handler has fenced the peer.
         fenced_promote = state.disk == "Consistent" and not state.connected
         needs_force[resource.name] = not (state.disk_up_to_date or fenced_promote)
         if needs_force[resource.name] and not force:
@@ -159,7 +164,8 @@ def plan_promote(config, observed, force=False, peer_down=False, vip_released=Fa
         else:
             steps.append(Step("drbd-primary", resource.name,
                               force=needs_force[resource.name],
-                              peer_down=peer_down and not state.connected))
+                              peer_down=peer_down and (not state.connected
+                                                       or state.peer_is_primary)))
     target = observed.target
     if target is None:
         steps.append(Step("target-build", config.iqn))
