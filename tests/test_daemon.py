@@ -325,12 +325,13 @@ class ThreadedXapi(object):
     """A login and host.call_plugin on 127.0.0.1, each call in its own thread; a status
     call answers only once ``together`` status calls are in flight at once."""
 
-    def __init__(self, together, fail_host=None, slow_host=None):
+    def __init__(self, together, fail_host=None, slow_host=None, vip_elsewhere=None):
         class Server(socketserver.ThreadingMixIn, xmlrpc_server.SimpleXMLRPCServer):
             daemon_threads = True
         self.server = Server(("127.0.0.1", 0), logRequests=False, allow_none=True)
         self.server.register_instance(self)
         self.together, self.fail_host, self.slow_host = together, fail_host, slow_host
+        self.vip_elsewhere = vip_elsewhere
         self.arrived, self.sessions = [], []
         self.all_here = threading.Condition()
         thread = threading.Thread(target=self.server.serve_forever)
@@ -359,8 +360,10 @@ class ThreadedXapi(object):
             while len(self.arrived) < self.together and time.time() < deadline:
                 self.all_here.wait(0.1)
             together = len(self.arrived) >= self.together
-        return {"Status": "Success", "Value": json.dumps({"role": "secondary",
-                                                         "together": together})}
+        status = {"role": "secondary", "together": together}
+        if self.vip_elsewhere is not None:
+            status["vip"] = {"local": False, "answered_elsewhere": self.vip_elsewhere}
+        return {"Status": "Success", "Value": json.dumps(status)}
 
     def close(self):
         self.server.shutdown()
@@ -390,23 +393,33 @@ def test_each_hosts_status_is_read_at_the_same_time_with_one_login(tmp_path):
     assert server.sessions == ["OpaqueRef:session"] * 2
 
 
-def test_the_old_master_of_a_takeover_gets_the_short_bound_and_the_others_the_full_one(
-        tmp_path):
-    server = ThreadedXapi(together=1, slow_host="OpaqueRef:b")
+def read_with_slow_old_master(tmp_path, vip_elsewhere, lost_master):
+    server = ThreadedXapi(together=1, slow_host="OpaqueRef:b", vip_elsewhere=vip_elsewhere)
     try:
         client = PoolClient(make_config(tmp_path, xapi_url=server.url))
         client.login()
         views = views_for("a", "b")
-        read_statuses(client, views, ["uuid-b"])
-        [survivor, old_master] = views
-        assert survivor.status["role"] == "secondary"
-        assert old_master.error == ["ISCSI_HA_NO_ANSWER",
-                                    "b gave no answer to fn=status within 0.5 s"]
-        views = views_for("a", "b")
-        read_statuses(client, views)
-        assert [v.error for v in views] == [[], []]
+        read_statuses(client, views, lost_master)
+        return views
     finally:
         server.close()
+
+
+def test_a_silent_old_master_of_a_takeover_gets_the_short_bound_once_nobody_has_the_vip(
+        tmp_path):
+    survivor, old_master = read_with_slow_old_master(tmp_path, False, ["uuid-b"])
+    assert survivor.status["role"] == "secondary"
+    assert (old_master.status, old_master.error) == (None, [
+        "ISCSI_HA_NO_ANSWER", "b gave no answer to fn=status within 0.5 s"])
+
+
+@pytest.mark.parametrize("vip_elsewhere, lost_master", [
+    (True, ["uuid-b"]),   # it still holds the VIP: slow after a planned change, not gone
+    (False, []),          # not the host the mastership moved from
+])
+def test_any_other_slow_host_gets_the_full_bound(tmp_path, vip_elsewhere, lost_master):
+    views = read_with_slow_old_master(tmp_path, vip_elsewhere, lost_master)
+    assert [(v.status["role"], v.error) for v in views] == [("secondary", [])] * 2
 
 
 def test_a_lost_session_in_a_status_thread_ends_the_pass_as_it_would_have_alone(tmp_path):
@@ -429,7 +442,7 @@ def test_xapi_still_booting_for_one_host_ends_the_pass_without_waiting_for_the_o
     release = threading.Event()
 
     class Booting(object):
-        config = type("Config", (), {"peer_timeout": 10})
+        config = type("Config", (), {"peer_timeout": 10, "takeover_peer_timeout": 0.5})
 
         def sibling(self):
             return self

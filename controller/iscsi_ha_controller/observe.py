@@ -10,6 +10,7 @@ this host's own xapi that breaks (xapi restarts after every master change) is
 import json
 import socket
 import threading
+import time
 
 from iscsi_ha import xapi
 from six.moves import xmlrpc_client
@@ -219,61 +220,93 @@ class PoolClient(object):
 
 def read_statuses(client, views, lost_master=()):
     """Fill in each view's plugin ``status`` (or ``error``), each call within
-    ``[timeouts] peer``, or ``takeover_peer`` for the hosts (uuids) in
-    ``lost_master``: the mastership moved here from them, and waiting out the
-    full bound for a dead host's answer would be dark time.
+    ``[timeouts] peer``; the master's own view comes first.
 
     The calls run side by side, each in its own thread on its own connection
     (:meth:`PoolClient.sibling`; the first on ``client``'s): a pass waits for the
     slowest host, not the sum. That matters on a takeover, where the dead host's
     call is the slow one (xapi retries it until CANNOT_CONTACT_HOST, or it runs
     out the bound) and the survivor's own status would otherwise wait behind it.
+    So for the hosts in ``lost_master`` (uuids the mastership moved here from),
+    the pass waits only ``[timeouts] takeover_peer`` once the master's own status
+    says nobody answers ARP for the VIP: a host that still holds it (an old
+    master that is merely slow while its xapi restarts after a planned change)
+    gets the full bound, as it cannot count as gone anyway.
 
     A call that finds this host's xapi not master (HOST_STILL_BOOTING just after
     its restart, SESSION_INVALID) or lost ends the pass at once, as it would had
     the calls been made one after another: it says nothing about the host
     called, and the others' answers would be thrown away anyway. Their threads
-    run out on their own; a status changes nothing.
+    run out on their own; a status changes nothing, and an answer that comes
+    after the pass stopped waiting is dropped.
     """
-    calls = _Calls(len(views))
+    calls = _Calls(time.time())
     callers = [client] + [client.sibling() for _ in views[1:]]
     for caller, view in zip(callers, views):
-        timeout = (client.config.takeover_peer_timeout if view.uuid in lost_master
-                   else client.config.peer_timeout)
-        thread = threading.Thread(target=calls.run, args=(caller, view, timeout),
+        thread = threading.Thread(target=calls.run, args=(caller, view),
                                   name="status " + view.name)
         thread.daemon = True  # bounded by its timeout; never holds up an exit
         thread.start()
-    calls.wait()
+    calls.wait(views, lost_master, client.config.takeover_peer_timeout)
+
+
+def _nobody_holds_vip(status):
+    try:
+        return status["vip"]["answered_elsewhere"] is False and not status["vip"]["local"]
+    except (KeyError, TypeError):
+        return False
 
 
 class _Calls(object):
-    """``count`` status calls in threads; :meth:`wait` until all answered or one raised."""
+    """Status calls in threads; :meth:`wait` until they answered, one raised, or the
+    lost masters' shorter wait ran out."""
 
-    def __init__(self, count):
-        self.left = count
+    def __init__(self, started):
+        self.started = started
+        self.answers = {}
         self.raised = None
+        self.closed = False
         self.changed = threading.Condition()
 
-    def run(self, caller, view, timeout):
+    def run(self, caller, view):
+        outcome = (None, ["ISCSI_HA_NO_ANSWER", "fn=status on %s failed" % view.name])
         try:
-            view.status, error = caller.call_plugin(view, "status", {}, timeout)
-            view.error = list(error or [])
+            status, error = caller.call_plugin(view, "status", {}, caller.config.peer_timeout)
+            outcome = (status, list(error or []))
         except (NotMaster, XapiLost) as exc:
-            with self.changed:
-                self.raised = self.raised or exc
+            outcome = exc
         finally:
             with self.changed:
-                self.left -= 1
-                self.changed.notify_all()
+                if not self.closed:
+                    if isinstance(outcome, Exception):
+                        self.raised = self.raised or outcome
+                    else:
+                        self.answers[id(view)] = outcome
+                    self.changed.notify_all()
 
-    def wait(self):
+    def wait(self, views, lost_master, short):
         with self.changed:
-            while self.left and self.raised is None:
-                # No timeout: each call is bounded, and on 2.7 a timed wait polls.
-                self.changed.wait()
+            while self.raised is None:
+                pending = [v for v in views if id(v) not in self.answers]
+                if not pending:
+                    break
+                master = self.answers.get(id(views[0]))
+                if (master is None or not _nobody_holds_vip(master[0])
+                        or any(v.uuid not in lost_master for v in pending)):
+                    # No timeout: each call is bounded, and on 2.7 a timed wait polls.
+                    self.changed.wait()
+                    continue
+                left = self.started + short - time.time()
+                if left <= 0:
+                    break
+                self.changed.wait(left)
+            self.closed = True
         if self.raised is not None:
             raise self.raised
+        for view in views:
+            view.status, view.error = self.answers.get(id(view), (None, [
+                "ISCSI_HA_NO_ANSWER", "%s gave no answer to fn=status within %g s"
+                % (view.name, short)]))
 
 
 def manual_mode(other_config):
