@@ -31,6 +31,7 @@ import ctypes
 import hashlib
 import json
 import math
+import os
 import select
 import signal
 import sys
@@ -838,28 +839,42 @@ def session_writer(url, seed, blocks, log_path, interval=0.002,
 
 class SessionLog(object):
     """What a session writer's log shows: when each write was acknowledged, the retries
-    (with whether each was the UNIT ATTENTION of a reconnect) and the logins."""
+    (with whether each was the UNIT ATTENTION of a reconnect) and the logins.
 
-    def __init__(self, acks, retries, logins):
-        self.acks = sorted(acks)
-        self.retries = retries
-        self.logins = logins
+    ``refresh()`` reads what the log gained since the last read, so a caller can
+    follow a writer that is still running without parsing the whole log again.
+    """
+
+    def __init__(self, log_path):
+        self.path = log_path
+        self.offset = 0
+        self.acks = []
+        self.retries = []
+        self.logins = []
 
     @classmethod
     def read(cls, log_path):
-        acks, retries, logins = [], [], []
-        with open(log_path) as log:
+        return cls(log_path).refresh()
+
+    def refresh(self):
+        if not os.path.exists(self.path):
+            return self
+        with open(self.path) as log:
+            log.seek(self.offset)
             for line in log:
                 if not line.endswith("\n"):
                     break  # the writer is still writing this line
+                self.offset += len(line.encode("utf-8"))
                 entry = json.loads(line)
                 if "acked" in entry:
-                    acks.append(entry["acked"])
+                    self.acks.append(entry["acked"])
                 elif "retried" in entry:
-                    retries.append(entry)
+                    self.retries.append(entry)
                 elif "login" in entry:
-                    logins.append(entry["login"])
-        return cls(acks, retries, logins)
+                    self.logins.append(entry["login"])
+        # One writer, one clock: already in order, unless the wall clock stepped back.
+        self.acks.sort()
+        return self
 
     def first_ack_after(self, moment):
         """The first acknowledgement at or after ``moment``, or None."""
