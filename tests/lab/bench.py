@@ -68,7 +68,7 @@ DEFAULT_REPEATS = 10
 WRITER_BLOCKS = 256
 WRITER_INTERVAL = 0.005
 WRITER_START_SECONDS = 30.0
-WRITER_STOP_SECONDS = 30.0
+WRITER_STOP_SECONDS = 15.0
 # libiscsi does not reconnect again within 5 s of its last reconnect (whole
 # seconds of time(NULL)): events are spaced so that the client's own backoff
 # never lands in a measured window.
@@ -186,10 +186,14 @@ class SessionWriter(object):
         try:
             output, errors = self.process.communicate(timeout=WRITER_STOP_SECONDS)
         except subprocess.TimeoutExpired:
+            # Seen now and then after libiscsi's own reconnects (it once aborted with a
+            # corrupted heap instead): its log is complete up to its last line, which
+            # is all the read-back needs, so the run goes on and says so.
             self.process.kill()
             self.process.communicate()
-            raise BenchError("the session writer ignored SIGTERM for %.0f s"
-                             % WRITER_STOP_SECONDS)
+            self.report = {"killed": True, "reason": "ignored SIGTERM for %.0f s"
+                                                     % WRITER_STOP_SECONDS}
+            return self.report
         if self.process.returncode != 0:
             raise BenchError("the session writer failed: %s" % errors.strip())
         self.report = json.loads(output)

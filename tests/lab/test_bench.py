@@ -93,7 +93,9 @@ def test_a_small_run_of_both_modes_reports_the_summary_and_loses_no_write(tmp_pa
         assert modes["product"]["lab"]["configured"][host]["events"] == "on"
     for mode in modes.values():
         assert mode["writes"]["ok"] is True
-        assert mode["writes"]["acknowledged_writes"] == mode["writer"]["acknowledged"] > 0
+        assert mode["writes"]["acknowledged_writes"] > 0
+        if not mode["writer"].get("killed"):
+            assert mode["writes"]["acknowledged_writes"] == mode["writer"]["acknowledged"]
         assert set(mode["idle_cpu_pct"]) == {"hostA", "hostB"}
     assert "lost acknowledged writes: 0" in process.stdout
     for mode in modes.values():
