@@ -23,7 +23,8 @@ SUMMARY_KEYS = {"planned_dark_s", "planned_dark_max_s", "unplanned_dark_s",
                 "unplanned_dark_max_s", "baseline_poll_planned_dark_s",
                 "baseline_poll_unplanned_dark_s", "plugin_status_s", "python_startup_s",
                 "controller_idle_cpu_pct", "lost_acknowledged_writes", "runs"}
-BASELINE = {"events": "off", "interval": 10, "tickle": "off", "duplicate_check": "arping"}
+# As the config module reads them: on/off as booleans.
+BASELINE = {"events": False, "interval": 10, "tickle": False, "duplicate_check": "arping"}
 
 
 def listed_namespaces():
@@ -90,7 +91,7 @@ def test_a_small_run_of_both_modes_reports_the_summary_and_loses_no_write(tmp_pa
     modes = report["modes"]
     for host in ("hostA", "hostB"):
         assert modes["baseline"]["lab"]["configured"][host] == BASELINE
-        assert modes["product"]["lab"]["configured"][host]["events"] == "on"
+        assert modes["product"]["lab"]["configured"][host]["events"] is True
     for mode in modes.values():
         assert mode["writes"]["ok"] is True
         assert mode["writes"]["acknowledged_writes"] > 0
