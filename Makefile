@@ -1,6 +1,7 @@
 # make demo   installs what it needs, runs the two-host lab demo
 # make test   installs test dependencies, runs every test on Python 2.7, 3.6 and 3.x
-# make bench  times planned switchovers and a host failure in the lab, phase by phase
+# make bench  how dark planned switchovers and master failures are for one long-lived
+#             session, product vs. polling baseline (BENCH_ARGS: see README, Performance)
 SHELL := /bin/bash
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo /root/.pyenv)
 PY27 ?= $(PYENV_ROOT)/versions/2.7.18/bin/python

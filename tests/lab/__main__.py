@@ -1,10 +1,10 @@
 """The two-host pool lab's command line; each command prints one JSON object.
 
     python -m tests.lab up --state DIR [--drbd-version 9|8.4] [--plugin-python PATH]
-                           [--elector external|xapi-ha]
+                           [--elector external|xapi-ha] [--baseline]
     python -m tests.lab status --state DIR
     python -m tests.lab designate-master HOST --state DIR [--no-wait]
-    python -m tests.lab fail-host HOST --state DIR [--no-wait]
+    python -m tests.lab fail-host HOST --state DIR [--no-wait] [--elector-waits-for-drbd]
     python -m tests.lab restore-host HOST --state DIR
     python -m tests.lab controller stop|start|kill HOST --state DIR
     python -m tests.lab hold-plugin HOST FN [FN ...] --state DIR
@@ -43,6 +43,10 @@ def parser():
     up.add_argument("--elector", choices=["external", "xapi-ha"], default=pool.DEFAULT_ELECTOR,
                     help="what makes the survivor master: an external elector such as "
                          "HA-Lizard (HA off in xapi) or XenServer HA (default %(default)s)")
+    up.add_argument("--baseline", action="store_true",
+                    help="configure both hosts as the polling baseline the bench compares "
+                         "with: [controller] events = off, interval = 10, tickle = off, "
+                         "[vip] duplicate_check = arping")
     commands.add_parser("status", help="pool master, each host's plugin status and "
                                        "controller")
     for name, text in (("designate-master", "planned master change to HOST"),
@@ -52,6 +56,11 @@ def parser():
         command.add_argument("--no-wait", action="store_true",
                              help="return once the master changed, without waiting until "
                                   "the new master serves")
+        if name == "fail-host":
+            command.add_argument(
+                "--elector-waits-for-drbd", action="store_true",
+                help="the elector makes the survivor master only once its DRBD reports "
+                     "the peer lost, as a real elector's longer timeout guarantees")
     commands.add_parser("restore-host", help="HOST boots again and rejoins as a slave; its "
                                              "controller starts").add_argument("host")
     command = commands.add_parser("controller", help="stop (SIGTERM), start or kill "
@@ -77,13 +86,14 @@ def parser():
 def run(options):
     if options.command == "up":
         return pool.up(options.state, options.drbd_version, options.plugin_python,
-                       options.elector)
+                       options.elector, options.baseline)
     if options.command == "status":
         return pool.status(options.state)
     if options.command == "designate-master":
         return pool.designate_master(options.state, options.host, not options.no_wait)
     if options.command == "fail-host":
-        return pool.fail_host(options.state, options.host, not options.no_wait)
+        return pool.fail_host(options.state, options.host, not options.no_wait,
+                              options.elector_waits_for_drbd)
     if options.command == "restore-host":
         return pool.restore_host(options.state, options.host)
     if options.command == "controller":

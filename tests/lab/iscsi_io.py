@@ -4,9 +4,12 @@ Owns: an initiator session to one LUN (login, READ CAPACITY(16), READ(16),
 WRITE(16), SYNCHRONIZE CACHE(16), INQUIRY VPD pages, MODE SENSE(6) of the
 caching page, logout); the seeded block
 pattern that lets a later run verify data without storing it; the probe
-that measures how long I/O through a portal stayed dark; and the writer that
-keeps writing through an event, logging what the target acknowledged, with the
-check that every acknowledged write is still there afterwards.
+that measures how long I/O through a portal stayed dark; the writers that
+keep writing through an event, logging what the target acknowledged (an
+impatient one that logs in again after any failure, and the bench's session
+writer, a long-lived session as patient as dom0's initiator), with the check
+that every acknowledged write is still there afterwards and the reading of
+dark windows from a session writer's log.
 
     python3 -m tests.lab.iscsi_io iscsi://192.0.2.10/iqn.2026-01.example:ha/1 capacity
 
@@ -17,14 +20,18 @@ libiscsi is driven through its asynchronous calls and a poll loop of our own,
 so that every step has a deadline: its synchronous calls can wait forever on a
 silent peer, and its automatic reconnect retries forever with sleeps.  A
 session that missed a deadline or lost its connection is destroyed, never
-reused; the next call must ``connect()`` again.
+reused; the next call must ``connect()`` again.  The session writer alone
+turns libiscsi's automatic reconnect on (``auto_reconnect``), because being
+that kind of initiator is what it measures.
 """
 
 import argparse
+import bisect
 import ctypes
 import hashlib
 import json
 import math
+import os
 import select
 import signal
 import sys
@@ -49,6 +56,21 @@ MODE_SENSE_CURRENT = 0
 MODE_SENSE_CHANGEABLE = 1
 # Logout is a courtesy to the target; a session that cannot log out soon is dropped.
 LOGOUT_TIMEOUT = 1.0
+# A long-lived session (the session writer) is never more impatient than dom0's
+# open-iscsi, whose noop-out notices a dead connection after 5 s + 5 s: TCP
+# keepalive after 5 s idle, one probe, 5 s apart; unacknowledged data may stay
+# unacknowledged 10 s; a command may take 10 s (open-iscsi's own SCSI timeout
+# is longer still).  So whatever dark time the bench measures is the product's.
+SESSION_KEEPALIVE = (5, 1, 5)  # idle s, probes, interval s
+SESSION_TCP_USER_TIMEOUT_MS = 10000
+SESSION_COMMAND_TIMEOUT = 10.0
+# How often one write is retried (UNIT ATTENTION after a reconnect, a
+# replayed command the target refused) before the writer logs in afresh.
+SESSION_RETRIES = 5
+# SCSI sense key UNIT ATTENTION; ASC 0x29: power on, reset or bus device reset
+# occurred (libiscsi reports ASC and ASCQ together as one number).
+SENSE_UNIT_ATTENTION = 0x06
+ASC_RESET_OCCURRED = 0x29
 # Verify reports at most this many bad LBAs (and always the total).
 MAX_REPORTED_MISMATCHES = 1000
 
@@ -149,6 +171,9 @@ _PROTOTYPES = {
     "iscsi_set_session_type": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int]),
     "iscsi_set_timeout": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int]),
     "iscsi_set_noautoreconnect": (None, [ctypes.c_void_p, ctypes.c_int]),
+    "iscsi_set_tcp_keepalive": (None, [ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                                       ctypes.c_int]),
+    "iscsi_set_tcp_user_timeout": (None, [ctypes.c_void_p, ctypes.c_int]),
     "iscsi_full_connect_async": (ctypes.c_int, [
         ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, _COMMAND_CALLBACK, ctypes.c_void_p]),
     "iscsi_logout_async": (ctypes.c_int, [ctypes.c_void_p, _COMMAND_CALLBACK, ctypes.c_void_p]),
@@ -235,13 +260,20 @@ class IscsiClient(object):
 
     ``timeout`` bounds each operation (login, one SCSI command, logout) in
     seconds.  Use as a context manager, or call connect() and close().
+
+    With ``auto_reconnect`` the session behaves as a long-lived initiator's:
+    libiscsi itself logs in again when the connection fails and replays what
+    was queued (the first replayed command answers UNIT ATTENTION, which the
+    caller retries), and TCP gives up on a silent peer no sooner than
+    open-iscsi's noop-out would (``SESSION_KEEPALIVE``).
     """
 
     def __init__(self, url, initiator_name=DEFAULT_INITIATOR_NAME, timeout=DEFAULT_TIMEOUT,
-                 library=DEFAULT_LIBRARY):
+                 library=DEFAULT_LIBRARY, auto_reconnect=False):
         self.url = url
         self.initiator_name = initiator_name
         self.timeout = timeout
+        self.auto_reconnect = auto_reconnect
         self.portal = None
         self.target = None
         self.lun = None
@@ -278,8 +310,13 @@ class IscsiClient(object):
         try:
             self._parse_url(context)
             self._lib.iscsi_set_session_type(context, ISCSI_SESSION_NORMAL)
-            # Failures must reach us at once; we decide when to log in again.
-            self._lib.iscsi_set_noautoreconnect(context, 1)
+            if self.auto_reconnect:
+                idle, count, interval = SESSION_KEEPALIVE
+                self._lib.iscsi_set_tcp_keepalive(context, idle, count, interval)
+                self._lib.iscsi_set_tcp_user_timeout(context, SESSION_TCP_USER_TIMEOUT_MS)
+            else:
+                # Failures must reach us at once; we decide when to log in again.
+                self._lib.iscsi_set_noautoreconnect(context, 1)
             token = self._new_token()
             if self._lib.iscsi_full_connect_async(
                     context, self.portal.encode("utf-8"), self.lun, self._callback, token) != 0:
@@ -728,6 +765,147 @@ def writer(url, seed, blocks, log_path, interval=0.01, timeout=DEFAULT_PROBE_TIM
             "logins": logins}
 
 
+def _is_reset_attention(error):
+    """The UNIT ATTENTION "reset occurred" a replayed command gets after a reconnect."""
+    return (isinstance(error, ScsiCommandFailed) and error.sense_key == SENSE_UNIT_ATTENTION
+            and (error.ascq or 0) >> 8 == ASC_RESET_OCCURRED)
+
+
+def session_writer(url, seed, blocks, log_path, interval=0.002,
+                   initiator_name=DEFAULT_INITIATOR_NAME, library=DEFAULT_LIBRARY):
+    """Keep one long-lived session writing numbered versions of ``blocks`` blocks
+    round-robin until SIGTERM, as dom0's initiator keeps its session to the SR.
+
+    Unlike :func:`writer`, this client is patient: libiscsi reconnects the
+    session by itself and replays what was queued, commands may take
+    SESSION_COMMAND_TIMEOUT, and a write is retried (never skipped) after the
+    UNIT ATTENTION that follows a reconnect.  Only when the session itself
+    fails (libiscsi gave up, a command timed out) does it log in afresh.  The
+    log has the lines :func:`check_writes` reads, one per write sent and one
+    per acknowledgement, plus ``retried`` and ``login`` lines, all stamped
+    with ``time.time()``: :func:`session_log` turns it into dark windows.
+    """
+    client = IscsiClient(url, initiator_name=initiator_name, timeout=SESSION_COMMAND_TIMEOUT,
+                         library=library, auto_reconnect=True)
+    acknowledged = retries = logins = 0
+    seq = 0
+
+    def stop(signum, frame):
+        raise WriterStopped()
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        with open(log_path, "a") as log:
+            def record(**entry):
+                log.write(json.dumps(entry, sort_keys=True) + "\n")
+                log.flush()
+            while True:
+                lba = seq % blocks
+                record(seq=seq, lba=lba, sent=time.time())
+                data = None
+                for attempt in range(SESSION_RETRIES + 1):
+                    try:
+                        if not client.connected:
+                            client.connect()
+                            logins += 1
+                            record(login=time.time())
+                            client.check_range(0, blocks)
+                        if data is None:
+                            data = pattern_block(_write_version(seed, seq), lba,
+                                                 client.block_size)
+                        client.write_blocks(lba, data)
+                    except (BadUrl, BadRequest):
+                        raise
+                    except IscsiIoError as exc:
+                        retries += 1
+                        record(seq=seq, retried=time.time(), error=str(exc),
+                               reset=_is_reset_attention(exc))
+                        if not isinstance(exc, ScsiCommandFailed) or attempt == SESSION_RETRIES:
+                            client.close()  # the session failed: log in afresh
+                        if not _is_reset_attention(exc):
+                            time.sleep(interval)
+                    else:
+                        record(seq=seq, acked=time.time())
+                        acknowledged += 1
+                        break
+                seq += 1
+                time.sleep(interval)
+    except (KeyboardInterrupt, WriterStopped):
+        pass
+    finally:
+        client.close()
+    return {"writes": seq, "acknowledged": acknowledged, "retries": retries,
+            "logins": logins}
+
+
+class SessionLog(object):
+    """What a session writer's log shows: when each write was acknowledged, the retries
+    (with whether each was the UNIT ATTENTION of a reconnect) and the logins.
+
+    ``refresh()`` reads what the log gained since the last read, so a caller can
+    follow a writer that is still running without parsing the whole log again.
+    """
+
+    def __init__(self, log_path):
+        self.path = log_path
+        self.offset = 0
+        self.acks = []
+        self.retries = []
+        self.logins = []
+
+    @classmethod
+    def read(cls, log_path):
+        return cls(log_path).refresh()
+
+    def refresh(self):
+        if not os.path.exists(self.path):
+            return self
+        with open(self.path) as log:
+            log.seek(self.offset)
+            for line in log:
+                if not line.endswith("\n"):
+                    break  # the writer is still writing this line
+                self.offset += len(line.encode("utf-8"))
+                entry = json.loads(line)
+                if "acked" in entry:
+                    self.acks.append(entry["acked"])
+                elif "retried" in entry:
+                    self.retries.append(entry)
+                elif "login" in entry:
+                    self.logins.append(entry["login"])
+        # One writer, one clock: already in order, unless the wall clock stepped back.
+        self.acks.sort()
+        return self
+
+    def first_ack_after(self, moment):
+        """The first acknowledgement at or after ``moment``, or None."""
+        index = bisect.bisect_left(self.acks, moment)
+        return self.acks[index] if index < len(self.acks) else None
+
+    def last_ack_before(self, moment):
+        index = bisect.bisect_left(self.acks, moment)
+        return self.acks[index - 1] if index > 0 else None
+
+    def dark_window(self, since, until):
+        """The longest gap between two consecutive acknowledgements that reaches into
+        [``since``, ``until``]: (last ack before it, first ack after it), or None when
+        no write was acknowledged after ``since`` (the client never recovered)."""
+        start = bisect.bisect_left(self.acks, since)
+        if start == len(self.acks):
+            return None
+        first = max(start - 1, 0)
+        end = bisect.bisect_right(self.acks, until)
+        pairs = list(zip(self.acks[first:end], self.acks[first + 1:end + 1]))
+        if not pairs:
+            return (self.acks[start], self.acks[start])
+        return max(pairs, key=lambda pair: pair[1] - pair[0])
+
+    def between(self, since, until):
+        """The retries and logins logged in [``since``, ``until``]."""
+        return {"retries": [entry for entry in self.retries
+                            if since <= entry["retried"] <= until],
+                "logins": [moment for moment in self.logins if since <= moment <= until]}
+
+
 def check_writes(client, seed, log_path):
     """Read back every block the writer wrote: each must hold its latest acknowledged
     version, or a version sent after it that was never acknowledged (it may have
@@ -738,7 +916,7 @@ def check_writes(client, seed, log_path):
             entry = json.loads(line)
             if "lba" in entry:
                 sent[entry["seq"]] = entry["lba"]
-            else:
+            elif "acked" in entry:
                 acked.add(entry["seq"])
     candidates = {}  # lba -> versions that may be there, newest last
     for seq in sorted(sent):
@@ -831,11 +1009,19 @@ def build_parser():
     check = commands.add_parser(
         "check-writes", parents=[common], help="read back what a writer logged: every "
                                                "acknowledged write must be there (exit 1 if not)")
-    for command in (write_loop, check):
+    session = commands.add_parser(
+        "session-writer", parents=[common],
+        help="one long-lived, auto-reconnecting session writing numbered block versions "
+             "until SIGTERM, as dom0's initiator (--timeout is ignored: see "
+             "SESSION_COMMAND_TIMEOUT)")
+    for command in (write_loop, session, check):
         command.add_argument("--seed", required=True)
         command.add_argument("--log", required=True, help="the writer's log (JSON lines)")
     write_loop.add_argument("--blocks", type=_block_count, required=True)
     write_loop.add_argument("--interval", type=_positive_float, default=0.01)
+    session.add_argument("--blocks", type=_block_count, required=True)
+    session.add_argument("--interval", type=_positive_float, default=0.002,
+                         help="pause between writes (default %(default)s s)")
     return parser
 
 
@@ -860,6 +1046,11 @@ def run_command(args):
         report = writer(args.url, args.seed, args.blocks, args.log, interval=args.interval,
                         timeout=args.timeout or DEFAULT_PROBE_TIMEOUT,
                         initiator_name=args.initiator, library=args.library)
+        return report, 0
+    if args.command == "session-writer":
+        report = session_writer(args.url, args.seed, args.blocks, args.log,
+                                interval=args.interval, initiator_name=args.initiator,
+                                library=args.library)
         return report, 0
     if args.command == "check-writes":
         report = _run_on_session(args, lambda c: check_writes(c, args.seed, args.log))

@@ -34,7 +34,8 @@ from iscsi_ha import commands, config as config_module
 from iscsi_ha.errors import CommandFailed
 from tests.drbd_double import crash as drbd_crash, cut as drbd_cut, heal as drbd_heal
 from tests.drbd_double import init_pool, install_wrappers, revive as drbd_revive
-from tests.drbd_double import stop_handlers as drbd_stop_handlers
+from tests.drbd_double import show as drbd_show, stop_handlers as drbd_stop_handlers
+from tests.drbd_double.states import CONNECTED as DRBD_CONNECTED
 from tests.lab import controllers, host_etc
 from tests.lab.xapi_client import MasterSession, XapiUnreachable, wait_for_slave
 from tests.support import netns
@@ -59,6 +60,11 @@ DEFAULT_ELECTOR = "external"
 SERVE_SECONDS = 90.0
 BOOT_SECONDS = 30.0
 SERVING_OUTCOMES = ("in-place", "done")
+# ``up --baseline``: the controller as the prior tool behaves, for the bench to
+# compare against: it polls every 10 s and ignores xapi's events, sends no
+# tickle, and checks the address with iputils' 1 s arping -D before a claim.
+BASELINE_CONFIG = {"controller_events": "off", "controller_interval": 10,
+                   "controller_tickle": "off", "duplicate_check": "arping"}
 
 
 class LabError(Exception):
@@ -197,12 +203,14 @@ class Lab(object):
 
 # -- building ------------------------------------------------------------------
 
-def up(state_dir, drbd_version="9", plugin_python=None, elector=DEFAULT_ELECTOR):
+def up(state_dir, drbd_version="9", plugin_python=None, elector=DEFAULT_ELECTOR,
+       baseline=False):
     """Build the pool with hostA master, start every host's controller, and return the
     lab's description once hostA's controller has made it serve.
 
     ``elector`` is what makes a survivor master: "external" (HA-Lizard and the
-    like: HA off in xapi) or "xapi-ha" (XenServer HA).
+    like: HA off in xapi) or "xapi-ha" (XenServer HA).  ``baseline`` writes both
+    hosts' configs with BASELINE_CONFIG, the polling mode the bench compares with.
     """
     state_dir = os.path.abspath(state_dir)
     if os.path.exists(os.path.join(state_dir, LAB_FILE)):
@@ -217,6 +225,7 @@ def up(state_dir, drbd_version="9", plugin_python=None, elector=DEFAULT_ELECTOR)
         "plugin_python": plugin_python or sys.executable,
         "drbd_version": drbd_version,
         "elector": elector,
+        "baseline": bool(baseline),
         "hosts": dict((name, {"uuid": str(uuid.uuid4()), "address": address,
                               "replication_address": replication, "alive": True})
                       for name, address, replication in HOSTS),
@@ -250,6 +259,7 @@ def describe(lab):
         "lun_urls": ["iscsi://%s/%s/%d" % (VIP, IQN, RESOURCE["lun"])],
         "client_netns": record["namespaces"]["client"], "master": record.get("master",
                                                                              "hostA"),
+        "baseline": record.get("baseline", False),
         "state": lab.state_dir,
         "hosts": dict((name, {"uuid": host["uuid"], "netns": record["namespaces"][name],
                               "address": host["address"],
@@ -349,6 +359,7 @@ def _install_host(lab, name):
     _install_script(lab, os.path.join("plugins", "iscsi-ha"),
                     os.path.join(plugin_dir, "iscsi-ha"))
     bin_dir = os.path.join(host_dir, "bin")
+    mode = BASELINE_CONFIG if lab.record.get("baseline") else {}
     text = config_module.render_sample(
         iqn=IQN, vip="%s/%d" % (VIP, PREFIX), vip_interface=STORAGE_INTERFACE,
         replication_interface=REPLICATION_INTERFACE,
@@ -365,7 +376,8 @@ def _install_host(lab, name):
         inventory=os.path.join(host_dir, "xensource-inventory"),
         resources=[{"name": RESOURCE["name"], "lun": RESOURCE["lun"],
                     "device": lab.path("drbd", name, "dev", "drbd%d" % RESOURCE["minor"]),
-                    "scsi_id": RESOURCE["scsi_id"], "scsi_sn": RESOURCE["scsi_sn"]}])
+                    "scsi_id": RESOURCE["scsi_id"], "scsi_sn": RESOURCE["scsi_sn"]}],
+        **mode)
     config_path = os.path.join(host_dir, "iscsi-ha.conf")
     with open(config_path, "w") as handle:
         handle.write(text)
@@ -540,9 +552,16 @@ def designate_master(state_dir, name, wait=True):
     return result
 
 
-def fail_host(state_dir, name, wait=True):
+def fail_host(state_dir, name, wait=True, elector_waits_for_drbd=False):
     """``name`` dies (its controller with it); when it was master, the survivor becomes
     master as the elector makes it.
+
+    A real elector (HA-Lizard, XenServer HA) declares a master dead only after
+    many seconds, long after DRBD's ping timeout told the survivor its peer is
+    gone; the lab's elector acts at once.  ``elector_waits_for_drbd`` makes it
+    wait, before it acts, until the survivor's DRBD reports the peer lost, so
+    that this detection (the DRBD double's ping window) does not land inside a
+    measured takeover; the wait is reported as ``elector_wait_seconds``.
 
     An external elector (HA-Lizard and the like), having fenced the dead master,
     calls pool.emergency_transition_to_master on the survivor; XenServer HA makes
@@ -573,8 +592,12 @@ def fail_host(state_dir, name, wait=True):
     lab.hosts[name]["alive"] = False
     lab.hosts[name]["tgtd"] = None
     was_master = lab.record.get("master") == name
-    result = {"failed": name, "survivor": survivor}
+    result = {"failed": name, "survivor": survivor, "failed_at": failed}
+    if was_master and elector_waits_for_drbd:
+        _wait_peer_lost(lab, survivor)
+        result["elector_wait_seconds"] = round(time.time() - failed, 3)
     if was_master:
+        result["elector_acted_at"] = time.time()
         if lab.record.get("elector", DEFAULT_ELECTOR) == "external":
             _emergency_transition(lab, survivor)
         lab.record["master"] = survivor
@@ -586,6 +609,20 @@ def fail_host(state_dir, name, wait=True):
     result["master"] = lab.record["master"]
     result["seconds"] = round(time.time() - started, 3)
     return result
+
+
+def _wait_peer_lost(lab, survivor):
+    """Until the DRBD of ``survivor`` no longer sees its peer on any resource."""
+    deadline = time.monotonic() + BOOT_SECONDS
+    while True:
+        resources = drbd_show(lab.path("drbd"))["resources"]
+        if all(resource["replicas"][survivor]["connection"] != DRBD_CONNECTED
+               for resource in resources.values()):
+            return
+        if time.monotonic() > deadline:
+            raise LabError("the DRBD of %s still sees its dead peer after %.0f s"
+                           % (survivor, BOOT_SECONDS))
+        time.sleep(0.02)
 
 
 def _emergency_transition(lab, survivor):

@@ -510,3 +510,90 @@ def test_pattern_depends_on_seed_lba_and_every_byte():
     assert block != iscsi_io.pattern_block("t", 7, 512)
     # Not one short hash repeated: a shift inside the block must show.
     assert block[:32] != block[32:64]
+
+
+def start_session_writer(lab, log_path, seed):
+    writer = subprocess.Popen(
+        ["ip", "netns", "exec", lab.client_ns, sys.executable, "-m", "tests.lab.iscsi_io",
+         lab.url, "session-writer", "--seed", seed, "--blocks", "32", "--log", log_path],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return writer
+
+
+def wait_for_acks(log_path, count, writer):
+    deadline = time.monotonic() + 20
+    while not os.path.exists(log_path) or len(iscsi_io.SessionLog.read(log_path).acks) < count:
+        assert writer.poll() is None, writer.communicate()
+        assert time.monotonic() < deadline, "the session writer acknowledged too little"
+        time.sleep(0.02)
+
+
+def test_session_writer_rides_out_a_reset_connection_in_one_session(lab, tmp_path):
+    log_path = str(tmp_path / "session.log")
+    writer = start_session_writer(lab, log_path, "reset")
+    try:
+        wait_for_acks(log_path, 20, writer)
+        # The connection vanishes under the session (as the VIP's move resets it).
+        reset_at = time.time()
+        sh("ip", "netns", "exec", lab.target_ns, "ss", "-K", "-t", "state", "established",
+           "( sport = :3260 )")
+        before = len(iscsi_io.SessionLog.read(log_path).acks)
+        wait_for_acks(log_path, before + 20, writer)
+        writer.terminate()
+        stdout, stderr = writer.communicate(timeout=20)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+
+    assert writer.returncode == 0, stderr
+    report = json.loads(stdout)
+    # libiscsi logged in again by itself: the writer's own login stays the only one.
+    assert report["logins"] == 1
+    session = iscsi_io.SessionLog.read(log_path)
+    assert len(session.logins) == 1
+    # The write the reset caught was replayed, answered UNIT ATTENTION 29/00 and retried.
+    assert [entry["reset"] for entry in session.between(reset_at, time.time())["retries"]] \
+        == [True]
+    assert session.dark_window(reset_at, reset_at) is not None
+    check = reported(lab.client(lab.url, "check-writes", "--seed", "reset", "--log",
+                                log_path))
+    assert check["ok"] is True
+    assert check["acknowledged_writes"] == report["acknowledged"]
+
+
+def write_session_log(path, lines):
+    with open(path, "w") as log:
+        for entry in lines:
+            log.write(json.dumps(entry) + "\n")
+
+
+def test_session_log_finds_the_longest_gap_that_reaches_into_a_window(tmp_path):
+    path = str(tmp_path / "log")
+    acks = [1.0, 1.1, 1.2, 3.0, 3.1, 3.15, 5.0]
+    lines = [{"login": 0.9}]
+    for seq, acked in enumerate(acks):
+        lines += [{"seq": seq, "lba": seq, "sent": acked - 0.01}, {"seq": seq, "acked": acked}]
+    lines.insert(7, {"seq": 3, "retried": 2.99, "error": "UA", "reset": True})
+    write_session_log(path, lines)
+
+    session = iscsi_io.SessionLog.read(path)
+
+    assert session.acks == acks
+    # A gap that began before the window and ended inside it counts.
+    assert session.dark_window(2.0, 2.5) == (1.2, 3.0)
+    assert session.dark_window(3.05, 3.12) == (3.0, 3.1)
+    assert session.dark_window(3.05, 6.0) == (3.15, 5.0)
+    assert session.dark_window(5.5, 6.0) is None  # no acknowledgement after: not recovered
+    assert session.first_ack_after(1.15) == 1.2
+    assert session.last_ack_before(3.0) == 1.2
+    assert session.between(2.0, 3.0) == {
+        "retries": [{"seq": 3, "retried": 2.99, "error": "UA", "reset": True}], "logins": []}
+
+
+def test_session_log_ignores_a_line_still_being_written(tmp_path):
+    path = str(tmp_path / "log")
+    with open(path, "w") as log:
+        log.write(json.dumps({"seq": 0, "acked": 1.0}) + "\n" + '{"seq": 1, "ack')
+
+    assert iscsi_io.SessionLog.read(path).acks == [1.0]
