@@ -255,7 +255,8 @@ def measure_event(lab_dir, writer, mode, kind, number, last_recovery):
     else:
         outcome = pool.fail_host(lab_dir, old, elector_waits_for_drbd=True)
     returned = time.time()
-    last_pass = (controllers.state(pool.Lab.load(lab_dir), new) or {}).get("last_pass") or {}
+    # The pass that moved the storage, not the last one: a safety pass may have followed.
+    moved = controllers.first_pass(pool.Lab.load(lab_dir), new, asked, ("done",)) or {}
     recovered = writer.wait_acknowledged(returned, RECOVERY_LIMIT_SECONDS,
                                          "the %s master change to %s" % (kind, new))
     window = writer.log.dark_window(asked, recovered)
@@ -277,9 +278,9 @@ def measure_event(lab_dir, writer, mode, kind, number, last_recovery):
              "new master's xapi answered": answered, "client: last acknowledged write":
              dark_start, "client: first acknowledged write again": dark_end,
              "lab saw the new master serving": returned}
-    if last_pass.get("started", 0) >= asked:
-        marks["controller: pass started"] = last_pass["started"]
-        marks["controller: pass finished"] = last_pass["finished"]
+    if moved:
+        marks["controller: pass started"] = moved["started"]
+        marks["controller: pass finished"] = moved["finished"]
     if kind == "planned":
         run["dark_s"] = run["dark_total_s"]
     else:
