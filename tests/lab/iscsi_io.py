@@ -27,6 +27,7 @@ that kind of initiator is what it measures.
 
 import argparse
 import bisect
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -716,6 +717,25 @@ def _write_version(seed, seq):
     return "%s#%d" % (seed, seq)
 
 
+@contextlib.contextmanager
+def _until_sigterm(client, log_path):
+    """Run the body until SIGTERM or Ctrl-C, then close ``client``; yields
+    ``record(**entry)``, which appends one JSON line to ``log_path`` at once."""
+    def stop(signum, frame):
+        raise WriterStopped()
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        with open(log_path, "a") as log:
+            def record(**entry):
+                log.write(json.dumps(entry, sort_keys=True) + "\n")
+                log.flush()
+            yield record
+    except (KeyboardInterrupt, WriterStopped):
+        pass
+    finally:
+        client.close()
+
+
 def writer(url, seed, blocks, log_path, interval=0.01, timeout=DEFAULT_PROBE_TIMEOUT,
            initiator_name=DEFAULT_INITIATOR_NAME, library=DEFAULT_LIBRARY):
     """Write numbered versions of ``blocks`` blocks round-robin until SIGTERM, logging in
@@ -730,37 +750,26 @@ def writer(url, seed, blocks, log_path, interval=0.01, timeout=DEFAULT_PROBE_TIM
     acknowledged = failures = logins = 0
     seq = 0
 
-    def stop(signum, frame):
-        raise WriterStopped()
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        with open(log_path, "a") as log:
-            def record(**entry):
-                log.write(json.dumps(entry, sort_keys=True) + "\n")
-                log.flush()
-            while True:
-                try:
-                    if not client.connected:
-                        client.connect()
-                        logins += 1
-                        client.check_range(0, blocks)
-                    lba = seq % blocks
-                    record(seq=seq, lba=lba, sent=time.time())
-                    client.write_blocks(lba, pattern_block(_write_version(seed, seq), lba,
-                                                           client.block_size))
-                    record(seq=seq, acked=time.time())
-                    acknowledged += 1
-                except (BadUrl, BadRequest):
-                    raise
-                except IscsiIoError:
-                    failures += 1
-                    client.close()
-                seq += 1
-                time.sleep(interval)
-    except (KeyboardInterrupt, WriterStopped):
-        pass
-    finally:
-        client.close()
+    with _until_sigterm(client, log_path) as record:
+        while True:
+            try:
+                if not client.connected:
+                    client.connect()
+                    logins += 1
+                    client.check_range(0, blocks)
+                lba = seq % blocks
+                record(seq=seq, lba=lba, sent=time.time())
+                client.write_blocks(lba, pattern_block(_write_version(seed, seq), lba,
+                                                       client.block_size))
+                record(seq=seq, acked=time.time())
+                acknowledged += 1
+            except (BadUrl, BadRequest):
+                raise
+            except IscsiIoError:
+                failures += 1
+                client.close()
+            seq += 1
+            time.sleep(interval)
     return {"writes": seq, "acknowledged": acknowledged, "failures": failures,
             "logins": logins}
 
@@ -790,49 +799,38 @@ def session_writer(url, seed, blocks, log_path, interval=0.002,
     acknowledged = retries = logins = 0
     seq = 0
 
-    def stop(signum, frame):
-        raise WriterStopped()
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        with open(log_path, "a") as log:
-            def record(**entry):
-                log.write(json.dumps(entry, sort_keys=True) + "\n")
-                log.flush()
-            while True:
-                lba = seq % blocks
-                record(seq=seq, lba=lba, sent=time.time())
-                data = None
-                for attempt in range(SESSION_RETRIES + 1):
-                    try:
-                        if not client.connected:
-                            client.connect()
-                            logins += 1
-                            record(login=time.time())
-                            client.check_range(0, blocks)
-                        if data is None:
-                            data = pattern_block(_write_version(seed, seq), lba,
-                                                 client.block_size)
-                        client.write_blocks(lba, data)
-                    except (BadUrl, BadRequest):
-                        raise
-                    except IscsiIoError as exc:
-                        retries += 1
-                        record(seq=seq, retried=time.time(), error=str(exc),
-                               reset=_is_reset_attention(exc))
-                        if not isinstance(exc, ScsiCommandFailed) or attempt == SESSION_RETRIES:
-                            client.close()  # the session failed: log in afresh
-                        if not _is_reset_attention(exc):
-                            time.sleep(interval)
-                    else:
-                        record(seq=seq, acked=time.time())
-                        acknowledged += 1
-                        break
-                seq += 1
-                time.sleep(interval)
-    except (KeyboardInterrupt, WriterStopped):
-        pass
-    finally:
-        client.close()
+    with _until_sigterm(client, log_path) as record:
+        while True:
+            lba = seq % blocks
+            record(seq=seq, lba=lba, sent=time.time())
+            data = None
+            for attempt in range(SESSION_RETRIES + 1):
+                try:
+                    if not client.connected:
+                        client.connect()
+                        logins += 1
+                        record(login=time.time())
+                        client.check_range(0, blocks)
+                    if data is None:
+                        data = pattern_block(_write_version(seed, seq), lba,
+                                             client.block_size)
+                    client.write_blocks(lba, data)
+                except (BadUrl, BadRequest):
+                    raise
+                except IscsiIoError as exc:
+                    retries += 1
+                    record(seq=seq, retried=time.time(), error=str(exc),
+                           reset=_is_reset_attention(exc))
+                    if not isinstance(exc, ScsiCommandFailed) or attempt == SESSION_RETRIES:
+                        client.close()  # the session failed: log in afresh
+                    if not _is_reset_attention(exc):
+                        time.sleep(interval)
+                else:
+                    record(seq=seq, acked=time.time())
+                    acknowledged += 1
+                    break
+            seq += 1
+            time.sleep(interval)
     return {"writes": seq, "acknowledged": acknowledged, "retries": retries,
             "logins": logins}
 
