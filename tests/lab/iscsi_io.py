@@ -718,9 +718,10 @@ def _write_version(seed, seq):
 
 
 @contextlib.contextmanager
-def _until_sigterm(client, log_path):
-    """Run the body until SIGTERM or Ctrl-C, then close ``client``; yields
-    ``record(**entry)``, which appends one JSON line to ``log_path`` at once."""
+def _until_sigterm(client, log_path, close=True):
+    """Run the body until SIGTERM or Ctrl-C, then close ``client`` (unless not to
+    ``close``); yields ``record(**entry)``, which appends one JSON line to
+    ``log_path`` at once."""
     def stop(signum, frame):
         raise WriterStopped()
     signal.signal(signal.SIGTERM, stop)
@@ -733,7 +734,8 @@ def _until_sigterm(client, log_path):
     except (KeyboardInterrupt, WriterStopped):
         pass
     finally:
-        client.close()
+        if close:
+            client.close()
 
 
 def writer(url, seed, blocks, log_path, interval=0.01, timeout=DEFAULT_PROBE_TIMEOUT,
@@ -799,7 +801,10 @@ def session_writer(url, seed, blocks, log_path, interval=0.002,
     acknowledged = retries = logins = 0
     seq = 0
 
-    with _until_sigterm(client, log_path) as record:
+    # libiscsi 1.19 sometimes crashed (SIGSEGV, heap corruption) logging out or
+    # freeing a context after its own reconnects; the writer exits right after
+    # stopping, and its exit closes the connection.
+    with _until_sigterm(client, log_path, close=False) as record:
         while True:
             lba = seq % blocks
             record(seq=seq, lba=lba, sent=time.time())

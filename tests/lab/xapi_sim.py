@@ -714,6 +714,9 @@ class XapiSimulator(object):
                 raise XapiFailure("CANNOT_CONTACT_HOST", target.ref)  # its xapi restarted
             self._lock.wait()
         self.pool.assert_serving(call)
+        if not target.alive:
+            # Killed with its host before this call woke up: no answer ever comes back.
+            self._hang_until_given_up(call, target)
         return run.result()
 
 def main(argv=None):
