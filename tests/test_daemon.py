@@ -188,17 +188,23 @@ def test_the_reason_is_published_to_the_pool_only_when_it_changes(config):
     assert client.keys == {}
 
 
-def test_a_slave_waits_on_pool_conf_without_logging_in(config):
-    write_pool_conf(config, "slave:192.0.2.11")
-    client = FakeClient([new_master_snapshot()], login_error=AssertionError("logged in"))
-    controller = controller_for(config, client)
+def stop_after_sleeps(controller, count):
+    """The seconds of each of ``controller``'s sleeps, which stop it at the ``count``th."""
     looks = []
 
     def sleep(seconds):
         looks.append(seconds)
-        if len(looks) == 3:
+        if len(looks) == count:
             controller.stop()
     controller.sleep = sleep
+    return looks
+
+
+def test_a_slave_waits_on_pool_conf_without_logging_in(config):
+    write_pool_conf(config, "slave:192.0.2.11")
+    client = FakeClient([new_master_snapshot()], login_error=AssertionError("logged in"))
+    controller = controller_for(config, client)
+    looks = stop_after_sleeps(controller, 3)
     assert controller._wait_for_mastership() is False
     assert looks == [daemon.SLAVE_POLL] * 3
     assert controller.state["mode"] == "slave"
@@ -286,13 +292,7 @@ def test_with_events_off_a_slave_polls_pool_conf_at_the_interval(tmp_path):
     config = make_config(tmp_path, controller_events="off", controller_interval=7)
     write_pool_conf(config, "slave:192.0.2.11")
     controller = controller_for(config, FakeClient([new_master_snapshot()]))
-    looks = []
-
-    def sleep(seconds):
-        looks.append(seconds)
-        if len(looks) == 2:
-            controller.stop()
-    controller.sleep = sleep
+    looks = stop_after_sleeps(controller, 2)
     assert controller._wait_for_mastership() is False
     assert looks == [7, 7]
 

@@ -186,9 +186,7 @@ class Lab(object):
             result = action()
             stdout, stderr = sniffer.communicate(timeout=5)
         finally:
-            if sniffer.poll() is None:
-                sniffer.kill()
-                sniffer.wait()
+            kill_if_running(sniffer)
         assert sniffer.returncode == 0, stderr
         return result, [int(op) for op in stdout.split()]
 
@@ -453,9 +451,7 @@ def test_probe_reports_the_outage_it_lived_through(lab):
         sh("ip", "-n", lab.target_ns, "addr", "add", TARGET_ADDRESS + "/24", "dev", lab.target_if)
         stdout, stderr = probe.communicate(timeout=10)
     finally:
-        if probe.poll() is None:
-            probe.kill()
-            probe.wait()
+        kill_if_running(probe)
         sh("ip", "-n", lab.target_ns, "addr", "replace", TARGET_ADDRESS + "/24",
            "dev", lab.target_if)
 
@@ -520,6 +516,13 @@ def start_session_writer(lab, log_path, seed):
     return writer
 
 
+def kill_if_running(process):
+    """For a ``finally``: a process the test did not see end is killed and reaped."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
 def wait_for_acks(log_path, count, writer):
     deadline = time.monotonic() + 20
     while not os.path.exists(log_path) or len(iscsi_io.SessionLog.read(log_path).acks) < count:
@@ -542,9 +545,7 @@ def test_session_writer_rides_out_a_reset_connection_in_one_session(lab, tmp_pat
         writer.terminate()
         stdout, stderr = writer.communicate(timeout=20)
     finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
+        kill_if_running(writer)
 
     assert writer.returncode == 0, stderr
     report = json.loads(stdout)
