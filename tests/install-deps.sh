@@ -6,11 +6,14 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 stamps="$here/.deps"
 mkdir -p "$stamps"
 
-apt_packages="tgt libiscsi-bin drbd-utils kmod iproute2 iputils-arping util-linux"
-if [ ! -e "$stamps/apt" ] || ! dpkg -s $apt_packages >/dev/null 2>&1; then
+# The apt packages, as the positional parameters (POSIX sh has no arrays). rpm, rpm2cpio
+# and cpio build and unpack `make rpm`'s packages; shellcheck checks the shell scripts.
+set -- tgt libiscsi-bin drbd-utils kmod iproute2 iputils-arping util-linux \
+    rpm rpm2cpio cpio shellcheck
+if [ ! -e "$stamps/apt" ] || ! dpkg -s "$@" >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends $apt_packages >/dev/null
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
     touch "$stamps/apt"
 fi
 
