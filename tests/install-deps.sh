@@ -7,9 +7,10 @@ stamps="$here/.deps"
 mkdir -p "$stamps"
 
 # The apt packages, as the positional parameters (POSIX sh has no arrays). rpm, rpm2cpio
-# and cpio build and unpack `make rpm`'s packages; shellcheck checks the shell scripts.
+# and cpio build and unpack `make rpm`'s packages, logrotate runs their snippet;
+# shellcheck checks the shell scripts.
 set -- tgt libiscsi-bin drbd-utils kmod iproute2 iputils-arping util-linux \
-    rpm rpm2cpio cpio shellcheck
+    rpm rpm2cpio cpio logrotate shellcheck
 if [ ! -e "$stamps/apt" ] || ! dpkg -s "$@" >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

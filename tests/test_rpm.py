@@ -66,7 +66,7 @@ def make_rpm(source, out, *variables):
 @pytest.fixture(scope="module")
 def rpms(tmp_path_factory):
     """{flavour: path} of the RPMs `make rpm` built, each built with its dom0's Python."""
-    for tool in ("rpmbuild", "rpm2cpio", "cpio", "shellcheck"):
+    for tool in ("rpmbuild", "rpm2cpio", "cpio", "shellcheck", "logrotate"):
         assert shutil.which(tool), "%s is missing: run `make deps`" % tool
     for flavour, (_, version, python) in FLAVOURS.items():
         assert os.access(python, os.X_OK), "no Python %s at %s (set PY27/PY36)" % (version,
@@ -99,7 +99,7 @@ def extracted(rpms, tmp_path_factory):
 
 
 @pytest.mark.parametrize("flavour", sorted(FLAVOURS))
-def test_the_package_holds_every_part_with_the_config_kept_on_upgrade(rpms, flavour):
+def test_the_package_holds_every_part_and_marks_the_config_noreplace(rpms, flavour):
     version = FLAVOURS[flavour][1]
     files = query(rpms[flavour], "-l").splitlines()
     for path in PACKAGED:
@@ -245,6 +245,30 @@ def test_the_extracted_plugin_and_commands_run_on_their_dom0_python(extracted, f
     assert code == 0, err
     with open(root + "/etc/iscsi-ha/iscsi-ha.conf") as handle:
         assert out == handle.read()
+
+
+def test_log_rotation_leaves_the_open_log_in_use_and_the_handlers_own_copies_alone(
+        extracted, tmp_path):
+    """The packaged snippet, run by logrotate on a copy of /var/log in this test's directory,
+    while a writer (as the controller's log handler: append mode) keeps its file open."""
+    with open(extracted["python3"] + "/etc/logrotate.d/iscsi-ha") as handle:
+        snippet = handle.read()
+    assert "/var/log/iscsi-ha*.log {" in snippet
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(snippet.replace("/var/log/", "%s/" % tmp_path))
+    log = tmp_path / "iscsi-ha.log"
+    (tmp_path / "iscsi-ha.log.1").write_text("the handler's own roll-over\n")
+    with log.open("a") as writer:
+        writer.write("before\n")
+        writer.flush()
+        code, out, err = run(["logrotate", "--force", "--state", str(tmp_path / "state"),
+                              str(conf)])
+        assert code == 0, out + err
+        writer.write("after\n")
+    assert log.read_text() == "after\n"
+    rotated = [name for name in os.listdir(str(tmp_path)) if name.startswith("iscsi-ha.log-")]
+    assert len(rotated) == 1 and (tmp_path / rotated[0]).read_text() == "before\n"
+    assert (tmp_path / "iscsi-ha.log.1").read_text() == "the handler's own roll-over\n"
 
 
 def test_an_upgrade_keeps_an_edited_config_and_an_uninstall_leaves_only_that(rpms, tmp_path):
