@@ -30,6 +30,7 @@ not enable the unit: run
 ``systemctl daemon-reload && systemctl enable --now iscsi-ha-controller``.
 """
 
+import io
 import os
 import re
 import sys
@@ -120,7 +121,7 @@ class InstallData(install_data):
         if not os.path.isdir(build):
             os.makedirs(build)
         path = os.path.join(build, name)
-        with open(path, "w") as handle:
+        with io.open(path, "w", encoding="utf-8") as handle:
             handle.write(text)
         return path
 
@@ -135,7 +136,7 @@ def _jinja2():
 
 
 def _read(source):
-    with open(os.path.join(HERE, source)) as handle:
+    with io.open(os.path.join(HERE, source), encoding="utf-8") as handle:
         return handle.read()
 
 
