@@ -7,8 +7,8 @@ stamps="$here/.deps"
 mkdir -p "$stamps"
 
 # The apt packages, as the positional parameters (POSIX sh has no arrays). rpm, rpm2cpio
-# and cpio build and unpack `make rpm`'s packages, logrotate runs their snippet;
-# shellcheck checks the shell scripts.
+# and cpio build and unpack `make rpm`'s packages, logrotate runs their snippet, and
+# the shell scripts are checked with shellcheck.
 set -- tgt libiscsi-bin drbd-utils kmod iproute2 iputils-arping util-linux \
     rpm rpm2cpio cpio logrotate shellcheck
 if [ ! -e "$stamps/apt" ] || ! dpkg -s "$@" >/dev/null 2>&1; then
@@ -25,6 +25,7 @@ pip_install() {
     "$python" -m pip install -q --disable-pip-version-check "$@"
     touch "$stamps/$stamp"
 }
+# shellcheck source-path=SCRIPTDIR source=pythons.sh
 . "$here/tests/pythons.sh"
 # Old pips choose wheels their Python cannot run; the last pip for each comes first.
 pip_install "$PY27" pip-upgrade-py27 "pip==20.3.4"
