@@ -1,0 +1,311 @@
+"""``iscsi-ha setup``'s files: what is rendered from a host's config, what the plugin's
+install-files accepts, writes and keeps, the config backup's rules, and the tgtd
+drop-in's stop run against a real tgtd with a logged-in initiator."""
+
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+
+import pytest
+import six
+
+from iscsi_ha import arguments, config as config_module, install, lvmfilter
+from iscsi_ha.errors import BadArgument, BadConfig
+from iscsi_ha_controller import configstore, hostfiles
+from tests.support import tgtd
+from tests.test_drbdconf import parse as drbdadm_dump
+from tests.test_target import (CLIENT_IQN, IQN, client, daemon, disk, export, host,  # noqa
+                               lab, lun_url, scratch, start_logged_in_client, target,
+                               wait_for_sessions)
+
+HOSTS = "xcp-a=198.51.100.1 xcp-b=198.51.100.2"
+PYTHON = "/usr/bin/python3"
+
+
+@pytest.fixture
+def root():
+    path = tempfile.mkdtemp(prefix="iha-hostfiles-")
+    yield path
+    shutil.rmtree(path)
+
+
+def sample(root, **overrides):
+    values = dict(replication_hosts=HOSTS, install_root=os.path.join(root, "sysroot"),
+                  state_dir=os.path.join(root, "state"), run_dir=os.path.join(root, "run"),
+                  lvm_conf=os.path.join(root, "lvm.conf"), drbd_version="9",
+                  resources=[{"name": "iscsi1", "device": "/dev/drbd1", "lun": 1,
+                              "scsi_id": "1fa0c0de0001", "scsi_sn": "IHA-ISCSI1",
+                              "disk": "/dev/sdb"}])
+    values.update(overrides)
+    return config_module.render_sample(**values)
+
+
+def load(root, **overrides):
+    path = os.path.join(root, "iscsi-ha.conf")
+    with io.open(path, "w", encoding="utf-8") as handle:
+        handle.write(six.text_type(sample(root, **overrides)))
+    with io.open(os.path.join(root, "lvm.conf"), "w", encoding="utf-8") as handle:
+        handle.write(u'devices {\n    global_filter = [ "r|^/dev/drbd1$|", "r|^/dev/sdb$|", '
+                     u'"a|.*|" ]\n}\n')
+    return config_module.load(path)
+
+
+def files_arg(files):
+    return arguments.parse("install-files", {"files": hostfiles.wire(files)},
+                           arguments.SPECS["install-files"])["files"]
+
+
+# -- rendering -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", ["9", "8.4"])
+@pytest.mark.parametrize("hostname", ["xcp-a", "xcp-b"])
+def test_the_rendered_drbd_file_passes_drbdadm_dump(root, version, hostname):
+    config = load(root, drbd_version="auto")
+    files = hostfiles.render(config, version, PYTHON)
+    assert [(f["kind"], f["name"]) for f in files] == [
+        ("drbd-resource", "iscsi1"), ("tgtd-dropin", None), ("multipath-blacklist", None),
+        ("controller-unit", None)]
+    text = files[0]["content"]
+    result = drbdadm_dump(root, text, version, hostname, resource="iscsi1")
+    assert result.returncode == 0, result.stderr
+    assert "fence-peer" in result.stdout and drbdconf_handler() in result.stdout
+    # The port: 7788 + the minor, unless [resource NAME] port says otherwise.
+    assert "198.51.100.1:7789" in result.stdout
+
+
+def drbdconf_handler():
+    from iscsi_ha import drbdconf
+    return drbdconf.FENCE_PEER
+
+
+def test_the_other_files_name_the_hosts_tools_and_python(root):
+    config = load(root, tgt_control_port=7, resources=[{
+        "name": "iscsi1", "device": "/dev/drbd1", "lun": 1, "scsi_id": "1fa0c0de0001",
+        "scsi_sn": "IHA-ISCSI1", "disk": "/dev/sdb", "port": 7900}])
+    files = dict((f["kind"], f["content"]) for f in hostfiles.render(config, None, PYTHON))
+    assert "198.51.100.2:7900" in files["drbd-resource"]
+    stops = [line for line in files["tgtd-dropin"].splitlines() if line.startswith("ExecStop")]
+    assert stops[0] == "ExecStop="
+    assert all(re.match(r"ExecStop=-?/\S+/tgtadm -C 7 ", line) for line in stops[1:])
+    assert "--tid 1 --force" in stops[3]
+    assert 'devnode "^drbd[0-9]+"' in files["multipath-blacklist"]
+    assert "ExecStart=%s /usr/sbin/iscsi-ha-controller" % PYTHON in files["controller-unit"]
+
+
+def test_missing_settings_are_named_with_their_fix(root):
+    config = load(root, replication_hosts="", drbd_version="auto", resources=[{
+        "name": "iscsi1", "device": "/dev/mapper/x", "lun": 1, "scsi_id": "1fa0c0de0001",
+        "scsi_sn": "IHA-ISCSI1"}])
+    with pytest.raises(BadConfig) as caught:
+        hostfiles.render(config, None, PYTHON)
+    joined = "\n".join(caught.value.details)
+    assert "[replication] drbd_version: auto, and the host could not tell" in joined
+    assert "[replication] hosts: empty; set both hosts' NAME=ADDRESS" in joined
+    assert "[resource iscsi1] device: /dev/mapper/x is not a DRBD device" in joined
+    assert "[resource iscsi1] disk: missing" in joined
+
+
+def test_drbd_refusals_name_the_config_fields(root):
+    config = load(root, replication_hosts="all=198.51.100.1 xcp-b=198.51.100.2")
+    with pytest.raises(BadConfig) as caught:
+        hostfiles.render(config, "9", PYTHON)
+    assert caught.value.details == [
+        "[resource iscsi1] and [replication] hosts: hosts[0] hostname: 'all' is a word "
+        "DRBD's configuration reserves; choose another name"]
+
+
+@pytest.mark.parametrize("value, why", [
+    ("xcp-a=198.51.100.1", "names 1 hosts"),
+    ("xcp-a 198.51.100.2", "'xcp-a' is not NAME=ADDRESS"),
+    ("xcp-a=198.51.100.1 xcp-b=198.51.100.300", "'xcp-b=198.51.100.300' is not NAME=ADDRESS"),
+])
+def test_bad_replication_hosts_are_refused_by_the_config(root, value, why):
+    with pytest.raises(BadConfig) as caught:
+        config_module.parse(sample(root, replication_hosts=value))
+    assert why in caught.value.message
+    assert "[replication] hosts" in caught.value.message
+
+
+# -- what install-files accepts ------------------------------------------------------
+
+@pytest.mark.parametrize("value, why", [
+    ("nope", "not JSON"),
+    ('{"kind": "config"}', "not a list"),
+    ('[{"kind": "sshd", "content": ""}]', 'kind "sshd" is unknown'),
+    ('[{"kind": "drbd-resource", "content": ""}]', "needs a name"),
+    ('[{"kind": "tgtd-dropin", "name": "x", "content": ""}]', "takes no name"),
+    ('[{"kind": "drbd-resource", "name": "../../etc/passwd", "content": ""}]',
+     "is not a DRBD resource name"),
+    ('[{"kind": "tgtd-dropin", "content": "a\\u0000b"}]', "control characters"),
+    ('[{"kind": "tgtd-dropin", "content": 5}]', "content is not text"),
+    ('[{"kind": "tgtd-dropin", "content": ""}, {"kind": "tgtd-dropin", "content": ""}]',
+     "tgtd-dropin is given twice"),
+    ('[{"kind": "tgtd-dropin", "content": "", "path": "/etc/shadow"}]',
+     "with kind, content and name only"),
+])
+def test_install_files_refuses_anything_but_known_files(value, why):
+    with pytest.raises(BadArgument) as caught:
+        arguments.parse("install-files", {"files": value}, arguments.SPECS["install-files"])
+    assert caught.value.details == ["files"]
+    assert why in caught.value.message
+
+
+def test_install_files_bounds_each_file():
+    content = "x" * (install.MAX_BYTES + 1)
+    with pytest.raises(BadArgument) as caught:
+        files_arg([{"kind": "tgtd-dropin", "name": None, "content": content}])
+    assert "larger than 65536 bytes" in caught.value.message
+
+
+def test_files_the_config_does_not_know_are_refused_before_any_write(root):
+    config = load(root)
+    with pytest.raises(BadArgument) as caught:
+        install.install(config, files_arg([
+            {"kind": "tgtd-dropin", "name": None, "content": "[Service]\n"},
+            {"kind": "drbd-resource", "name": "other", "content": "resource other {\n}\n"},
+            {"kind": "config", "name": None, "content": "[target]\n"}]), dry_run=False)
+    message = caught.value.message
+    assert "drbd-resource other is not a [resource NAME]" in message
+    assert "[vip] address: missing" in message
+    assert message.endswith("nothing was written")
+    assert not os.path.exists(os.path.join(root, "sysroot"))
+
+
+# -- writing --------------------------------------------------------------------------
+
+def test_install_writes_atomically_keeps_what_it_replaced_and_repeats_as_unchanged(root):
+    config = load(root)
+    files = files_arg(hostfiles.render(config, None, PYTHON))
+    dropin = os.path.join(root, "sysroot", "etc", "systemd", "system", "tgtd.service.d",
+                          "iscsi-ha.conf")
+    os.makedirs(os.path.dirname(dropin))
+    with open(dropin, "w") as handle:
+        handle.write("[Service]\nTimeoutStopSec=2\n")
+
+    preview = install.install(config, files, dry_run=True)
+    assert [(os.path.relpath(f["path"], os.path.join(root, "sysroot")), f["outcome"])
+            for f in preview["files"]] == [
+        ("etc/drbd.d/iscsi1.res", "would create"),
+        ("etc/systemd/system/tgtd.service.d/iscsi-ha.conf", "would change"),
+        ("etc/multipath/conf.d/iscsi-ha.conf", "would create"),
+        ("etc/systemd/system/iscsi-ha-controller.service", "would create")]
+    assert "\n-TimeoutStopSec=2\n" in preview["files"][1]["diff"]
+    assert "\n+TimeoutStopSec=10\n" in preview["files"][1]["diff"]
+    assert preview["files"][0]["diff"].startswith("--- /dev/null\n+++ %s\n"
+                                                  % preview["files"][0]["path"])
+    assert preview["changed"] is False
+    assert open(dropin).read() == "[Service]\nTimeoutStopSec=2\n"
+    assert preview["lvm_filter"]["ok"] is True
+
+    done = install.install(config, files, dry_run=False)
+    assert [f["outcome"] for f in done["files"]] == ["created", "changed", "created",
+                                                     "created"]
+    assert done["changed"] is True
+    assert open(dropin).read() == files[1]["content"]
+    kept = done["files"][1]["backup"]
+    assert kept == os.path.join(root, "state", "replaced", dropin.lstrip("/"))
+    assert open(kept).read() == "[Service]\nTimeoutStopSec=2\n"
+    assert not [name for name in os.listdir(os.path.dirname(dropin)) if "new" in name]
+
+    again = install.install(config, files, dry_run=False)
+    assert [f["outcome"] for f in again["files"]] == ["unchanged"] * 4
+    assert again["changed"] is False
+    assert again["summary"] == "install-files: nothing to do, every file is in place"
+
+
+def test_a_config_behind_a_symlink_is_written_at_its_target(root, monkeypatch):
+    config = load(root)
+    link = os.path.join(root, "link.conf")
+    os.symlink(config.path, link)
+    monkeypatch.setenv(config_module.PATH_VARIABLE, link)
+    text = sample(root, probe_ms=60)
+    done = install.install(config, files_arg([{"kind": "config", "name": None,
+                                               "content": text}]), dry_run=False)
+    assert done["files"][0]["path"] == os.path.realpath(config.path)
+    assert os.path.islink(link)
+    assert config_module.load(link).probe_ms == 60
+
+
+def test_the_lvm_filter_is_reported_with_the_line_that_fixes_it(root):
+    config = load(root)
+    with open(config.lvm_conf, "w") as handle:
+        handle.write('devices {\n    # r|^/dev/sdb$|\n    global_filter = [ "r|^/dev/sdc$|" ]\n}\n')
+    report = install.lvm_filter(config)
+    assert report["ok"] is False
+    assert report["scanned"] == ["/dev/drbd1", "/dev/sdb"]
+    assert report["line"] == ('global_filter = [ "r|^/dev/drbd1$|", "r|^/dev/sdb$|", '
+                              '"r|^/dev/sdc$|" ]')
+    fixed = 'devices {\n    %s\n}\n' % report["line"]
+    assert not [path for path in report["scanned"] if lvmfilter.scanned(fixed, path)]
+
+
+def test_reject_patterns_match_only_their_path():
+    pattern = lvmfilter.reject_pattern("/dev/disk/by-id/scsi-3600.1")
+    assert pattern == '"r|^/dev/disk/by-id/scsi-3600[.]1$|"'
+    conf = "devices {\n    global_filter = [ %s ]\n}\n" % pattern
+    assert not lvmfilter.scanned(conf, "/dev/disk/by-id/scsi-3600.1")
+    assert lvmfilter.scanned(conf, "/dev/disk/by-id/scsi-3600x1")
+    assert lvmfilter.reject_pattern('/dev/we"ird') is None
+
+
+# -- the config backup -----------------------------------------------------------------
+
+def test_a_backup_refuses_a_config_holding_a_password(root):
+    secret = os.path.join(root, "xapi-password")
+    with open(secret, "w") as handle:
+        handle.write("s3cret-pw\n")
+    text = sample(root, xapi_password_file=secret)
+    config = config_module.parse(text, "iscsi-ha.conf")
+    assert configstore.check(text, config) is None
+    pasted = text + "# the password is s3cret-pw\n"
+    assert "holds the password of [xapi] password_file" in configstore.check(pasted, config)
+    big = text + "#" * configstore.MAX_BYTES + "\n"
+    assert "more than the 32768 the pool database takes" in configstore.check(big, config)
+
+
+def test_status_says_which_hosts_differ_from_the_backup(root):
+    config = config_module.parse(sample(root))
+
+    class View(object):
+        def __init__(self, name, digest):
+            self.name, self.answered = name, digest is not None
+            self.status = {"config_digest": digest}
+
+    backup = configstore.stored({configstore.KEY: json.dumps(configstore.record(
+        "text", config, "xcp-a", now=0))})
+    compared = configstore.comparison(backup, [View("xcp-a", config.digest()),
+                                               View("xcp-b", "0123"), View("xcp-c", None)])
+    assert compared["matches"] == {"xcp-a": True, "xcp-b": False, "xcp-c": None}
+    assert configstore.line(compared, lambda at: "then") == (
+        "taken then from xcp-a (digest %s): xcp-b DIFFERS (`iscsi-ha config restore HOST`, "
+        "or back up again); xcp-c unknown (no status)" % config.digest())
+    assert configstore.comparison(configstore.stored({configstore.KEY: "junk"}), []) is None
+
+
+# -- the tgtd drop-in against a real tgtd ------------------------------------------------
+
+def test_the_dropins_stop_ends_tgtd_with_a_logged_in_initiator(request, root, daemon, target,
+                                                              client, disk):
+    export(target, disk)
+    start_logged_in_client(request, client, lun_url())
+    wait_for_sessions(target, IQN, 1)
+    config = load(root, tgt_control_port=daemon.control_port)
+    dropin = [f for f in hostfiles.render(config, "9", PYTHON)
+              if f["kind"] == "tgtd-dropin"][0]["content"]
+    stops = [line[len("ExecStop="):] for line in dropin.splitlines()
+             if line.startswith("ExecStop=")]
+    assert stops[0] == ""  # resets the unit's own stop commands
+    for command in stops[1:]:
+        # systemd's "-" prefix: a failure does not fail the stop.
+        argv = command.lstrip("-").split()
+        result = daemon.namespace.run(argv, check=False)
+        assert command.startswith("-") or result.returncode == 0, result.stderr
+    deadline = time.time() + 10
+    while daemon.running() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not daemon.running(), daemon.log()
+    assert daemon.stop() == "exited"
