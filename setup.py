@@ -149,6 +149,9 @@ setup(
     data_files=[(directory, [source]) for directory, source in SCRIPTS] + [XE_HELPERS] + [
         ("share/iscsi-ha/templates", ["templates/iscsi-ha.conf.j2",
                                       "templates/drbd-resource.res.j2",
+                                      # iscsi-ha setup's tgtd drop-in, multipath blacklist
+                                      "templates/tgtd-iscsi-ha.conf.j2",
+                                      "templates/multipath-iscsi-ha.conf.j2",
                                       "templates/" + UNIT_TEMPLATE]),
     ],
     install_requires=["jinja2", "six"],
