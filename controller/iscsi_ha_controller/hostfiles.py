@@ -30,7 +30,6 @@ DEFAULT_TGTADM = "/usr/sbin/tgtadm"
 BASE_PORT = 7788
 _MINOR = re.compile(r"drbd([0-9]+)\Z")
 LVM_FILTER_NEEDED = "ISCSI_HA_LVM_FILTER_NEEDED"
-SETUP_FAILED = "ISCSI_HA_SETUP_FAILED"
 
 
 def render(config, drbd_version, python):
