@@ -309,3 +309,119 @@ def test_the_dropins_stop_ends_tgtd_with_a_logged_in_initiator(request, root, da
         time.sleep(0.05)
     assert not daemon.running(), daemon.log()
     assert daemon.stop() == "exited"
+
+
+# -- the commands, against fake hosts whose plugin installs for real ---------------------
+
+class Pool(object):
+    """test_cli's fake pool, whose hosts' install-files is the real one on their roots."""
+
+    def __init__(self, root, lvm_ok=("hostA", "hostB")):
+        from tests.test_cli import World
+        self.world = World()
+        self.configs = {}
+        for host in ("hostA", "hostB"):
+            directory = os.path.join(root, host)
+            os.makedirs(directory)
+            config = load(directory)
+            if host not in lvm_ok:
+                with open(config.lvm_conf, "w") as handle:
+                    handle.write("devices {\n}\n")
+            self.configs[host] = config
+        self.world.plugin = self.plugin
+        self.installs = []
+
+    def plugin(self, host, fn, args):
+        self.world.events.append(("plugin", host, fn, args))
+        if (host, fn) in self.world.errors:
+            return None, self.world.errors[(host, fn)]
+        if fn == "status":
+            return dict(self.world.statuses[host],
+                        config_digest=self.configs[host].digest()), None
+        assert fn == "install-files"
+        values = arguments.parse(fn, args, arguments.SPECS[fn])
+        self.installs.append((host, values["dry_run"], [f["kind"] for f in values["files"]]))
+        # As on the host: its plugin's config path (the env var, here) is its own.
+        before = os.environ.get(config_module.PATH_VARIABLE)
+        os.environ[config_module.PATH_VARIABLE] = self.configs[host].path
+        try:
+            result = install.install(self.configs[host], values["files"], values["dry_run"])
+        finally:
+            if before is None:
+                del os.environ[config_module.PATH_VARIABLE]
+            else:
+                os.environ[config_module.PATH_VARIABLE] = before
+        result.update(config={"path": self.configs[host].path,
+                              "text": open(self.configs[host].path).read()},
+                      drbd_version="9", python=PYTHON)
+        return json.loads(json.dumps(result)), None
+
+    def run(self, *argv):
+        from tests.test_cli import run
+        return run(self.world, self.configs["hostA"].path, *argv)
+
+
+def test_setup_checks_every_host_before_writing_and_then_installs_each(root):
+    pool = Pool(root)
+    code, out, err = pool.run("setup", "--dry-run", "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert [[f["outcome"] for f in h["files"]] for h in shown["hosts"]] == [
+        ["would create"] * 4] * 2
+    assert not os.path.exists(os.path.join(root, "hostA", "sysroot"))
+
+    del pool.installs[:]
+    code, out, err = pool.run("setup")
+    assert code == 0, err
+    assert [(host, dry_run) for host, dry_run, kinds in pool.installs] == [
+        ("hostA", True), ("hostB", True), ("hostA", True), ("hostB", True),
+        ("hostA", False), ("hostB", False)]
+    assert "hostB  tgtd-dropin" in out and "created" in out
+    code, out, err = pool.run("setup")
+    assert code == 0, err
+    assert "nothing changed: every file is in place on every host" in out
+
+
+def test_setup_names_the_lvm_line_to_add_and_a_plugin_without_the_fn(root):
+    pool = Pool(root, lvm_ok=("hostA",))
+    code, out, err = pool.run("setup", "--json")
+    assert code == 1
+    error = json.loads(out)["error"]  # one JSON object, the result inside the error
+    assert error["code"] == hostfiles.LVM_FILTER_NEEDED
+    assert error["setup"]["changed"] is True
+    assert ('hostB: LVM would scan /dev/drbd1 and /dev/sdb: in the devices section of %s '
+            'set global_filter = [ "r|^/dev/drbd1$|", "r|^/dev/sdb$|", "a|.*|" ]'
+            % pool.configs["hostB"].lvm_conf) in err
+
+    pool = Pool(os.path.join(root, "again"))
+    pool.world.errors[("hostB", "install-files")] = ["UNKNOWN_XENAPI_PLUGIN_FUNCTION",
+                                                      "install-files"]
+    code, out, err = pool.run("setup")
+    assert code == 1
+    assert ("hostB could not read its config and facts: install-files (a plugin without "
+            "fn=install-files: install this iscsi-ha version on every host); nothing was "
+            "installed") in err
+    assert not os.path.exists(os.path.join(root, "again", "hostA", "sysroot"))
+
+
+def test_config_backup_restore_and_status(root):
+    pool = Pool(root)
+    code, out, err = pool.run("config", "restore", "hostB")
+    assert code == 1 and configstore.NO_BACKUP in err
+    code, out, err = pool.run("config", "backup", "--json")
+    assert code == 0, err
+    stored = json.loads(pool.world.record["other_config"][configstore.KEY])
+    assert stored["text"] == open(pool.configs["hostA"].path).read()
+    code, out, err = pool.run("status", "--json")
+    assert json.loads(out)["config_backup"]["matches"] == {"hostA": True, "hostB": True}
+
+    code, out, err = pool.run("config", "restore", "hostB", "--dry-run", "--json")
+    assert code == 0, err
+    restored = json.loads(out)["restore"]
+    assert restored["outcome"] == "would change"  # hostB's own host-local paths differ
+    assert restored["path"] == os.path.realpath(pool.configs["hostB"].path)
+    assert pool.installs[-1] == ("hostB", True, ["config"])
+    code, out, err = pool.run("config", "restore", "hostB")
+    assert code == 0, err
+    assert "hostB: changed %s (the backup taken " % restored["path"] in out
+    assert open(pool.configs["hostB"].path).read() == stored["text"]
