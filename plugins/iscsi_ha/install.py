@@ -16,13 +16,11 @@ whether ``[host] lvm_conf`` keeps LVM off the DRBD devices and their disks, and
 the ``global_filter`` line that would.
 """
 
-import difflib
 import errno
 import io
 import json
 import os
 import re
-import shutil
 import sys
 
 import six
@@ -153,6 +151,7 @@ def install(config, files, dry_run):
 
 def diff(path, current, new):
     """The unified diff from ``current`` (None: no file) to ``new``."""
+    import difflib  # arguments imports this module: every status would pay for it
     return "".join(difflib.unified_diff(
         (current or u"").splitlines(True), new.splitlines(True),
         "/dev/null" if current is None else path, path))
@@ -170,6 +169,7 @@ def _read(path):
 
 def _replace(config, path, current, content, done):
     """Write ``content`` at ``path`` atomically; the replaced file's backup path or None."""
+    import shutil  # as difflib in diff()
     written = ", ".join(r["path"] for r in done if r["outcome"] != "unchanged") or "none"
     try:
         backup = None
