@@ -192,7 +192,7 @@ def test_install_writes_atomically_keeps_what_it_replaced_and_repeats_as_unchang
         ("etc/drbd.d/iscsi1.res", "would create"),
         ("etc/systemd/system/tgtd.service.d/iscsi-ha.conf", "would change"),
         ("etc/multipath/conf.d/iscsi-ha.conf", "would create"),
-        ("etc/systemd/system/iscsi-ha-controller.service", "would create")]
+        ("usr/lib/systemd/system/iscsi-ha-controller.service", "would create")]
     assert "\n-TimeoutStopSec=2\n" in preview["files"][1]["diff"]
     assert "\n+TimeoutStopSec=10\n" in preview["files"][1]["diff"]
     assert preview["files"][0]["diff"].startswith("--- /dev/null\n+++ %s\n"

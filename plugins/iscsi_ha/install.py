@@ -36,7 +36,9 @@ DESTINATIONS = {
     # dom0's multipath reads every *.conf there (config_dir); XCP-ng keeps
     # /etc/multipath.conf for itself.
     "multipath-blacklist": "etc/multipath/conf.d/iscsi-ha.conf",
-    "controller-unit": "etc/systemd/system/iscsi-ha-controller.service",
+    # Where setup.py and the RPM put it, rendered alike: a copy in /etc/systemd/system
+    # would shadow the unit of every later upgrade.
+    "controller-unit": "usr/lib/systemd/system/iscsi-ha-controller.service",
     "config": None,  # the config file the plugin reads (ISCSI_HA_CONF or the default)
 }
 NAMED = ("drbd-resource",)

@@ -9,7 +9,7 @@ from tests.test_drbdconf import parse as drbdadm_dump
 
 FILES = ["etc/drbd.d/iscsi1.res", "etc/systemd/system/tgtd.service.d/iscsi-ha.conf",
          "etc/multipath/conf.d/iscsi-ha.conf",
-         "etc/systemd/system/iscsi-ha-controller.service"]
+         "usr/lib/systemd/system/iscsi-ha-controller.service"]
 
 
 def cli_json(lab, host, *args):
