@@ -33,6 +33,8 @@ PACKAGED = [
     "/usr/share/iscsi-ha/templates/iscsi-ha.conf.j2",
     "/usr/share/iscsi-ha/templates/drbd-resource.res.j2",
     "/usr/share/iscsi-ha/templates/iscsi-ha-controller.service.j2",
+    "/usr/share/iscsi-ha/templates/tgtd-iscsi-ha.conf.j2",  # iscsi-ha setup's
+    "/usr/share/iscsi-ha/templates/multipath-iscsi-ha.conf.j2",
     "/etc/iscsi-ha/iscsi-ha.conf",
     "/etc/logrotate.d/iscsi-ha",
 ]
