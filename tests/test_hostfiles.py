@@ -404,6 +404,20 @@ def test_setup_names_the_lvm_line_to_add_and_a_plugin_without_the_fn(root):
     assert not os.path.exists(os.path.join(root, "again", "hostA", "sysroot"))
 
 
+def test_setup_refuses_hosts_whose_drbd_files_would_not_connect(root):
+    pool = Pool(root)
+    path = pool.configs["hostB"].path
+    text = open(path).read().replace("xcp-b=198.51.100.2", "xcp-b=198.51.100.3")
+    with open(path, "w") as handle:
+        handle.write(text)
+    pool.configs["hostB"] = config_module.load(path)
+    code, out, err = pool.run("setup")
+    assert code == 2
+    assert ("ISCSI_HA_BAD_CONFIG: nothing was installed: the DRBD resources of hostA and "
+            "hostB would not connect: make [replication] hosts") in err
+    assert all(dry_run for _, dry_run, _ in pool.installs)
+
+
 def test_config_backup_restore_and_status(root):
     pool = Pool(root)
     code, out, err = pool.run("config", "restore", "hostB")

@@ -42,6 +42,9 @@ def render(config, drbd_version, python):
     if version is None:
         problems.append("[replication] drbd_version: auto, and the host could not tell its "
                         "DRBD generation; set 8.4 or 9")
+    if not python:
+        problems.append("the host's plugin did not say which Python it runs on (the "
+                        "controller unit's); install this iscsi-ha version on it")
     if not config.replication_hosts:
         problems.append("[replication] hosts: empty; set both hosts' NAME=ADDRESS (uname -n "
                         "and the replication address), such as xcp-a=198.51.100.1 "
@@ -87,6 +90,12 @@ def render(config, drbd_version, python):
     return files
 
 
+def drbd_identity(config):
+    """What must be the same in both hosts' DRBD files for them to connect."""
+    return (sorted(config.replication_hosts), sorted(
+        (r.name, os.path.basename(r.device), r.port) for r in config.resources))
+
+
 def _template(name, **values):
     import jinja2  # the CLI's dependency; the plugin's code paths do without it
     environment = jinja2.Environment(
@@ -108,7 +117,7 @@ def wire(files):
 def setup(cli, pool, dry_run):
     """Render and install every host's files (see the module docstring); exit status."""
     from iscsi_ha_controller.cli import CliError  # the CLI imports this module
-    rendered = []
+    rendered, replication = [], []
     for view in pool.hosts:
         facts = _call(cli, pool, view, "[]", True, "read its config and facts")
         if not facts.get("config"):
@@ -123,6 +132,14 @@ def setup(cli, pool, dry_run):
             raise CliError(exc.code, "nothing was installed: %s" % exc.message,
                            {"problems": exc.details}, status=2)
         rendered.append((view, files))
+        replication.append((view.name, drbd_identity(config)))
+    differing = [name for name, identity in replication[1:] if identity != replication[0][1]]
+    if differing:
+        raise CliError("ISCSI_HA_BAD_CONFIG", (
+            "nothing was installed: the DRBD resources of %s and %s would not connect: make "
+            "[replication] hosts and each [resource NAME]'s name, device minor and port the "
+            "same in both hosts' configs (`iscsi-ha config restore HOST` copies one)"
+            % (replication[0][0], ", ".join(differing))), status=2)
     # Every host checks its files before any host writes one.
     checked = [(view, files, _call(cli, pool, view, wire(files), True, "check its files"))
                for view, files in rendered]
