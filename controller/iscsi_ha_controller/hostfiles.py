@@ -18,7 +18,7 @@ import json
 import os
 import re
 
-from iscsi_ha import commands, config as config_module, drbdconf
+from iscsi_ha import commands, config as config_module, drbdconf, report
 from iscsi_ha.errors import BadConfig, IscsiHaError
 
 TGT_DROPIN_TEMPLATE = "tgtd-iscsi-ha.conf.j2"
@@ -197,7 +197,6 @@ def lvm_advice(host, lvm):
 
 def text(value):
     """The human form: a line per host and file, then the diffs of a dry run."""
-    from iscsi_ha import report
     rows = [[h["host"], f["kind"] + (" " + f["name"] if f.get("name") else ""), f["path"],
              f["outcome"]] for h in value["hosts"] for f in h["files"]]
     rows += [[h["host"], "LVM filter", (h["lvm_filter"] or {}).get("lvm_conf"),
@@ -212,4 +211,8 @@ def text(value):
         out += "\ndry run: nothing was changed; `iscsi-ha setup` installs these\n"
     elif not value["changed"]:
         out += "\nnothing changed: every file is in place on every host\n"
+    else:
+        # What reads the files is the sysadmin's to restart: setup never stops a service.
+        out += ("\nnext, on each host that changed: systemctl daemon-reload; multipathd "
+                "reconfigure; for a changed DRBD file, drbdadm adjust RESOURCE\n")
     return out
