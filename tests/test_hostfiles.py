@@ -293,6 +293,15 @@ def test_the_dropins_stop_ends_tgtd_with_a_logged_in_initiator(request, root, da
     export(target, disk)
     start_logged_in_client(request, client, lun_url())
     wait_for_sessions(target, IQN, 1)
+    # The stop the tgt units ship with (without the drop-in) leaves tgtd running: tgt-admin
+    # keeps a target in use, and tgtd refuses to delete a system with targets.
+    port = str(daemon.control_port)
+    daemon.namespace.run(["tgt-admin", "-C", port, "--update", "ALL", "-c", "/dev/null"],
+                         check=False)
+    assert daemon.namespace.run(["tgtadm", "-C", port, "--op", "delete", "--mode", "system"],
+                                check=False).returncode != 0
+    assert daemon.running() and target.find(IQN) is not None
+
     config = load(root, tgt_control_port=daemon.control_port)
     dropin = [f for f in hostfiles.render(config, "9", PYTHON)
               if f["kind"] == "tgtd-dropin"][0]["content"]
