@@ -8,9 +8,10 @@ mkdir -p "$stamps"
 
 # The apt packages, as the positional parameters (POSIX sh has no arrays). rpm, rpm2cpio
 # and cpio build and unpack `make rpm`'s packages, logrotate runs their snippet, and
-# the shell scripts are checked with shellcheck.
+# the shell scripts are checked with shellcheck, the systemd files iscsi-ha setup
+# writes with systemd-analyze verify.
 set -- tgt libiscsi-bin drbd-utils kmod iproute2 iputils-arping util-linux \
-    rpm rpm2cpio cpio logrotate shellcheck
+    rpm rpm2cpio cpio logrotate shellcheck systemd
 if [ ! -e "$stamps/apt" ] || ! dpkg -s "$@" >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

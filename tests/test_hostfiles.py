@@ -7,13 +7,14 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 
 import pytest
 import six
 
-from iscsi_ha import arguments, config as config_module, install, lvmfilter
+from iscsi_ha import arguments, commands, config as config_module, install, lvmfilter
 from iscsi_ha.errors import BadArgument, BadConfig
 from iscsi_ha_controller import configstore, hostfiles
 from tests.support import tgtd
@@ -22,6 +23,7 @@ from tests.test_target import (CLIENT_IQN, IQN, client, daemon, disk, export, ho
                                lab, lun_url, scratch, start_logged_in_client, target,
                                wait_for_sessions)
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOSTS = "xcp-a=198.51.100.1 xcp-b=198.51.100.2"
 PYTHON = "/usr/bin/python3"
 
@@ -448,3 +450,28 @@ def test_config_backup_restore_and_status(root):
     assert code == 0, err
     assert "hostB: changed %s (the backup taken " % restored["path"] in out
     assert open(pool.configs["hostB"].path).read() == stored["text"]
+
+
+def test_systemd_reads_the_dropin_and_the_unit_without_a_complaint(root):
+    """systemd-analyze verify loads a unit with its drop-ins, as systemd would."""
+    config = load(root)
+    files = dict((f["kind"], f["content"]) for f in hostfiles.render(
+        config, "9", sys.executable))
+    units = os.path.join(root, "units")
+    os.makedirs(os.path.join(units, "tgtd.service.d"))
+    with open(os.path.join(units, "tgtd.service"), "w") as handle:
+        # The shape of the tgt units: the drop-in must replace their ExecStop lines.
+        handle.write("[Unit]\nDescription=tgtd\n[Service]\nExecStart=%s -f\nExecStop=%s "
+                     "--op delete --mode system\n" % (commands.find_tool("tgtd"),
+                                                     commands.find_tool("tgtadm")))
+    controller = os.path.join(REPO, "controller", "iscsi-ha-controller")
+    for path, content in (
+            (os.path.join(units, "tgtd.service.d", "iscsi-ha.conf"), files["tgtd-dropin"]),
+            (os.path.join(units, "iscsi-ha-controller.service"),
+             files["controller-unit"].replace(hostfiles.CONTROLLER, controller))):
+        with open(path, "w") as handle:
+            handle.write(content)
+    for unit in ("tgtd.service", "iscsi-ha-controller.service"):
+        result = commands.run(["systemd-analyze", "verify", os.path.join(units, unit)],
+                              timeout=60, check=False)
+        assert (result.returncode, result.stdout + result.stderr) == (0, ""), unit
