@@ -3,29 +3,20 @@
 Owns ``run_tool`` (one drbdadm or drbdsetup command on one host, under the STATE
 lock, logged), the ``drbdadm``/``drbdsetup`` scripts that make a host's commands
 run it, and ``python3 -m tests.drbd_double``: either a tool emulation
-(``--as TOOL --state STATE --host HOST ARGS...``), an admin command (``init``,
-``install-wrappers``, ``net-cut``, ``net-heal``, ``crash``, ``revive``, ``elapse``,
-``wait-handlers``, ``stop-handlers``, ``show``, ``data-path``), or the detached
-runner of an asynchronous fence-peer handler (``fence-runner``, started by the
-double itself).
+(``--as TOOL --state STATE --host HOST ARGS...``) or an admin command (see
+``commandline``).
 """
 
-import argparse
 import collections
-import json
 import os
-import re
 import shlex
 import sys
 
 from . import fencing
-from .admin import (HANDLER_TIMEOUT, PING_WINDOW, RESYNC_RATE, admin, crash, cut, data_path,
-                    elapse, heal, host_named, init_pool, locked_pool, log_command, revive,
-                    show, stop_handlers, wait_handlers)
+from .admin import admin, host_named, locked_pool, log_command
 from .drbdadm import run_drbdadm
 from .drbdsetup import Output, run_drbdsetup
 from .errors import E_DOUBLE, DoubleError
-from .model import KERNELS
 
 DESCRIPTION = ("The DRBD double: drbdadm/drbdsetup stand-ins for a two-host pool without a "
                "kernel module.")
@@ -76,153 +67,6 @@ def shell_words(words):
     return " ".join(shlex.quote(word) for word in words)
 
 
-RESOURCE_SPEC = re.compile(r"^([A-Za-z0-9_.-]+):(\d+):(\d+)$")
-
-
-def resource_spec(text):
-    match = RESOURCE_SPEC.match(text)
-    if not match or int(match.group(3)) < 1:
-        raise argparse.ArgumentTypeError("expected NAME:MINOR:SIZE_MIB, got %r" % text)
-    return match.group(1), int(match.group(2)), int(match.group(3))
-
-
-def netns_spec(text):
-    host, _, namespace = text.partition("=")
-    if not host or not namespace:
-        raise argparse.ArgumentTypeError("expected HOST=NETNS, got %r" % text)
-    return host, namespace
-
-
-def fence_peer_spec(text):
-    host, _, command = text.partition("=")
-    try:
-        argv = shlex.split(command)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError("bad COMMAND in %r: %s" % (text, error))
-    if not host or not argv:
-        raise argparse.ArgumentTypeError("expected HOST=COMMAND, got %r" % text)
-    return host, argv
-
-
-def option_spec(text):
-    key, _, value = text.partition("=")
-    if not key or not value:
-        raise argparse.ArgumentTypeError("expected KEY=VALUE, got %r" % text)
-    return key, value
-
-
-def seconds_spec(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a number of seconds, got %r" % text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("expected seconds >= 0, got %r" % text)
-    return value
-
-
-def admin_parser():
-    parser = argparse.ArgumentParser(prog="python3 -m tests.drbd_double", description=DESCRIPTION)
-    commands = parser.add_subparsers(dest="command", required=True)
-    init = commands.add_parser("init", help="create a pool")
-    init.add_argument("--version", required=True, choices=sorted(KERNELS))
-    init.add_argument("--hosts", required=True, type=lambda t: t.split(","))
-    init.add_argument("--resource", required=True, action="append", type=resource_spec)
-    init.add_argument("--netns", action="append", default=[], type=netns_spec)
-    init.add_argument("--fence-peer", action="append", default=[], type=fence_peer_spec,
-                      metavar="HOST=COMMAND",
-                      help="the fence-peer handler HOST's resource file names (shell words)")
-    init.add_argument("--ping-window", type=seconds_spec, default=PING_WINDOW,
-                      metavar="SECONDS", help="how long a dead peer or cut link goes unnoticed "
-                           "(default: ping-int + ping-timeout, as DRBD)")
-    init.add_argument("--resync-rate", type=seconds_spec, default=RESYNC_RATE,
-                      metavar="MIB_PER_S")
-    init.add_argument("--handler-timeout", type=seconds_spec, default=HANDLER_TIMEOUT,
-                      metavar="SECONDS")
-    init.add_argument("--net-option", action="append", default=[], type=option_spec,
-                      metavar="KEY=VALUE", help="protocol, fencing, allow-two-primaries, "
-                      "ping-int, ping-timeout (and on 9 auto-promote, auto-promote-timeout)")
-    wrappers = commands.add_parser("install-wrappers", help="write drbdadm/drbdsetup scripts")
-    wrappers.add_argument("--host", required=True)
-    wrappers.add_argument("--bin", required=True)
-    for name in ("net-cut", "net-heal"):
-        commands.add_parser(name).add_argument("resource", nargs="?")
-    for name in ("crash", "revive"):
-        commands.add_parser(name).add_argument("host")
-    commands.add_parser("elapse", help="let time pass for the model").add_argument(
-        "seconds", type=seconds_spec)
-    commands.add_parser("wait-handlers", help="wait for background fence-peer handlers")
-    commands.add_parser("stop-handlers", help="kill background fence-peer handlers")
-    runner = commands.add_parser("fence-runner", help="(internal) run an asynchronous handler")
-    runner.add_argument("--token", required=True)
-    commands.add_parser("show", help="JSON dump of the whole model")
-    paths = commands.add_parser("data-path", help="a host's replica file")
-    paths.add_argument("host")
-    paths.add_argument("resource")
-    for sub in commands.choices.values():
-        sub.add_argument("--state", required=True)
-    return parser
-
-
-def run_admin(argv, stdout):
-    options = admin_parser().parse_args(argv)
-    state = options.state
-    if options.command == "init":
-        init_pool(state, options.version, options.hosts, options.resource, dict(options.netns),
-                  fence_peer=dict(options.fence_peer), ping_window=options.ping_window,
-                  resync_rate=options.resync_rate, net_options=dict(options.net_option),
-                  handler_timeout=options.handler_timeout)
-    elif options.command == "install-wrappers":
-        install_wrappers(state, options.host, options.bin)
-    elif options.command == "net-cut":
-        cut(state, options.resource)
-    elif options.command == "net-heal":
-        heal(state, options.resource)
-    elif options.command == "crash":
-        crash(state, options.host)
-    elif options.command == "revive":
-        revive(state, options.host)
-    elif options.command == "elapse":
-        elapse(state, options.seconds)
-    elif options.command == "wait-handlers":
-        wait_handlers(state)
-    elif options.command == "stop-handlers":
-        stop_handlers(state)
-    elif options.command == "fence-runner":
-        run_fence_runner(state, options.token)
-    elif options.command == "show":
-        stdout.write(json.dumps(show(state), indent=2, sort_keys=True) + "\n")
-    elif options.command == "data-path":
-        stdout.write(data_path(state, options.host, options.resource) + "\n")
-    return 0
-
-
-def run_fence_runner(state_dir, token):
-    """The kernel's asynchronous fence-peer thread: run the handler without the lock,
-    then apply its verdict under the lock (unless the request was withdrawn)."""
-    with locked_pool(state_dir) as pool:
-        runner = pool.state["runners"].get(token)
-        if runner is None:
-            return
-        runner["pid"] = os.getpid()
-        host, name, epoch = runner["host"], runner["resource"], runner["epoch"]
-        request = None
-        if pool.is_up(host, name) and fencing.before_handler(pool, host, name) is None:
-            request = fencing.prepare(pool, host, name, "NetworkFailure")
-        if request is None:
-            del pool.state["runners"][token]
-            return
-    code = fencing.run(request, lambda group: record_handler(state_dir, group, host))
-    with locked_pool(state_dir) as pool:
-        if pool.state["runners"].pop(token, None) and pool.is_up(host, name):
-            fencing.apply_verdict(pool, host, name, code, epoch)
-
-
-def record_handler(state_dir, group, host):
-    with locked_pool(state_dir) as pool:
-        pool.state["handlers"][str(group)] = {"host": host}
-
-
 def split_emulation_args(argv):
     """(tool, state, host, tool_args) from ``--as T --state S --host H ARGS...``."""
     wanted = {"--as": None, "--state": None, "--host": None}
@@ -248,6 +92,7 @@ def main(argv=None, stdout=None, stderr=None):
             stdout.write(result.stdout)
             stderr.write(result.stderr)
             return result.returncode
+        from .commandline import run_admin
         return run_admin(argv, stdout)
     except DoubleError as error:
         stderr.write("drbd-double: %s\n" % error)

@@ -29,10 +29,8 @@ process group are registered in state.json (``runners``, ``handlers``) so that
 ``crash`` (that host's) and ``stop_handlers`` (all) can kill them.
 """
 
-import ctypes
 import os
 import signal
-import subprocess
 import sys
 
 from . import resfile
@@ -117,6 +115,7 @@ def run(request, on_start):
     with drbdsetup)."""
     if not request["command"]:
         return 0
+    import subprocess  # only a handler run pays for it: every tool call imports this module
     argv = ["/bin/sh", "-c", request["command"]]
     if request["netns"]:
         argv = ["ip", "netns", "exec", request["netns"]] + argv
@@ -139,6 +138,7 @@ def run(request, on_start):
 
 def die_with_parent():
     """drbdadm's child dies with drbdadm (PR_SET_PDEATHSIG), here with its runner."""
+    import ctypes
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 

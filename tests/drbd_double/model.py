@@ -31,7 +31,6 @@ import json
 import os
 import signal
 import time
-import uuid
 
 from . import devices, resfile
 from .errors import (ERR_DISCARD_IMPOSSIBLE, ERR_MINOR_OR_VOLUME_EXISTS, ERR_NET_CONFIGURED,
@@ -63,18 +62,25 @@ class Pool(Replication):
     starts the runners of new fence-peer requests once they are saved.
     """
 
-    def __init__(self, state_dir, state, lock=None, spawner=None):
+    def __init__(self, state_dir, state, lock=None, spawner=None, saved_text=None):
         self.state_dir = os.path.realpath(state_dir)
         self.state = state
         self.lock = lock
         self.spawner = spawner
+        self.saved_text = saved_text
 
     @classmethod
     def load(cls, state_dir, lock=None, spawner=None):
-        return cls(state_dir, read_state(state_dir), lock, spawner)
+        text = read_state_text(state_dir)
+        return cls(state_dir, json.loads(text), lock, spawner, saved_text=text)
 
     def save(self):
-        write_state(self.state_dir, self.state)
+        # Most commands only read: rewriting an unchanged state.json would cost a
+        # file replace per call, which the timing of real drbdsetup does not have.
+        text = json.dumps(self.state, indent=1, sort_keys=True)
+        if text != self.saved_text:
+            write_state_text(self.state_dir, text)
+            self.saved_text = text
 
     def commit(self):
         """Make the files match the model and save it (what other commands see)."""
@@ -96,7 +102,8 @@ class Pool(Replication):
             yield
         finally:
             fcntl.flock(self.lock, fcntl.LOCK_EX)
-            self.state = read_state(self.state_dir)
+            self.saved_text = read_state_text(self.state_dir)
+            self.state = json.loads(self.saved_text)
             self.advance()
 
     def sleep(self, duration):
@@ -463,7 +470,7 @@ class Pool(Replication):
 
     def request_fencing(self, host, name):
         """Ask for the asynchronous fence-peer handler the kernel starts on link loss."""
-        token = uuid.uuid4().hex
+        token = os.urandom(16).hex()
         self.state["runners"][token] = {
             "host": host, "resource": name, "epoch": self.resource(name)["epoch"],
             "requested": self.now(), "spawned": False, "pid": None}
@@ -531,16 +538,24 @@ class Pool(Replication):
 
 
 def write_state(state_dir, state):
+    write_state_text(state_dir, json.dumps(state, indent=1, sort_keys=True))
+
+
+def write_state_text(state_dir, text):
     path = os.path.join(state_dir, STATE_FILE)
     with open(path + ".tmp", "w") as state_file:
-        json.dump(state, state_file, indent=1, sort_keys=True)
+        state_file.write(text)
     os.replace(path + ".tmp", path)
 
 
 def read_state(state_dir):
+    return json.loads(read_state_text(state_dir))
+
+
+def read_state_text(state_dir):
     try:
         with open(os.path.join(state_dir, STATE_FILE)) as state_file:
-            return json.load(state_file)
+            return state_file.read()
     except FileNotFoundError:
         raise DoubleError("%s is not a DRBD double state directory (run init first)"
                           % state_dir)
