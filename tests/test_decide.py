@@ -393,3 +393,19 @@ def test_a_takeover_with_tickle_off_or_an_old_plugin_sends_no_tickle():
     for plan in (takeover(tickle=False), takeover(accepts=None)):
         assert run(plan, [{}]) == [("xcp-b", "promote", {"reason": plan.reason,
                                                           "peer_down": "true"})]
+
+
+def test_after_a_move_the_next_pass_comes_soon_to_record_the_reconnected_initiators():
+    # With tickle off nothing is recorded, and the safety interval is soon enough.
+    assert (planned().retry, planned(tickle=False).retry) == (True, False)
+    assert takeover().retry
+
+
+def test_in_place_with_a_silent_standby_looks_again_soon_to_give_it_the_record():
+    master = host("xcp-a", role="primary", vip_local=True, pool_role="master",
+                  connections=CLIENTS)
+    silent = host("xcp-b", error=["CANNOT_CONTACT_HOST"])
+    plan = decide(pool(master, silent))
+    assert (plan.outcome, plan.actions, plan.retry) == (IN_PLACE, [], True)
+    assert not decide(pool(master, silent, tickle=False)).retry
+    assert not in_place(CLIENTS, CLIENTS).retry

@@ -229,8 +229,11 @@ def _storage(snapshot):
                         % (_names(serving), _roles(serving), master.name),
                         [Action(h, "demote", reason="another host is pool master")
                          for h in serving], alerts)
+        # A standby that did not answer has no record of the initiators yet: look
+        # again soon (with back-off) rather than leave a takeover nothing to tickle.
         return Plan(IN_PLACE, _in_place_reason(master, silent),
-                    _remember_initiators(snapshot), alerts + _degraded(master))
+                    _remember_initiators(snapshot), alerts + _degraded(master),
+                    retry=snapshot.tickle and bool(silent))
     return _move(snapshot, serving, silent, alerts)
 
 
@@ -283,8 +286,10 @@ def _move(snapshot, serving, silent, alerts):
     promote = Action(master, "promote", **promote_args(master, args))
     promote.relay_tickle = snapshot.tickle and bool(serving)
     actions.append(promote)
+    # The initiators reconnect to the new owner within moments: the next pass, soon,
+    # gives the standbys their new connections for a takeover's tickle.
     return Plan(MOVE if (serving or peer_gone or master.role == "secondary") else REPAIR,
-                why, actions, alerts)
+                why, actions, alerts, retry=snapshot.tickle)
 
 
 def gone(host, snapshot):
