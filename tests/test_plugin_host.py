@@ -288,8 +288,8 @@ def test_status_reports_roles_target_vip_and_digest(host9):
 
 def test_status_says_what_promote_accepts_and_what_is_remembered(host9):
     status = json.loads(host9.call("status").value)
-    assert status["promote_accepts"] == ["force", "peer_down", "reason", "tickle",
-                                         "vip_released"]
+    assert status["promote_accepts"] == ["await_demote", "force", "peer_down", "reason",
+                                         "tickle", "vip_released"]
     assert status["connections"] == [] and status["remembered_initiators"] == []
     reply = host9.call("remember-initiators",
                        connections='["192.0.2.50:41000", "192.0.2.51:3001"]')
@@ -310,6 +310,9 @@ def test_status_says_what_promote_accepts_and_what_is_remembered(host9):
     ({"tickle": '["192.0.2.50"]'}, "tickle"),
     ({"tickle": '["192.0.2.50:0"]'}, "tickle"),
     ({"vip_released": "maybe"}, "vip_released"),
+    ({"await_demote": "soon"}, "await_demote"),
+    ({"await_demote": "true", "peer_down": "true"}, "await_demote"),
+    ({"await_demote": "true", "vip_released": "true"}, "await_demote"),
 ])
 def test_bad_fast_path_arguments_are_refused_before_anything_changes(host9, args, named):
     reply = host9.call("promote", **args)
@@ -334,6 +337,40 @@ def test_promote_is_refused_while_the_peer_is_primary(host9):
         reply = host9.call("promote", force="true")
         assert reply.error[0] == "ISCSI_HA_PEER_PRIMARY"
         assert "demote the other host first" in reply.error[1]
+        assert_untouched(host9)
+    finally:
+        host9.peer("secondary", "r0")
+
+
+def test_a_promote_sent_beside_the_peers_demote_waits_for_it_then_serves(host9):
+    import threading
+    assert host9.peer("primary", "r0") == 0
+    # The peer's demote lands while the promote waits; until then nothing changes here.
+    demote = threading.Timer(0.5, host9.peer, ["secondary", "r0"])
+    demote.start()
+    try:
+        reply = host9.call("promote", await_demote="true")
+    finally:
+        demote.join()
+    assert reply.ok, reply.error
+    result = json.loads(reply.value)
+    assert result["awaited_demote_seconds"] > 0
+    assert [s["step"] for s in result["steps"]] == ["drbd-primary", "target-build",
+                                                    "vip-claim"]
+    assert host9.role_of("hostA") == "Primary" and host9.role_of("hostB") == "Secondary"
+    assert reachable(host9.network)
+
+
+def test_a_promote_whose_peer_never_demotes_refuses_and_changes_nothing(host9):
+    with open(host9.config_path) as handle:
+        text = handle.read()
+    with open(host9.config_path, "w") as handle:
+        handle.write(text.replace("\ncommand = 20\n", "\ncommand = 1\n"))
+    assert host9.peer("primary", "r0") == 0
+    try:
+        reply = host9.call("promote", await_demote="true")
+        assert reply.error[0] == "ISCSI_HA_PEER_PRIMARY"
+        assert "stayed Primary on the peer host for the 1 s" in reply.error[1]
         assert_untouched(host9)
     finally:
         host9.peer("secondary", "r0")

@@ -19,14 +19,18 @@ import time
 
 from iscsi_ha import __version__, connections
 from iscsi_ha.drbd import Drbd
-from iscsi_ha.errors import (BadConfig, DiskNotUpToDate, DrbdError, IscsiHaError, PeerPrimary,
-                             PeerUnknown, StepFailed, TargetDaemonDown, TargetError, VipInUse)
+from iscsi_ha.errors import (BadArgument, BadConfig, DiskNotUpToDate, DrbdError, IscsiHaError,
+                             PeerPrimary, PeerUnknown, StepFailed, TargetDaemonDown, TargetError,
+                             VipInUse)
 from iscsi_ha.target import TgtTarget
 from iscsi_ha.vip import FloatingIp
 
 LOG = logging.getLogger("iscsi-ha")
 # In [host] run_dir: what drbdadm --version said (see Drbd.version).
 DRBD_VERSION_CACHE = "drbd-version.json"
+# How often a promote sent beside the peer's demote looks whether DRBD shows the
+# peer Secondary yet: each look is one drbdsetup call.
+AWAIT_DEMOTE_POLL_SECONDS = 0.005
 
 
 class Observation(object):
@@ -322,6 +326,30 @@ class Host(object):
                            elsewhere, tid_taken_by[0] if tid_taken_by else None, devices,
                            found)
 
+    def await_peer_demote(self, observed, seconds):
+        """Wait until no resource of ``observed`` has a Primary peer, at most ``seconds``;
+        then probe for another holder of the VIP. Returns ``observed`` brought up to date.
+
+        The peer's demote goes Secondary last, after releasing the VIP and removing
+        its target, so a Secondary peer has let go of all three; the probe still
+        makes sure before this host claims the address.
+        """
+        deadline = time.time() + seconds
+        waiting = [name for name, state in observed.resources.items() if state.peer_is_primary]
+        while waiting:
+            if time.time() >= deadline:
+                raise PeerPrimary(
+                    "DRBD resource %s stayed Primary on the peer host for the %g s this "
+                    "promote waited for its demote; nothing changed here. See the peer's "
+                    "iscsi-ha log for why its demote did not finish, and retry"
+                    % (", ".join(sorted(waiting)), seconds))
+            time.sleep(AWAIT_DEMOTE_POLL_SECONDS)
+            for name in waiting:
+                observed.resources[name] = self.drbd.state(name)
+            waiting = [name for name in waiting if observed.resources[name].peer_is_primary]
+        observed.vip_answered_elsewhere = self.vip.answered_elsewhere()
+        return observed
+
     def apply(self, step):
         getattr(self, "_" + step.kind.replace("-", "_"))(step)
 
@@ -488,17 +516,36 @@ def _summary(action, records, already):
 
 
 def promote(config, host, force=False, peer_down=False, reason="", tickle=(),
-            vip_released=False):
+            vip_released=False, await_demote=False):
     """Serve from this host; then reset ``tickle``'s connections ("ip:port").
+
+    ``await_demote``: the caller started this promote beside the peer's demote,
+    so that this call's start and observation overlap the demote; it waits (at
+    most ``[timeouts] command``) for DRBD to show the peer Secondary before it
+    plans anything, and refuses, having changed nothing, if it never does.
 
     A tickle that cannot be sent is reported in ``tickle_failures`` and never
     fails the promote: the initiator then finds out by its own timers.
     """
+    if await_demote and (peer_down or vip_released):
+        raise BadArgument("fn=promote argument await_demote=true waits for a live peer's "
+                          "demote under way, so it cannot go with %s=true; pass one or the "
+                          "other" % ("peer_down" if peer_down else "vip_released"),
+                          details=["await_demote"])
     started = time.time()
-    observed = host.observe(detect_vip_elsewhere=not vip_released, read_devices=True)
+    observed = host.observe(detect_vip_elsewhere=not (vip_released or await_demote),
+                            read_devices=True)
+    if await_demote:
+        waiting_since = time.time()
+        observed = host.await_peer_demote(observed, config.command_timeout)
+        awaited = time.time() - waiting_since
+        LOG.info("promote: the peer was Secondary after %.3f s of waiting for its demote",
+                 awaited)
     plan = plan_promote(config, observed, force=force, peer_down=peer_down,
                         vip_released=vip_released)
     result = execute("promote", plan, host, reason, time.time() - started)
+    if await_demote:
+        result["awaited_demote_seconds"] = round(awaited, 4)
     failures = host.tickle(tickle) if tickle else []
     for failure in failures:
         LOG.warning("promote: tickle of %s failed: %s", failure["connection"],

@@ -40,11 +40,12 @@ def status(output_format="json"):
     return report.status_table(result) if output_format == "table" else result
 
 
-def promote(force=False, peer_down=False, reason="", tickle=(), vip_released=False):
+def promote(force=False, peer_down=False, reason="", tickle=(), vip_released=False,
+            await_demote=False):
     config = _load()
     return _locked_action(config, "promote", reason, lambda host: actions.promote(
         config, host, force=force, peer_down=peer_down, reason=reason, tickle=tickle,
-        vip_released=vip_released))
+        vip_released=vip_released, await_demote=await_demote))
 
 
 def demote(reason=""):

@@ -70,7 +70,9 @@ SPECS = {
                 # The old owner's initiator connections, to reset after the claim.
                 "tickle": (connection_list, ()),
                 # The old owner released the VIP in this switchover: no probe needed.
-                "vip_released": (boolean, False)},
+                "vip_released": (boolean, False),
+                # Sent beside the peer's demote: wait for DRBD to show the peer Secondary.
+                "await_demote": (boolean, False)},
     "demote": {"reason": (text, "")},
     "outdate": {"resource": (text, REQUIRED), "reason": (text, "")},
     "check": {},
