@@ -24,7 +24,7 @@ class FakeClient(object):
         self.snapshots = list(snapshots)
         self.answers = dict(answers or {})  # (host, fn) -> (result, error)
         self.login_error = login_error
-        self.calls, self.keys, self.messages = [], {}, []
+        self.calls, self.keys, self.messages, self.beside = [], {}, [], []
         self.pool_uuid = "pool-uuid"
         self.took_over_addresses = []
 
@@ -47,6 +47,10 @@ class FakeClient(object):
     def call_plugin(self, view, fn, args, timeout):
         self.calls.append((view.name, fn, dict(args), timeout))
         return self.answers.get((view.name, fn), ({"summary": "%s done" % fn}, None))
+
+    def call_plugins_beside(self, calls):
+        self.beside.append([(view.name, fn) for view, fn, _, _ in calls])
+        return [self.call_plugin(*call) + (0.25,) for call in calls]
 
     def set_pool_key(self, pool_ref, key, value):
         self.keys[key] = json.loads(value)
@@ -173,6 +177,45 @@ def test_a_failed_demote_stops_the_plan_before_the_promote(config):
     plan = controller.reconcile("became master")
     assert [(h, fn) for h, fn, _, _ in client.calls] == [("xcp-a", "demote")]
     assert plan.retry
+    assert controller.state["last_pass"]["outcome"] == "failed"
+    assert controller.alerter.sent == ["failover-started", "failover-failed"]
+
+
+def beside_snapshot():
+    """A planned move whose new master's plugin waits for the demote (await_demote)."""
+    accepts = {"promote_accepts": ["await_demote", "force", "peer_down", "reason", "tickle",
+                                   "vip_released"]}
+    return Snapshot(host("xcp-b", pool_role="master", **accepts),
+                    [host("xcp-a", role="primary", vip_local=True, **accepts)])
+
+
+def test_a_promote_that_awaits_the_demote_is_called_beside_it(config):
+    client = FakeClient([beside_snapshot()], answers={
+        ("xcp-b", "promote"): ({"summary": "promote done", "awaited_demote_seconds": 0.1},
+                               None)})
+    controller = controller_for(config, client)
+    controller.connect()
+    controller.reconcile("became master")
+    assert client.beside == [[("xcp-a", "demote"), ("xcp-b", "promote")]]
+    records = controller.state["last_pass"]["actions"]
+    assert [(r["host"], r["fn"], r["ok"], r["seconds"]) for r in records] == [
+        ("xcp-a", "demote", True, 0.25), ("xcp-b", "promote", True, 0.25)]
+    assert records[1]["awaited_demote_seconds"] == 0.1
+    assert controller.state["last_pass"]["outcome"] == "done"
+    assert controller.alerter.sent == ["failover-started", "failover-done"]
+
+
+def test_a_failed_demote_beside_its_promote_fails_the_pass_with_both_answers(config):
+    client = FakeClient([beside_snapshot()], answers={
+        ("xcp-a", "demote"): (None, ["ISCSI_HA_STEP_FAILED", "vip-release failed"]),
+        ("xcp-b", "promote"): (None, ["ISCSI_HA_PEER_PRIMARY", "stayed Primary"])})
+    controller = controller_for(config, client)
+    controller.connect()
+    plan = controller.reconcile("became master")
+    assert plan.retry
+    records = controller.state["last_pass"]["actions"]
+    assert [(r["fn"], r["error"][0]) for r in records] == [
+        ("demote", "ISCSI_HA_STEP_FAILED"), ("promote", "ISCSI_HA_PEER_PRIMARY")]
     assert controller.state["last_pass"]["outcome"] == "failed"
     assert controller.alerter.sent == ["failover-started", "failover-failed"]
 

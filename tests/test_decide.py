@@ -409,3 +409,38 @@ def test_in_place_with_a_silent_standby_looks_again_soon_to_give_it_the_record()
     assert (plan.outcome, plan.actions, plan.retry) == (IN_PLACE, [], True)
     assert not decide(pool(master, silent, tickle=False)).retry
     assert not in_place(CLIENTS, CLIENTS).retry
+
+
+BESIDE = sorted(FAST_PROMOTE + ["await_demote"])
+
+
+def test_a_planned_move_starts_the_promote_beside_the_demote_with_the_remembered_tickle():
+    old = host("xcp-a", role="primary", vip_local=True, promote_accepts=BESIDE)
+    new = host("xcp-b", pool_role="master", promote_accepts=BESIDE,
+               remembered_initiators=CLIENTS)
+    plan = decide(pool(new, old))
+    demote, promote = plan.actions
+    assert (demote.fn, demote.beside_previous) == ("demote", False)
+    assert (promote.fn, promote.beside_previous, promote.relay_tickle) == ("promote", True,
+                                                                           False)
+    assert promote.args == {"reason": plan.reason, "await_demote": "true",
+                            "tickle": json.dumps(CLIENTS)}
+    # It starts before the demote answers: what the demote says cannot reach it.
+    assert promote.args_after([]) == promote.args
+    assert plan.as_dict()["actions"][1]["beside_previous"] is True
+
+
+@pytest.mark.parametrize("why, old_drbd, new_drbd, accepts", [
+    ("the new master's plugin cannot wait for a demote", None, None, FAST_PROMOTE),
+    ("the serving host is not DRBD Primary", resource(peer_role="Secondary"),
+     resource(peer_role="Secondary"), BESIDE),
+])
+def test_otherwise_the_promote_follows_the_demote(why, old_drbd, new_drbd, accepts):
+    old = host("xcp-a", role="primary", vip_local=True, drbd=old_drbd, promote_accepts=accepts)
+    new = host("xcp-b", pool_role="master", drbd=new_drbd, promote_accepts=accepts,
+               remembered_initiators=CLIENTS)
+    plan = decide(pool(new, old))
+    assert plan.outcome == MOVE
+    promote = plan.actions[-1]
+    assert not promote.beside_previous, why
+    assert "await_demote" not in promote.args, why

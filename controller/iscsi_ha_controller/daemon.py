@@ -40,7 +40,7 @@ ACTION_FNS = ("promote", "demote")
 # the plugin gives them, what a fast switchover passed on (a demote's
 # vip_released, a promote's tickles).
 RECORDED = ("summary", "observe_seconds", "steps")
-RECORDED_IF_GIVEN = ("vip_released", "tickled", "tickle_failures")
+RECORDED_IF_GIVEN = ("vip_released", "tickled", "tickle_failures", "awaited_demote_seconds")
 BECAME_MASTER = "became master"
 
 
@@ -254,27 +254,24 @@ class Controller(object):
         if moving:
             self._alert("failover-started", plan.reason, snapshot.master.uuid)
         done = []
-        for action in plan.actions:
-            timeout = (self.config.action_timeout if action.fn in ACTION_FNS
-                       else self.config.peer_timeout)
-            started = self.clock()
-            result, error = self.client.call_plugin(action.host, action.fn,
-                                                    action.args_after(done), timeout)
-            done.append((action, result))
-            record = {"host": action.host.name, "fn": action.fn, "ok": error is None,
-                      "seconds": round(self.clock() - started, 3)}
-            if error is not None:
-                record["error"] = error
+        for batch in _side_by_side(plan.actions):
+            calls = [(action.host, action.fn, action.args_after(done),
+                      self.config.action_timeout if action.fn in ACTION_FNS
+                      else self.config.peer_timeout) for action in batch]
+            if len(calls) == 1:
+                started = self.clock()
+                result, error = self.client.call_plugin(*calls[0])
+                outcomes = [(result, error, self.clock() - started)]
             else:
-                # The plugin's own timing stays with the record: where a switchover's
-                # time went, for the log reader and the bench.
-                answer = result if isinstance(result, dict) else {}
-                for key in RECORDED:
-                    record[key] = answer.get(key)
-                record.update((key, answer[key]) for key in RECORDED_IF_GIVEN
-                              if key in answer)
-            records.append(record)
-            if error is not None:
+                outcomes = self.client.call_plugins_beside(calls)
+            failed = None
+            for action, (result, error, seconds) in zip(batch, outcomes):
+                done.append((action, result))
+                records.append(_record(action, result, error, seconds))
+                if error is not None and failed is None:
+                    failed = (action, error)
+            if failed is not None:
+                action, error = failed
                 if moving:
                     self._alert("failover-failed", "%s; %s on %s failed: %s" % (
                         plan.reason, action.fn, action.host.name, " ".join(error[:2])),
@@ -317,6 +314,34 @@ class Controller(object):
         if self.client is None:
             raise XapiLost("not connected to XAPI as master")
         self.client.message(name, priority, cls, obj_uuid, body)
+
+
+def _side_by_side(actions):
+    """The plan's actions in the groups they are called in: each action that starts
+    beside the previous one joins that one's group."""
+    batches = []
+    for action in actions:
+        if action.beside_previous and batches:
+            batches[-1].append(action)
+        else:
+            batches.append([action])
+    return batches
+
+
+def _record(action, result, error, seconds):
+    """What the pass's record keeps of one plugin call."""
+    record = {"host": action.host.name, "fn": action.fn, "ok": error is None,
+              "seconds": round(seconds, 3)}
+    if error is not None:
+        record["error"] = error
+        return record
+    # The plugin's own timing stays with the record: where a switchover's time
+    # went, for the log reader and the bench.
+    answer = result if isinstance(result, dict) else {}
+    for key in RECORDED:
+        record[key] = answer.get(key)
+    record.update((key, answer[key]) for key in RECORDED_IF_GIVEN if key in answer)
+    return record
 
 
 def _watched(events, before):

@@ -25,9 +25,12 @@ The rules, in the order they are applied:
    when a peer is gone. Otherwise nothing is demoted: the storage stays where
    it is and the reason says what would make the move safe.
 
-For a fast switchover (one round trip per host) the promote that follows a
-demote in the same plan is told what the demote saw (:meth:`Action.args_after`):
-the initiator connections to tickle and whether the VIP was released. For an
+For a fast switchover (one round trip per host) the promote of a planned move
+starts beside the demote and waits for it through DRBD (``await_demote``; see
+:func:`_promote_beside_demote`), tickling the connections its host remembered.
+Where it cannot, the promote follows the demote and is told what the demote
+saw (:meth:`Action.args_after`): the initiator connections to tickle and
+whether the VIP was released. For an
 unplanned one, in-place passes keep each standby's record of the master's
 initiator connections current (``remember-initiators``), and a takeover's
 promote tickles the survivor's record. A promote is sent only the arguments its
@@ -112,12 +115,16 @@ class Action(object):
 
     ``relay_tickle``: a promote that passes on, as its ``tickle``, the initiator
     connections an earlier demote of the same plan read (see :meth:`args_after`).
+    ``beside_previous``: the call starts right after the previous one, without
+    waiting for its answer (a promote with ``await_demote``, which waits for the
+    demote through DRBD itself).
     """
 
     def __init__(self, host, fn, **args):
         self.host = host
         self.fn = fn
         self.relay_tickle = False
+        self.beside_previous = False
         self.args = args
 
     def args_after(self, done):
@@ -155,6 +162,8 @@ class Action(object):
         shown = {"host": self.host.name, "fn": self.fn, "args": dict(self.args)}
         if self.relay_tickle:
             shown["relay_tickle"] = True
+        if self.beside_previous:
+            shown["beside_previous"] = True
         return shown
 
 
@@ -275,21 +284,41 @@ def _move(snapshot, serving, silent, alerts):
     else:
         why = "promoting %s because it is pool master" % master.name
     args = {"reason": why}
+    beside = _promote_beside_demote(master, serving)
     if peer_gone:
         args["peer_down"] = "true"
-        # The connections the master had before it died, as this host last stored them.
-        remembered = master.status.get("remembered_initiators")
-        if snapshot.tickle and remembered:
-            args["tickle"] = json.dumps(sorted(remembered))
+    elif beside:
+        args["await_demote"] = "true"
+    remembered = master.status.get("remembered_initiators")
+    if (peer_gone or beside) and snapshot.tickle and remembered:
+        # The old owner's connections as this host last stored them: a takeover has
+        # no demote to ask, and a promote beside the demote starts before it answers.
+        args["tickle"] = json.dumps(sorted(remembered))
     actions = [Action(h, "demote", reason="%s is pool master now" % master.name)
                for h in serving]
     promote = Action(master, "promote", **promote_args(master, args))
-    promote.relay_tickle = snapshot.tickle and bool(serving)
+    promote.relay_tickle = snapshot.tickle and bool(serving) and not beside
+    promote.beside_previous = beside
     actions.append(promote)
     # The initiators reconnect to the new owner within moments: the next pass, soon,
     # gives the standbys their new connections for a takeover's tickle.
     return Plan(MOVE if (serving or peer_gone or master.role == "secondary") else REPAIR,
                 why, actions, alerts, retry=snapshot.tickle)
+
+
+def _promote_beside_demote(master, serving):
+    """Whether the master's promote may start beside the demote of the one host that
+    serves, rather than after its answer: the master's plugin can wait for it
+    (``await_demote``), and DRBD, connected on every resource, shows that host as
+    the Primary whose demote the promote will see. The promote's start and
+    observation then overlap the demote instead of adding to the dark time."""
+    if len(serving) != 1 or "await_demote" not in (master.status.get("promote_accepts")
+                                                   or ()):
+        return False
+    ours, theirs = master.status["resources"], serving[0].status.get("resources") or []
+    return (bool(ours) and len(theirs) == len(ours)
+            and all(r["is_primary"] for r in theirs)
+            and all(r["connected"] and r["peer_is_primary"] for r in ours))
 
 
 def gone(host, snapshot):

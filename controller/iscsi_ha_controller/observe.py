@@ -191,6 +191,34 @@ class PoolClient(object):
             return None, ["ISCSI_HA_BAD_ANSWER", "fn=%s on %s answered %r" % (fn, host.name,
                                                                            value)]
 
+    def call_plugins_beside(self, calls):
+        """``call_plugin`` for each ``(host, fn, args, timeout)`` of ``calls``, all started
+        at once, each in its own thread on its own connection (the first on this
+        one's); their ``(result, error, seconds)`` in order, once every one answered. A
+        lost session or mastership in any is raised after all of them ended."""
+        outcomes = [None] * len(calls)
+        callers = [self] + [self.sibling() for _ in calls[1:]]
+
+        def run(index):
+            started = time.time()
+            try:
+                result, error = callers[index].call_plugin(*calls[index])
+                outcomes[index] = (result, error, time.time() - started)
+            except (NotMaster, XapiLost) as exc:
+                outcomes[index] = exc
+
+        threads = [threading.Thread(target=run, args=(index,), name="call %s" % call[1])
+                   for index, call in enumerate(calls)]
+        for thread in threads:
+            thread.daemon = True  # each call is bounded by its timeout
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+        return outcomes
+
     def designate_new_master(self, host):
         """A planned master change to ``host`` (a :class:`HostView`); xapi then restarts."""
         self._call(self.config.action_timeout, "pool.designate_new_master", host.ref)
