@@ -117,6 +117,28 @@ def test_claim_checks_then_adds_then_announces(scratch):
     assert [line.split()[0] for line in read_lines(arping_log)] == ["-D", "-U"]
 
 
+def test_a_check_started_early_is_the_one_the_claim_waits_for(scratch):
+    ip, ip_log = fake_ip(scratch, u"")
+    arping, arping_log = fake_arping(scratch, 1)
+    vip = FloatingIp(VIP, PREFIX, "eth0", ip=ip, arping=arping, duplicate_check="arping")
+    vip.start_duplicate_check()
+    with pytest.raises(VipInUse):
+        vip.claim()
+    # One check, heard by the claim: none made again, and nothing added.
+    assert [line.split()[0] for line in read_lines(arping_log)] == ["-D"]
+    assert read_lines(ip_log) == []
+
+
+def test_an_early_check_that_failed_fails_whoever_asks_for_its_answer(scratch):
+    ip, _ = fake_ip(scratch, u"")
+    arping, _ = fake_arping(scratch, 2)
+    vip = FloatingIp(VIP, PREFIX, "eth0", ip=ip, arping=arping, duplicate_check="arping")
+    vip.start_duplicate_check()
+    with pytest.raises(VipError) as caught:
+        vip.answered_elsewhere()
+    assert "duplicate address check for %s on eth0 failed" % VIP in caught.value.message
+
+
 def wait_for_exit(pid, patience=5.0):
     """Wait for a detached process that only logs and exits."""
     deadline = time.time() + patience

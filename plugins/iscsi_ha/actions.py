@@ -310,6 +310,9 @@ class Host(object):
         return [{"connection": "%s:%d" % target, "error": error} for target, error in failed]
 
     def observe(self, detect_vip_elsewhere=False, read_devices=False, read_connections=False):
+        if detect_vip_elsewhere:
+            # The probe mostly waits for answers: it runs while DRBD and tgtd are read.
+            self.vip.start_duplicate_check()
         resources = dict((r.name, self.drbd.state(r.name)) for r in self.config.resources)
         devices = dict((r.name, self.drbd.device(r.name)) for r in self.config.resources
                        if read_devices and resources[r.name].configured)
@@ -331,8 +334,11 @@ class Host(object):
         then probe for another holder of the VIP. Returns ``observed`` brought up to date.
 
         The peer's demote goes Secondary last, after releasing the VIP and removing
-        its target, so a Secondary peer has let go of all three; the probe still
-        makes sure before this host claims the address.
+        its target, so a Secondary peer has let go of all three. The duplicate
+        check still makes sure before this host claims the address: it starts now
+        and runs while DRBD goes Primary and the target is built, and the claim
+        waits for its answer (another holder then fails the claim, and the promote
+        is rolled back).
         """
         deadline = time.time() + seconds
         waiting = [name for name, state in observed.resources.items() if state.peer_is_primary]
@@ -347,7 +353,11 @@ class Host(object):
             for name in waiting:
                 observed.resources[name] = self.drbd.state(name)
             waiting = [name for name in waiting if observed.resources[name].peer_is_primary]
-        observed.vip_answered_elsewhere = self.vip.answered_elsewhere()
+        if observed.vip_local:
+            # No claim will follow to hear the answer: a second holder refuses now.
+            observed.vip_answered_elsewhere = self.vip.answered_elsewhere()
+        else:
+            self.vip.start_duplicate_check()
         return observed
 
     def apply(self, step):

@@ -12,11 +12,14 @@ Another holder is found by duplicate address detection, in one of two ways
   :func:`arping_flavour`.
 
 Both ask from sender address 0.0.0.0, which our own kernel never answers, so
-the check also finds a second holder while the VIP is here.
+the check also finds a second holder while the VIP is here. Both mostly wait,
+so a caller may start the check early (:meth:`FloatingIp.start_duplicate_check`)
+and do its other work meanwhile.
 """
 
 import os
 import socket
+import threading
 
 from iscsi_ha import commands
 from iscsi_ha.errors import CommandFailed, ToolMissing, VipError, VipInUse
@@ -103,6 +106,7 @@ class FloatingIp(object):
         self.duplicate_check = duplicate_check
         self.probe_seconds = probe_ms / 1000.0
         self._arp = None
+        self._pending_check = None
 
     @property
     def cidr(self):
@@ -125,8 +129,20 @@ class FloatingIp(object):
     def is_local(self):
         return self.local_prefix() is not None
 
+    def start_duplicate_check(self):
+        """Begin the check :meth:`answered_elsewhere` makes, in the background: the next
+        :meth:`answered_elsewhere` or :meth:`claim` of this call waits for its end and
+        uses its answer."""
+        self._pending_check = _Background(self._check_now)
+
     def answered_elsewhere(self):
         """True when another host answers ARP for the VIP, whether or not it is here too."""
+        if self._pending_check is not None:
+            pending, self._pending_check = self._pending_check, None
+            return pending.result()
+        return self._check_now()
+
+    def _check_now(self):
         if self.duplicate_check == "probe":
             return self._with_arp("duplicate address check",
                                   lambda arp: arp.probe(self.probe_seconds))
@@ -158,6 +174,8 @@ class FloatingIp(object):
         VIP since is queued on its socket, so reading the queue is as good as
         probing again, without the wait.
         """
+        if self._pending_check is not None and self.answered_elsewhere():
+            return True
         if self.duplicate_check == "probe" and self._arp is not None and self._arp.probed:
             return self._with_arp("duplicate address check",
                                   lambda arp: arp.claimed_since_probe())
@@ -216,3 +234,28 @@ class FloatingIp(object):
         except CommandFailed as exc:
             raise VipError("cannot remove %s from %s: %s" % (cidr, self.interface,
                                                               exc.message))
+
+
+class _Background(object):
+    """``function()`` run in a thread; :meth:`result` waits for it and returns or raises
+    what it did."""
+
+    def __init__(self, function):
+        self._outcome = None
+        self._thread = threading.Thread(target=self._run, args=(function,),
+                                        name="duplicate address check")
+        self._thread.daemon = True  # bounded: a probe window or arping's deadline
+        self._thread.start()
+
+    def _run(self, function):
+        try:
+            self._outcome = (function(), None)
+        except Exception as exc:  # pylint: disable=broad-except
+            self._outcome = (None, exc)  # raised in the caller's thread by result()
+
+    def result(self):
+        self._thread.join()
+        value, error = self._outcome
+        if error is not None:
+            raise error
+        return value
