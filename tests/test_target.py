@@ -304,6 +304,29 @@ def test_show_reads_back_what_was_configured(target, disk):
     assert target.find("iqn.2026-01.example:absent") is None
 
 
+def test_build_makes_in_one_go_what_the_step_by_step_export_makes(target, client, disk,
+                                                                   scratch):
+    export(target, disk)
+    by_steps = target.find(IQN).as_dict()
+    target.delete(1)
+    built = target.build(1, IQN, [dict(IDENTITY, lun=1, device=disk)], ["ALL"])
+    assert built.as_dict() == by_steps == target.find(IQN).as_dict()
+    assert "Designator:[%s]" % IDENTITY["scsi_id"] in inquiry_text(client, lun_url(),
+                                                                     page=0x83)
+    assert caching(client, lun_url())["wce"] is False
+
+
+def test_build_stops_at_the_first_refusal_and_names_it(target, scratch):
+    missing = os.path.join(scratch, "absent-disk")
+    with pytest.raises(TargetError) as caught:
+        target.build(1, IQN, [dict(IDENTITY, lun=1, device=missing)], ["ALL"])
+    assert "cannot add LUN 1 (%s) to target 1: %s does not exist" % (missing, missing) in (
+        caught.value.message)
+    # The target made before the refusal is the caller's to remove, as execute() does.
+    assert [t.iqn for t in target.show()] == [IQN]
+    target.delete(1)
+
+
 def test_repeating_the_setup_changes_nothing(target, disk):
     export(target, disk)
     before = target.find(IQN).as_dict()

@@ -382,17 +382,17 @@ class Host(object):
 
     def _target_build(self, step):
         # A build that fails halfway is removed by execute(), which undoes the failed step.
-        self.target.create(self.config.tid, self.config.iqn)
-        for resource in self.config.resources:
-            self._add_lun(resource)
-        for address in self.config.initiators:
-            self.target.bind(self.config.tid, address)
-        self.target.set_state(self.config.tid, "ready")
+        self.target.build(self.config.tid, self.config.iqn,
+                          [self._lun_settings(r) for r in self.config.resources],
+                          self.config.initiators)
 
     def _add_lun(self, resource):
-        self.target.add_lun(self.config.tid, resource.lun, resource.device, resource.scsi_id,
-                            resource.scsi_sn, resource.vendor_id, resource.product_id,
-                            write_cache=resource.write_cache)
+        self.target.add_lun(self.config.tid, **self._lun_settings(resource))
+
+    def _lun_settings(self, resource):
+        return {"lun": resource.lun, "device": resource.device, "scsi_id": resource.scsi_id,
+                "scsi_sn": resource.scsi_sn, "vendor_id": resource.vendor_id,
+                "product_id": resource.product_id, "write_cache": resource.write_cache}
 
     def _target_remove(self, step):
         self.target.delete(self.config.tid, iqn=self.config.iqn)

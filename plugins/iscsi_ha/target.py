@@ -251,6 +251,39 @@ def _on_off(write_cache):
     return {True: "on", False: "off"}.get(write_cache, "unknown")
 
 
+def _lun_spec(lun, device, scsi_id, scsi_sn, vendor_id, product_id, write_cache=False):
+    """One LUN's checked settings as a dict (``lun`` a number; LUN 0 is tgt's own
+    controller LUN)."""
+    if not isinstance(write_cache, bool):
+        raise BadArgument("write_cache %r must be True or False" % (write_cache,))
+    spec = {"lun": _number("LUN", lun), "device": device, "scsi_id": scsi_id,
+            "scsi_sn": scsi_sn, "vendor_id": vendor_id, "product_id": product_id,
+            "write_cache": write_cache}
+    for name in IDENTITY_KEYS:
+        _check_identity(name, spec[name])
+    return spec
+
+
+def _identity_params(spec):
+    return ["%s=%s" % (name, spec[name]) for name in IDENTITY_KEYS]
+
+
+def _checked_lun(target, spec, what):
+    """``spec``'s LUN as ``target`` lists it, or the TargetError saying how it differs.
+    (vendor_id, product_id and the mode pages do not appear in --op show.)"""
+    found = target.lun(spec["lun"])
+    if found is None or (found.backing_path, found.scsi_id, found.scsi_sn,
+                         found.write_cache) != (spec["device"], spec["scsi_id"],
+                                                spec["scsi_sn"], spec["write_cache"]):
+        raise TargetError("cannot %s: tgtd reports %s" % (
+            what, "no LUN %s" % spec["lun"] if found is None else
+            "LUN %s on %s with scsi_id=%s scsi_sn=%s write cache %s" % (
+                spec["lun"], found.backing_path, found.scsi_id, found.scsi_sn,
+                _on_off(found.write_cache))),
+            details=[what])
+    return found
+
+
 def _number(name, value, minimum=1):
     """``value`` as an int (plugin arguments arrive as strings)."""
     try:
@@ -377,15 +410,9 @@ class TgtTarget(object):
         Returns the :class:`LunInfo` read back.
         """
         tid = _number("target id", tid)
-        # LUN 0 is tgt's own controller LUN.
-        lun = _number("LUN", lun)
-        if not isinstance(write_cache, bool):
-            raise BadArgument("write_cache %r must be True or False" % (write_cache,))
+        spec = _lun_spec(lun, device, scsi_id, scsi_sn, vendor_id, product_id, write_cache)
+        lun = spec["lun"]
         what = "add LUN %s (%s) to target %s" % (lun, device, tid)
-        identity = {"vendor_id": vendor_id, "product_id": product_id, "scsi_id": scsi_id,
-                    "scsi_sn": scsi_sn}
-        for name in IDENTITY_KEYS:
-            _check_identity(name, identity[name])
         present = self._existing(tid, what).lun(lun)
         if present is not None and present.backing_path != device:
             raise TargetError("cannot %s: LUN %s already exports %s"
@@ -396,32 +423,77 @@ class TgtTarget(object):
                 "change that in place: delete the LUN (demote this host) and add it again"
                 % (what, lun, _on_off(present.write_cache), _on_off(write_cache)),
                 details=[what])
-        params = ["%s=%s" % (name, identity[name]) for name in IDENTITY_KEYS]
         if present is None:
-            # tgtadm answers a missing backing store with just "invalid request".
-            if not os.path.exists(device):
-                raise TargetError("cannot %s: %s does not exist" % (what, device),
-                                  details=[what])
-            flags = [] if write_cache else ["--bsoflags", WRITE_THROUGH_FLAG]
-            self._run(what, ["--lld", "iscsi", "--mode", "logicalunit", "--op", "new",
-                             "--tid", tid, "--lun", lun, "--backing-store", device] + flags)
-            if not write_cache:
-                # Only on a new LUN: tgt swaps the page without a lock against its
-                # I/O threads, which read it on every write.
-                params.append("mode_page=" + _WRITE_THROUGH_CACHING_PAGE)
+            self._new_lun(tid, spec)
+        else:
+            self._set_identity(tid, lun, _identity_params(spec))
+        what = "set the SCSI identity and caching of LUN %s of target %s" % (lun, tid)
+        return _checked_lun(self._existing(tid, what + " (read back)"), spec, what)
+
+    def build(self, tid, iqn, luns, initiators):
+        """Create target ``tid`` named ``iqn`` from nothing: its LUNs (keyword dicts of
+        :meth:`add_lun`'s arguments), the initiators allowed, online. Returns the
+        :class:`TargetInfo` read back.
+
+        A promote's path: each step's answer is checked, and one read-back at the
+        end checks them all (what :meth:`create`, :meth:`add_lun`, :meth:`bind`
+        and :meth:`set_state` each read back), so the build costs one tgtadm
+        call per change. A target already there is in the way: a caller that
+        may find one uses those methods instead. On a failure the caller removes
+        what was made (:meth:`delete`).
+        """
+        tid = _number("target id", tid)
+        specs = [_lun_spec(**lun) for lun in luns]
+        what = "create target %s (%s)" % (tid, iqn)
+        self._run(what, ["--lld", "iscsi", "--mode", "target", "--op", "new",
+                         "--tid", tid, "--targetname", iqn])
+        for spec in specs:
+            self._new_lun(tid, spec)
+        for address in initiators:
+            self._run("allow %s on target %s" % (address, tid),
+                      ["--lld", "iscsi", "--mode", "target", "--op", "bind", "--tid", tid,
+                       "--initiator-address", address])
+        self._run("set target %s ready" % tid, ["--lld", "iscsi", "--mode", "target",
+                                                "--op", "update", "--tid", tid, "--name",
+                                                "state", "--value", "ready"])
+        what += " (read back)"
+        target = self._existing(tid, what)
+        problems = []
+        if target.iqn != iqn:
+            problems.append("it is named %s" % target.iqn)
+        problems += ["it does not list initiators %s" % address for address in initiators
+                     if address not in target.acl]
+        if target.state != "ready":
+            problems.append("its state is %s" % target.state)
+        if problems:
+            raise TargetError("cannot %s: tgtd reports that %s" % (what, "; ".join(problems)),
+                              details=[what])
+        for spec in specs:
+            _checked_lun(target, spec, what)
+        return target
+
+    def _new_lun(self, tid, spec):
+        """Add the LUN ``spec`` describes (it is not there) and give it its identity."""
+        lun, device = spec["lun"], spec["device"]
+        what = "add LUN %s (%s) to target %s" % (lun, device, tid)
+        # tgtadm answers a missing backing store with just "invalid request".
+        if not os.path.exists(device):
+            raise TargetError("cannot %s: %s does not exist" % (what, device), details=[what])
+        write_cache = spec["write_cache"]
+        flags = [] if write_cache else ["--bsoflags", WRITE_THROUGH_FLAG]
+        self._run(what, ["--lld", "iscsi", "--mode", "logicalunit", "--op", "new",
+                         "--tid", tid, "--lun", lun, "--backing-store", device] + flags)
+        params = _identity_params(spec)
+        if not write_cache:
+            # Only on a new LUN: tgt swaps the page without a lock against its
+            # I/O threads, which read it on every write.
+            params.append("mode_page=" + _WRITE_THROUGH_CACHING_PAGE)
+        self._set_identity(tid, lun, params)
+
+    def _set_identity(self, tid, lun, params):
         what = "set the SCSI identity and caching of LUN %s of target %s" % (lun, tid)
         self._run(what, ["--lld", "iscsi", "--mode", "logicalunit", "--op", "update",
                          "--tid", tid, "--lun", lun, "--params", ",".join(params)])
-        # vendor_id, product_id and the mode pages do not appear in --op show.
-        found = self._existing(tid, what + " (read back)").lun(lun)
-        if found is None or (found.scsi_id, found.scsi_sn, found.write_cache) != (
-                scsi_id, scsi_sn, write_cache):
-            raise TargetError("cannot %s: tgtd reports %s" % (
-                what, "no such LUN" if found is None else
-                "scsi_id=%s scsi_sn=%s write cache %s" % (
-                    found.scsi_id, found.scsi_sn, _on_off(found.write_cache))),
-                details=[what])
-        return found
 
     def bind(self, tid, initiator_address="ALL"):
         """Let ``initiator_address`` (an address, a network or ALL) log in to ``tid``."""
