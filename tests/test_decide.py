@@ -421,13 +421,15 @@ def test_a_planned_move_starts_the_promote_beside_the_demote_with_the_remembered
     plan = decide(pool(new, old))
     demote, promote = plan.actions
     assert (demote.fn, demote.beside_previous) == ("demote", False)
-    assert (promote.fn, promote.beside_previous, promote.relay_tickle) == ("promote", True,
-                                                                           False)
+    assert (promote.fn, promote.beside_previous) == ("promote", True)
     assert promote.args == {"reason": plan.reason, "await_demote": "true",
                             "tickle": json.dumps(CLIENTS)}
     # It starts before the demote answers: what the demote says cannot reach it.
     assert promote.args_after([]) == promote.args
     assert plan.as_dict()["actions"][1]["beside_previous"] is True
+    # Called after the demote all the same (the CLI), it is told what the demote saw.
+    assert promote.args_after([(demote, {"connections": CLIENTS[:1], "vip_released": True})]) \
+        == {"reason": plan.reason, "tickle": json.dumps(CLIENTS[:1]), "vip_released": "true"}
 
 
 @pytest.mark.parametrize("why, old_drbd, new_drbd, accepts", [

@@ -134,8 +134,10 @@ class Action(object):
         A promote after a demote learns from the demote's result in this same
         switchover: its ``connections`` become the tickle list (when this action
         relays them), and ``vip_released`` lets the new owner skip its
-        duplicate-address probe. Either way a promote gets only what its plugin
-        accepts (:func:`promote_args`).
+        duplicate-address probe. A promote meant to start beside the demote
+        that is called after it all the same (the CLI calls one at a time) is
+        such a promote: it no longer awaits the demote. Either way a promote
+        gets only what its plugin accepts (:func:`promote_args`).
         """
         if self.fn != "promote":
             return dict(self.args)
@@ -143,6 +145,7 @@ class Action(object):
         for action, result in done:
             if action.fn != "demote" or not isinstance(result, dict):
                 continue
+            args.pop("await_demote", None)
             if result.get("vip_released") is True:
                 args["vip_released"] = "true"
             if self.relay_tickle and result.get("connections"):
@@ -297,7 +300,7 @@ def _move(snapshot, serving, silent, alerts):
     actions = [Action(h, "demote", reason="%s is pool master now" % master.name)
                for h in serving]
     promote = Action(master, "promote", **promote_args(master, args))
-    promote.relay_tickle = snapshot.tickle and bool(serving) and not beside
+    promote.relay_tickle = snapshot.tickle and bool(serving)
     promote.beside_previous = beside
     actions.append(promote)
     # The initiators reconnect to the new owner within moments: the next pass, soon,
