@@ -29,11 +29,14 @@ def resource_spec(text):
     return match.group(1), int(match.group(2)), int(match.group(3))
 
 
-def netns_spec(text):
-    host, _, namespace = text.partition("=")
-    if not host or not namespace:
-        raise argparse.ArgumentTypeError("expected HOST=NETNS, got %r" % text)
-    return host, namespace
+def pair_spec(usage):
+    """An argument type for ``NAME=VALUE`` (``usage`` says which, e.g. ``HOST=NETNS``)."""
+    def parse(text):
+        name, _, value = text.partition("=")
+        if not name or not value:
+            raise argparse.ArgumentTypeError("expected %s, got %r" % (usage, text))
+        return name, value
+    return parse
 
 
 def fence_peer_spec(text):
@@ -45,13 +48,6 @@ def fence_peer_spec(text):
     if not host or not argv:
         raise argparse.ArgumentTypeError("expected HOST=COMMAND, got %r" % text)
     return host, argv
-
-
-def option_spec(text):
-    key, _, value = text.partition("=")
-    if not key or not value:
-        raise argparse.ArgumentTypeError("expected KEY=VALUE, got %r" % text)
-    return key, value
 
 
 def seconds_spec(text):
@@ -71,7 +67,7 @@ def admin_parser():
     init.add_argument("--version", required=True, choices=sorted(KERNELS))
     init.add_argument("--hosts", required=True, type=lambda t: t.split(","))
     init.add_argument("--resource", required=True, action="append", type=resource_spec)
-    init.add_argument("--netns", action="append", default=[], type=netns_spec)
+    init.add_argument("--netns", action="append", default=[], type=pair_spec("HOST=NETNS"))
     init.add_argument("--fence-peer", action="append", default=[], type=fence_peer_spec,
                       metavar="HOST=COMMAND",
                       help="the fence-peer handler HOST's resource file names (shell words)")
@@ -82,7 +78,7 @@ def admin_parser():
                       metavar="MIB_PER_S")
     init.add_argument("--handler-timeout", type=seconds_spec, default=HANDLER_TIMEOUT,
                       metavar="SECONDS")
-    init.add_argument("--net-option", action="append", default=[], type=option_spec,
+    init.add_argument("--net-option", action="append", default=[], type=pair_spec("KEY=VALUE"),
                       metavar="KEY=VALUE", help="protocol, fencing, allow-two-primaries, "
                       "ping-int, ping-timeout (and on 9 auto-promote, auto-promote-timeout)")
     wrappers = commands.add_parser("install-wrappers", help="write drbdadm/drbdsetup scripts")
