@@ -16,6 +16,7 @@ from iscsi_ha import xapi
 from six.moves import xmlrpc_client
 
 from iscsi_ha_controller.decide import HostView, Snapshot
+from iscsi_ha_controller.srrepair import PbdView
 
 MANUAL_KEY = "iscsi-ha.manual-mode"
 CONTROLLER_KEY = "iscsi-ha.controller"
@@ -190,6 +191,31 @@ class PoolClient(object):
         except (TypeError, ValueError):
             return None, ["ISCSI_HA_BAD_ANSWER", "fn=%s on %s answered %r" % (fn, host.name,
                                                                            value)]
+
+    def pbds(self):
+        """Every PBD (:class:`srrepair.PbdView`), with its SR's name and type."""
+        timeout = self.config.peer_timeout
+        srs = self._call(timeout, "SR.get_all_records")
+        views = []
+        for ref, record in self._call(timeout, "PBD.get_all_records").items():
+            sr = srs.get(record.get("SR"), {})
+            views.append(PbdView(ref, record.get("uuid"), record.get("host"),
+                                 sr.get("name_label") or record.get("SR"), sr.get("uuid"),
+                                 sr.get("type"), record.get("device_config"),
+                                 record.get("currently_attached")))
+        return views
+
+    def plug_pbd(self, pbd, timeout):
+        """``None``, or the error description of ``PBD.plug`` (xapi forwards it to the
+        PBD's host, whose storage manager attaches the SR)."""
+        try:
+            self._call(timeout, "PBD.plug", pbd.ref)
+        except xapi.Failure as failure:
+            return [str(part) for part in failure.details] or ["XAPI_FAILURE"]
+        except NoAnswer:
+            return ["ISCSI_HA_NO_ANSWER", "PBD.plug of SR %s gave no answer within %g s"
+                    % (pbd.sr_name, timeout)]
+        return None
 
     def designate_new_master(self, host):
         """A planned master change to ``host`` (a :class:`HostView`); xapi then restarts."""
