@@ -370,6 +370,7 @@ def _install_host(lab, name):
                "tgtadm": "tgtadm", "ip": "ip", "arping": "arping"},
         state_dir=os.path.join(host_dir, "state"), run_dir=os.path.join(host_dir, "run"),
         log_file=os.path.join(host_dir, "iscsi-ha.log"),
+        metrics_file=os.path.join(host_dir, "iscsi-ha.prom"),
         xapi_url="http://%s" % lab.hosts[name]["address"], xapi_username=USERNAME,
         xapi_password_file=os.path.join(host_dir, "xapi-password"),
         lvm_conf=os.path.join(host_dir, "lvm.conf"),
