@@ -108,7 +108,8 @@ def _order(name, families):
 def pool_text(**controller):
     master = host("xcp-a", role="primary", vip_local=True, pool_role="master",
                   drbd=resource(role="Primary", peer_role="Secondary"))
-    standby = host("xcp-b", drbd=resource(connection="SyncTarget", disk="Inconsistent"))
+    standby = host("xcp-b", drbd=dict(resource(connection="SyncTarget", disk="Inconsistent"),
+                                       out_of_sync_bytes=3 * 1024 ** 3, percent_in_sync=62.5))
     silent = host("xcp-c", live=False, error=["HOST_OFFLINE", "OpaqueRef:c"])
     return metrics.render([master, standby, silent], "xcp-a", controller or None)
 
@@ -133,6 +134,13 @@ def test_roles_and_drbd_states_per_host_and_resource():
                  state="Inconsistent") == 1
     assert value(families, "iscsi_ha_drbd_peer_disk_up_to_date", host="xcp-a",
                  resource="iscsi1") == 1
+    assert value(families, "iscsi_ha_drbd_out_of_sync_bytes", host="xcp-b",
+                 resource="iscsi1") == 3 * 1024 ** 3
+    assert value(families, "iscsi_ha_drbd_in_sync_ratio", host="xcp-b",
+                 resource="iscsi1") == 0.625
+    # Only where DRBD says them: xcp-a's status (DRBD 8.4, say) has no figures.
+    assert [dict(k)["host"] for k in families["iscsi_ha_drbd_in_sync_ratio"]["samples"]] == [
+        "xcp-b"]
     # A host without status has no DRBD series (rather than made-up zeros).
     assert not [k for k in families["iscsi_ha_drbd_primary"]["samples"]
                 if dict(k)["host"] == "xcp-c"]

@@ -40,6 +40,10 @@ _FAMILIES = (
     ("iscsi_ha_drbd_disk_state", "gauge", "1 for the DRBD disk state of the host's copy."),
     ("iscsi_ha_drbd_peer_disk_state", "gauge",
      "1 for the DRBD disk state the host sees its peer's copy in."),
+    ("iscsi_ha_drbd_out_of_sync_bytes", "gauge",
+     "Bytes the host's DRBD still has to resync to its peer (DRBD 9 only)."),
+    ("iscsi_ha_drbd_in_sync_ratio", "gauge",
+     "Share of the resource in sync with the peer, 0 to 1 (DRBD 9 only)."),
     ("iscsi_ha_controller_master", "gauge",
      "1 while this controller acts as the pool master's, 0 while it idles."),
     ("iscsi_ha_controller_failovers_total", "counter",
@@ -119,6 +123,13 @@ def _host_samples(samples, host, master):
                           ("iscsi_ha_drbd_peer_disk_state", "peer_disk")):
             if resource.get(key):
                 samples[name].append((where + [("state", resource[key])], 1))
+        # Where DRBD says them (the plugin gives None otherwise): no made-up zeros.
+        if resource.get("out_of_sync_bytes") is not None:
+            samples["iscsi_ha_drbd_out_of_sync_bytes"].append(
+                (where, int(resource["out_of_sync_bytes"])))
+        if resource.get("percent_in_sync") is not None:
+            samples["iscsi_ha_drbd_in_sync_ratio"].append(
+                (where, float(resource["percent_in_sync"]) / 100.0))
 
 
 def _controller_samples(samples, controller):
