@@ -13,6 +13,11 @@ the first failure. Every master change restarts xapi, so any broken call sends
 the loop back to logging in, with nothing kept but what the controller saw
 itself: the host the mastership moved here from.
 
+After a pass, the master plugs again the SR's PBDs a move left unplugged
+(:mod:`srrepair`, ``[controller] sr_repair``), and every controller rewrites
+its metrics file (:mod:`metrics`, ``[controller] metrics_file``) with its
+counters, which its state file keeps across restarts.
+
 The controller never demotes its own host because it lost the mastership: the
 new master's controller does that, after which the old one stays a standby.
 """
