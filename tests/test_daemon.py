@@ -52,7 +52,7 @@ class FakeClient(object):
         self.keys[key] = json.loads(value)
 
     def pbds(self):  # the SR repair's look: no SR on the VIP
-        return []
+        return [], None
 
     def events(self, token, wait):
         raise XapiLost("the test ends the master loop here")

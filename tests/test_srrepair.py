@@ -2,10 +2,14 @@
 
 import json
 import os
+import threading
 
 from iscsi_ha_controller import srrepair
 from iscsi_ha_controller.decide import Snapshot
+from iscsi_ha_controller.observe import PoolClient
 from iscsi_ha_controller.srrepair import PbdView
+
+from six.moves import xmlrpc_server
 
 from tests.test_daemon import (FakeClient, controller_for, make_config,
                                new_master_snapshot)
@@ -72,7 +76,9 @@ class RepairClient(FakeClient):
         self.plugged = []
 
     def pbds(self):
-        return self.pbd_views
+        if isinstance(self.pbd_views, Exception):
+            return None, ["ISCSI_HA_NO_ANSWER", str(self.pbd_views)]
+        return self.pbd_views, None
 
     def plug_pbd(self, view, timeout):
         self.plugged.append((view.uuid, timeout))
@@ -146,3 +152,75 @@ def test_a_failed_plug_alerts_and_is_tried_again_a_bounded_number_of_times(tmp_p
     assert controller.state["counters"]["pbd_plug_failures"] == 3
     assert not controller.reconcile("safety pass").retry
 
+
+
+def test_pbds_that_cannot_be_listed_are_a_failed_attempt_not_a_crash(tmp_path):
+    config = make_config(tmp_path)
+    client = RepairClient([moving_snapshot(), steady_snapshot()],
+                          Exception("no answer to PBD.get_all_records within 10 s"))
+    controller = controller_for(config, client)
+    controller.connect()
+    assert controller.reconcile("XAPI event").retry
+    assert controller.state["last_pass"]["outcome"] == "done"
+    assert controller.state["last_pass"]["sr_repair"] == {
+        "reason": "cannot list the PBDs: ISCSI_HA_NO_ANSWER no answer to PBD.get_all_records "
+                  "within 10 s", "plugs": []}
+    controller.reconcile("safety pass")
+    assert not controller.reconcile("safety pass").retry  # three attempts, then it waits
+
+
+class PbdXapi(object):
+    """A login, SR and PBD records, and PBD.plug that fails as SM does, on 127.0.0.1."""
+
+    def __init__(self):
+        self.server = xmlrpc_server.SimpleXMLRPCServer(("127.0.0.1", 0), logRequests=False,
+                                                       allow_none=True)
+        self.server.register_instance(self)
+        self.plugged = []
+        thread = threading.Thread(target=self.server.serve_forever)
+        thread.daemon = True
+        thread.start()
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def _dispatch(self, method, params):
+        if method == "PBD.plug":
+            self.plugged.append(params[1])
+            if params[1] == "OpaqueRef:pbd-b":
+                return {"Status": "Failure", "ErrorDescription": [
+                    "SR_BACKEND_FAILURE_141", "", "Unable to connect to ISCSI service on "
+                    "target", ""]}
+            return {"Status": "Success", "Value": ""}
+        return {"Status": "Success", "Value": {
+            "session.login_with_password": "OpaqueRef:session",
+            "pool.get_all": ["OpaqueRef:pool"], "pool.get_master": "OpaqueRef:a",
+            "host.get_API_version_major": "2", "host.get_API_version_minor": "20",
+            "SR.get_all_records": {"OpaqueRef:sr": {
+                "uuid": "sr-uuid", "name_label": "vms", "type": "lvmoiscsi"}},
+            "PBD.get_all_records": {"OpaqueRef:pbd-b": {
+                "uuid": "pbd-uuid", "host": "OpaqueRef:b", "SR": "OpaqueRef:sr",
+                "device_config": {"target": VIP, "targetIQN": "iqn.2026-01.com.example:ha"},
+                "currently_attached": False}}}[method]}
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_client_lists_pbds_with_their_sr_and_passes_on_plugs_errors(tmp_path):
+    server = PbdXapi()
+    try:
+        client = PoolClient(make_config(tmp_path, xapi_url=server.url))
+        client.login()
+        views, error = client.pbds()
+        assert error is None
+        [view] = views
+        assert (view.ref, view.host_ref, view.sr_name, view.sr_type, view.attached,
+                view.targets()) == ("OpaqueRef:pbd-b", "OpaqueRef:b", "vms", "lvmoiscsi",
+                                    False, [VIP])
+        assert client.plug_pbd(view, 5.0) == [
+            "SR_BACKEND_FAILURE_141", "", "Unable to connect to ISCSI service on target", ""]
+        view.ref = "OpaqueRef:pbd-other"
+        assert client.plug_pbd(view, 5.0) is None
+    finally:
+        server.close()
+    assert server.plugged == ["OpaqueRef:pbd-b", "OpaqueRef:pbd-other"]

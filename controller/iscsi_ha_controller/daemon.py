@@ -309,7 +309,12 @@ class Controller(object):
     def _repair_srs(self, snapshot):
         """Plug the PBDs :func:`srrepair.plan` names, each within ``[timeouts] action``;
         a failure raises an alert and leaves the repair for the next pass."""
-        repair = srrepair.plan(self.client.pbds(), snapshot, self.config.vip_address)
+        pbds, error = self.client.pbds()
+        if error is not None:
+            self.sr_repair_left -= 1
+            LOG.error("controller: SR repair: cannot list the PBDs: %s", " ".join(error))
+            return {"reason": "cannot list the PBDs: %s" % " ".join(error), "plugs": []}
+        repair = srrepair.plan(pbds, snapshot, self.config.vip_address)
         records = []
         for pbd, host in repair.plugs:
             started = self.clock()

@@ -193,17 +193,24 @@ class PoolClient(object):
                                                                            value)]
 
     def pbds(self):
-        """Every PBD (:class:`srrepair.PbdView`), with its SR's name and type."""
+        """``(views, None)``: every PBD (:class:`srrepair.PbdView`) with its SR's name and
+        type; or ``(None, error description)`` when XAPI refused to list them."""
         timeout = self.config.peer_timeout
-        srs = self._call(timeout, "SR.get_all_records")
+        try:
+            srs = self._call(timeout, "SR.get_all_records")
+            records = self._call(timeout, "PBD.get_all_records")
+        except xapi.Failure as failure:
+            return None, [str(part) for part in failure.details] or ["XAPI_FAILURE"]
+        except NoAnswer as exc:
+            return None, ["ISCSI_HA_NO_ANSWER", str(exc)]
         views = []
-        for ref, record in self._call(timeout, "PBD.get_all_records").items():
+        for ref, record in records.items():
             sr = srs.get(record.get("SR"), {})
             views.append(PbdView(ref, record.get("uuid"), record.get("host"),
                                  sr.get("name_label") or record.get("SR"), sr.get("uuid"),
                                  sr.get("type"), record.get("device_config"),
                                  record.get("currently_attached")))
-        return views
+        return views, None
 
     def plug_pbd(self, pbd, timeout):
         """``None``, or the error description of ``PBD.plug`` (xapi forwards it to the
