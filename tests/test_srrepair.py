@@ -4,12 +4,12 @@ import json
 import os
 import threading
 
+from six.moves import xmlrpc_server
+
 from iscsi_ha_controller import srrepair
 from iscsi_ha_controller.decide import Snapshot
 from iscsi_ha_controller.observe import PoolClient
 from iscsi_ha_controller.srrepair import PbdView
-
-from six.moves import xmlrpc_server
 
 from tests.test_daemon import (FakeClient, controller_for, make_config,
                                new_master_snapshot)
