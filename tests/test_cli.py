@@ -251,6 +251,13 @@ def test_status_prometheus_prints_the_pool_and_the_masters_controller_counters(w
         (): 0.8}
 
 
+def test_status_takes_json_or_prometheus_not_both(world, conf):
+    code, out, err = run(world, conf, "status", "--json", "--prometheus")
+    assert code == 2
+    assert "ISCSI_HA_BAD_ARGUMENT" in out + err
+    assert not [e for e in world.events if e[0] == "plugin"]
+
+
 def test_status_prometheus_without_a_controller_record_shows_the_pool_only(world, conf):
     from tests.test_metrics import parse
     world.errors[("hostB", "status")] = ["CANNOT_CONTACT_HOST", "OpaqueRef:b"]

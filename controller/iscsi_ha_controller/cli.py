@@ -341,6 +341,9 @@ class Cli(object):
     # status ------------------------------------------------------------------------
 
     def status(self, pool):
+        if self.options.prometheus and self.json:
+            raise CliError(BAD_ARGUMENT, "status takes --json or --prometheus, not both",
+                           status=2)
         pool.read_status()
         if self.options.prometheus:
             _emit(self.out, status_prometheus(pool))
