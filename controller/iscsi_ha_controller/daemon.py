@@ -338,7 +338,7 @@ class Controller(object):
             records.append(record)
         failed = any(not r["ok"] for r in records)
         self.sr_repair_left = self.sr_repair_left - 1 if failed else 0
-        if repair.plugs or failed:
+        if repair.plugs or repair.skipped:
             LOG.info("controller: SR repair: %s%s", repair.reason,
                      "; trying again in the next pass" if self.sr_repair_left else "")
         return {"reason": repair.reason, "plugs": records}

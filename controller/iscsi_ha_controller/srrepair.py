@@ -40,16 +40,13 @@ class PbdView(object):
 
 
 class RepairPlan(object):
-    """``plugs``: ``(PbdView, host view)`` to plug in order; ``reason``: one sentence."""
+    """``plugs``: ``(PbdView, host view)`` to plug in order; ``skipped``: the unplugged
+    PBDs left alone; ``reason``: one sentence."""
 
-    def __init__(self, plugs, reason):
+    def __init__(self, plugs, reason, skipped=()):
         self.plugs = list(plugs)
+        self.skipped = list(skipped)
         self.reason = reason
-
-    def as_dict(self):
-        return {"reason": self.reason,
-                "plugs": [{"sr": pbd.sr_name, "pbd": pbd.uuid, "host": host.name}
-                          for pbd, host in self.plugs]}
 
 
 def plan(pbds, snapshot, vip_address):
@@ -79,7 +76,7 @@ def plan(pbds, snapshot, vip_address):
         parts.append("leaving %s: %s" % (
             _list([(p, hosts.get(p.host_ref)) for p in skipped], hosts),
             "its host did not answer this pass (it plugs its PBDs when its xapi starts)"))
-    return RepairPlan(plugs, "; ".join(parts))
+    return RepairPlan(plugs, "; ".join(parts), skipped)
 
 
 def _host_name(hosts, pbd):
