@@ -6,11 +6,16 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 stamps="$here/.deps"
 mkdir -p "$stamps"
 
-apt_packages="tgt libiscsi-bin drbd-utils kmod iproute2 iputils-arping util-linux"
-if [ ! -e "$stamps/apt" ] || ! dpkg -s $apt_packages >/dev/null 2>&1; then
+# The apt packages, as the positional parameters (POSIX sh has no arrays). rpm, rpm2cpio
+# and cpio build and unpack `make rpm`'s packages, logrotate runs their snippet, and
+# the shell scripts are checked with shellcheck, the systemd files iscsi-ha setup
+# writes with systemd-analyze verify.
+set -- tgt libiscsi-bin drbd-utils kmod iproute2 iputils-arping util-linux \
+    rpm rpm2cpio cpio logrotate shellcheck systemd
+if [ ! -e "$stamps/apt" ] || ! dpkg -s "$@" >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends $apt_packages >/dev/null
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
     touch "$stamps/apt"
 fi
 
@@ -21,6 +26,7 @@ pip_install() {
     "$python" -m pip install -q --disable-pip-version-check "$@"
     touch "$stamps/$stamp"
 }
+# shellcheck source-path=SCRIPTDIR source=pythons.sh
 . "$here/tests/pythons.sh"
 # Old pips choose wheels their Python cannot run; the last pip for each comes first.
 pip_install "$PY27" pip-upgrade-py27 "pip==20.3.4"

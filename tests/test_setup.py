@@ -13,7 +13,7 @@ from tests.support import plugin
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_LIMIT = 120.0  # seconds: a hang guard, not a measurement
-UNIT = os.path.join("etc", "systemd", "system", "iscsi-ha-controller.service")
+UNIT = os.path.join("usr", "lib", "systemd", "system", "iscsi-ha-controller.service")
 
 
 def run(argv, **options):
@@ -29,8 +29,13 @@ def run(argv, **options):
     return process.returncode, stdout.decode("utf-8"), stderr.decode("utf-8")
 
 
-def install(tmp_path):
+def install(tmp_path, config=None):
+    """The install into a fresh root, or one holding ``config`` as its iscsi-ha.conf."""
     source, root = str(tmp_path / "source"), str(tmp_path / "root")
+    if config is not None:
+        os.makedirs(os.path.join(root, "etc", "iscsi-ha"))
+        with open(os.path.join(root, "etc", "iscsi-ha", "iscsi-ha.conf"), "w") as handle:
+            handle.write(config)
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
         ".git", ".deps", "build", "*.egg-info", "__pycache__", "*.pyc", ".pytest_cache"))
     status, stdout, stderr = run([sys.executable, "setup.py", "-q", "install", "--root", root],
@@ -108,6 +113,16 @@ def test_install_puts_the_controller_and_the_cli_on_roots_path_with_their_unit(t
     assert "Restart=always" in unit and "After=xapi.service" in unit
     templates = os.path.dirname(find(root, "iscsi-ha.conf.j2"))
     assert os.path.exists(os.path.join(templates, "iscsi-ha-controller.service.j2"))
+
+
+def test_install_adds_the_xe_helpers_and_log_rotation_and_keeps_an_existing_config(tmp_path):
+    root = install(tmp_path, config="# this host's config\n")
+    with open(os.path.join(root, "etc", "iscsi-ha", "iscsi-ha.conf")) as handle:
+        assert handle.read() == "# this host's config\n"
+    with open(os.path.join(root, "etc", "logrotate.d", "iscsi-ha")) as handle:
+        assert "/var/log/iscsi-ha*.log {" in handle.read()
+    for helper in ("iscsi-ha-status", "iscsi-ha-move"):
+        assert os.access(os.path.join(root, "usr", "sbin", helper), os.X_OK)
 
 
 @pytest.mark.skipif(not any(os.access(os.path.join(d, "systemd-analyze"), os.X_OK)

@@ -23,7 +23,7 @@ import six
 from iscsi_ha import config as config_module, logs, report, xapi
 from iscsi_ha.commands import monotonic
 from iscsi_ha.errors import IscsiHaError
-from iscsi_ha_controller import metrics
+from iscsi_ha_controller import configstore, hostfiles, metrics
 from iscsi_ha_controller.decide import (IN_PLACE, REFUSED, SERVING_OUTCOMES, WAITING,
                                         HostView, Snapshot, decide)
 from iscsi_ha_controller.observe import (CONTROLLER_KEY, MANUAL_KEY, NotMaster, PoolClient,
@@ -138,6 +138,35 @@ def parser():
                         help="every host's config and environment (plugin check)",
                         description="The plugin's check on every host, as one table. Exit "
                                     "status 1 when any check fails.")
+    command = commands.add_parser(
+        "setup", parents=[common, as_json],
+        help="render and install every host's DRBD, tgtd, multipath and controller files",
+        description="From each host's own iscsi-ha.conf: its DRBD resource files (iscsi-ha's "
+                    "fence-peer handler), the tgtd drop-in whose stop ends the target with its "
+                    "sessions, the multipath blacklist for drbd*, and the controller's unit, "
+                    "installed through each host's plugin (the files it replaces are kept "
+                    "under [host] state_dir/replaced). Every host checks its files before any "
+                    "is written. The LVM filter is checked, not written: exit status 1 (%s) "
+                    "with the line to put in lvm.conf when a host's LVM would scan a DRBD "
+                    "device or its disk." % hostfiles.LVM_FILTER_NEEDED)
+    command.add_argument("--dry-run", action="store_true",
+                         help="show each host's diffs and change nothing")
+    store = commands.add_parser(
+        "config", parents=[common], help="the config's backup in the pool database",
+        description="The config's text in the pool's other_config (%s), so that a rebuilt "
+                    "host gets the same config; status compares every host with it."
+                    % configstore.KEY)
+    action = store.add_subparsers(dest="action", metavar="backup|restore")
+    action.required = True
+    action.add_parser("backup", parents=[common, as_json],
+                      help="store THIS host's config in the pool (refused if it holds a "
+                           "password)")
+    command = action.add_parser("restore", parents=[common, as_json],
+                                help="write the pool's backup to HOST's config file, through "
+                                     "its plugin")
+    command.add_argument("host", metavar="HOST", help="host name or uuid")
+    command.add_argument("--dry-run", action="store_true",
+                         help="show the diff and change nothing")
     command = commands.add_parser(
         "log", parents=[common],
         help="the end of THIS host's iscsi-ha log",
@@ -322,7 +351,10 @@ class Cli(object):
             return self.log()
         client = self.connect()
         try:
-            return getattr(self, self.options.command)(Pool(client))
+            # `config` would be the Config itself.
+            command = {"config": "pool_config"}.get(self.options.command,
+                                                    self.options.command)
+            return getattr(self, command)(Pool(client))
         finally:
             client.logout()
 
@@ -623,6 +655,63 @@ class Cli(object):
                     "again\n" % pool.master.name)
         return 0
 
+    # setup, config backup|restore --------------------------------------------------
+
+    def setup(self, pool):
+        return hostfiles.setup(self, pool, self.options.dry_run)
+
+    def pool_config(self, pool):
+        if self.options.action == "backup":
+            return self._config_backup(pool)
+        return self._config_restore(pool)
+
+    def _config_backup(self, pool):
+        try:
+            text = configstore.read_local(self.config)
+            config = config_module.parse(text, self.config.path)
+        except (IOError, OSError) as exc:
+            raise CliError(configstore.BACKUP_REFUSED, "cannot read %s (%s); nothing was "
+                                                       "stored" % (self.config.path, exc))
+        why = configstore.check(text, config)
+        if why:
+            raise CliError(configstore.BACKUP_REFUSED, "nothing was stored: %s" % why)
+        own = config.host_uuid()
+        name = next((h.name for h in pool.hosts if h.uuid == own), socket.gethostname())
+        value = configstore.record(text, config, name)
+        pool.client.set_pool_key(pool.ref, configstore.KEY, json.dumps(value, sort_keys=True))
+        shown = dict(value, text=None, bytes=len(text.encode("utf-8")))
+        self.result({"backup": shown}, "stored %s of %s (%d bytes, digest %s) in the pool "
+                                       "(other_config %s)\n" % (
+                                           config.path, name, shown["bytes"], value["digest"],
+                                           configstore.KEY))
+        return 0
+
+    def _config_restore(self, pool):
+        backup = configstore.stored(pool.other_config)
+        if backup is None:
+            raise CliError(configstore.NO_BACKUP, (
+                "the pool holds no config backup (other_config %s); take one with `iscsi-ha "
+                "config backup` on a host whose config is right" % configstore.KEY))
+        view = pool.host(self.options.host)
+        dry_run = self.options.dry_run
+        result, error = self.client_call(pool, view, "install-files", {
+            "files": hostfiles.wire([{"kind": "config", "name": None,
+                                      "content": backup["text"]}]),
+            "dry_run": "true" if dry_run else "false"}, self.config.action_timeout)
+        if error is not None:
+            raise CliError(error[0], "%s did not take the config: %s; nothing was changed" % (
+                view.name, " ".join(error[1:2]) or error[0]))
+        entry = result["files"][0]
+        value = {"host": view.name, "dry_run": dry_run, "path": entry["path"],
+                 "outcome": entry["outcome"], "diff": entry.get("diff"),
+                 "replaced_kept_at": entry.get("backup"),
+                 "backup": dict((k, backup.get(k)) for k in ("digest", "host", "at"))}
+        text = "%s: %s %s (the backup taken %s from %s)\n%s" % (
+            view.name, entry["outcome"], entry["path"], _when(backup.get("at")),
+            backup.get("host"), entry.get("diff") or "")
+        self.result({"restore": value}, text)
+        return 0
+
     # log ---------------------------------------------------------------------------
 
     def log(self):
@@ -705,6 +794,8 @@ def status_json(pool):
         "serving": [h.name for h in serving(pool.hosts)],
         "manual_mode": pool.manual_mode,
         "controller": pool.controller,
+        "config_backup": configstore.comparison(configstore.stored(pool.other_config),
+                                                pool.hosts),
     }
 
 
@@ -725,7 +816,9 @@ def status_text(pool):
         "on" if pool.record.get("ha_enabled") else "off"),
         "serving:     %s" % _serving_text(pool),
         "manual mode: %s" % _manual_text(pool),
-        "controller:  %s" % _controller_text(pool.controller), "", ""]
+        "controller:  %s" % _controller_text(pool.controller),
+        "config backup: %s" % configstore.line(configstore.comparison(
+            configstore.stored(pool.other_config), pool.hosts), _when), "", ""]
     rows = []
     for view in pool.hosts:
         rows += _host_rows(pool, view)

@@ -11,7 +11,7 @@ import os
 import six
 
 from iscsi_ha import (__version__, actions, arguments, config as config_module, connections,
-                      drbd, logs, lvmfilter, poolconf, report)
+                      drbd, install, logs, lvmfilter, poolconf, report)
 from iscsi_ha.commands import find_tool
 from iscsi_ha.errors import BadArgument, BadConfig, IscsiHaError, StepFailed
 from iscsi_ha.lock import host_lock
@@ -80,6 +80,39 @@ def remember_initiators(found):
             raise BadConfig("cannot write %s (%s); make [host] run_dir a writable directory"
                             % (path, exc.strerror or exc))
     return {"remembered": len(set(found))}
+
+
+def install_files(files, dry_run=False):
+    """Install the files ``iscsi-ha setup`` rendered, or a restored config (see install).
+
+    The answer also says what rendering this host's files needs to know: its
+    config's text (which holds no secret: it names password files), its DRBD
+    generation and the Python the plugin runs on (the controller unit's).
+    """
+    try:
+        config = _load()
+    except BadConfig:
+        # A rebuilt host has no config yet: the config itself may still be installed.
+        if [f["kind"] for f in files] != ["config"]:
+            raise
+        config = config_module.parse(files[0]["content"], config_module.config_path())
+    if dry_run:
+        result = install.install(config, files, True)
+    else:
+        with host_lock(config.lock_path, config.lock_wait):
+            result = install.install(config, files, False)
+        if result["changed"]:
+            LOG.warning("%s", result["summary"])
+    try:
+        with io.open(config.path, encoding="utf-8") as handle:
+            result["config"] = {"path": config.path, "text": handle.read()}
+    except (IOError, OSError):
+        result["config"] = None  # a rebuilt host's dry run of its restore: none yet
+    try:
+        result["drbd_version"] = actions.Host(config).drbd.version()
+    except IscsiHaError as exc:
+        result["drbd_version"], result["drbd_version_error"] = None, exc.message
+    return result
 
 
 def _initiators_path(config):

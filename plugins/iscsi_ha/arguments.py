@@ -9,7 +9,7 @@ import json
 
 import six
 
-from iscsi_ha import validate
+from iscsi_ha import install, validate
 from iscsi_ha.errors import BadArgument
 
 REQUIRED = object()  # a spec default meaning "the caller must pass it"
@@ -77,6 +77,8 @@ SPECS = {
     "version": {},
     "manual-mode": {"enabled": (boolean, REQUIRED), "reason": (text, "")},
     "remember-initiators": {"connections": (connection_list, REQUIRED)},
+    # What `iscsi-ha setup` rendered, or the config `iscsi-ha config restore` brings back.
+    "install-files": {"files": (install.file_list, REQUIRED), "dry_run": (boolean, False)},
 }
 
 

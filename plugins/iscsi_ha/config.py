@@ -39,14 +39,15 @@ _SCHEMA = {
                "tgt_control_port": "0"},
     "vip": {"address": None, "interface": None, "duplicate_check": "probe", "probe_ms": "50",
             "dad_wait": "1", "arp_announcements": "3"},
-    "replication": {"interface": None, "drbd_version": "auto"},
+    "replication": {"interface": None, "drbd_version": "auto", "hosts": ""},
     "timeouts": {"lock_wait": "10", "command": "20", "fence": "10",
                  "fence_confirmed": "0.2", "peer": "10", "takeover_peer": "0.5",
                  "action": "120"},
     "tools": dict((tool, tool) for tool in TOOLS),
     "host": {"state_dir": "/var/lib/iscsi-ha", "run_dir": "/run/iscsi-ha",
              "log_file": "/var/log/iscsi-ha.log", "inventory": "/etc/xensource-inventory",
-             "lvm_conf": "/etc/lvm/lvm.conf", "pool_conf": "/etc/xensource/pool.conf"},
+             "lvm_conf": "/etc/lvm/lvm.conf", "pool_conf": "/etc/xensource/pool.conf",
+             "install_root": "/"},
     "xapi": {"url": LOCAL_XAPI, "username": "root", "password_file": ""},
     "controller": {"interval": "10", "events": "on", "tickle": "on", "metrics_file": "",
                    "sr_repair": "on"},
@@ -55,14 +56,17 @@ _SCHEMA = {
                "repeat_window": "1800"},
 }
 _RESOURCE_SCHEMA = {"device": None, "lun": None, "scsi_id": None, "scsi_sn": None,
-                    "vendor_id": "ISCSIHA", "product_id": "HA-DISK", "write_cache": "off"}
+                    "vendor_id": "ISCSIHA", "product_id": "HA-DISK", "write_cache": "off",
+                    # What `iscsi-ha setup` writes into the DRBD resource file.
+                    "disk": "", "port": ""}
 
 _IQN = re.compile(r"^iqn\.\d{4}-\d{2}\.[a-z0-9][a-z0-9.-]*(:[^\s]+)?\Z")
 _RESOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\Z")  # what both DRBD parsers accept
 _USERNAME = re.compile(r"^[\x21-\x7e]+\Z")
 _BACKENDS = ("tgt",)
 _DRBD_VERSIONS = ("auto", "8.4", "9")
-_HOST_PATHS = ("state_dir", "run_dir", "log_file", "inventory", "lvm_conf", "pool_conf")
+_HOST_PATHS = ("state_dir", "run_dir", "log_file", "inventory", "lvm_conf", "pool_conf",
+               "install_root")
 _SMTP_SECURITY = ("none", "starttls", "tls")
 # "probe": our own ARP probe over a packet socket, probe_ms long; "arping":
 # iputils' arping -D, dad_wait seconds (the prior tool's check).
@@ -77,8 +81,10 @@ class Resource(object):
     """One replicated disk exported as one LUN."""
 
     def __init__(self, name, device, lun, scsi_id, scsi_sn, vendor_id, product_id,
-                 write_cache=False):
+                 write_cache=False, disk="", port=""):
         self.name = name
+        self.disk = disk or None  # the backing disk under DRBD, for `iscsi-ha setup`
+        self.port = port or None  # its replication TCP port (None: setup derives one)
         self.device = device
         self.lun = lun
         self.scsi_id = scsi_id
@@ -127,6 +133,8 @@ class Config(object):
         self.arp_announcements = vip["arp_announcements"]
         self.replication_interface = values["replication"]["interface"]
         self.drbd_version = values["replication"]["drbd_version"]
+        # [(uname -n, replication address)] of both hosts, for `iscsi-ha setup`; or [].
+        self.replication_hosts = values["replication"]["hosts"]
         self.lock_wait = values["timeouts"]["lock_wait"]
         self.command_timeout = values["timeouts"]["command"]
         self.fence_timeout = values["timeouts"]["fence"]
@@ -141,6 +149,7 @@ class Config(object):
         self.inventory = host["inventory"]
         self.lvm_conf = host["lvm_conf"]
         self.pool_conf = host["pool_conf"]
+        self.install_root = host["install_root"]
         self.xapi_url = values["xapi"]["url"]
         self.xapi_username = values["xapi"]["username"]
         self.xapi_password_file = values["xapi"]["password_file"] or None
@@ -385,6 +394,7 @@ def _validate(values, resources, problems):
     check("vip", "arp_announcements", validate.whole_number, 0, 20)
     check("replication", "interface", validate.interface)
     check("replication", "drbd_version", _one_of, _DRBD_VERSIONS)
+    check("replication", "hosts", _replication_hosts)
     for key in sorted(values["timeouts"]):
         check("timeouts", key, validate.seconds)
     _check_shorter_waits(problems, values["timeouts"])
@@ -474,6 +484,10 @@ def _validate_resource(problems, name, keys):
     for key in validate.SCSI_IDENTITY_KEYS:
         _check(problems, where + key, keys, key, functools.partial(validate.scsi_identity, key))
     _check(problems, where + "write_cache", keys, "write_cache", validate.on_off)
+    if keys.get("disk"):
+        _check(problems, where + "disk", keys, "disk", _absolute_path, "such as /dev/sdb")
+    if keys.get("port"):
+        _check(problems, where + "port", keys, "port", validate.whole_number, 1, 65535)
 
 
 def _check_unique(problems, resources, key):
@@ -506,6 +520,27 @@ def _absolute_path(text, example=""):
     if os.path.isabs(text):
         return text
     raise ValueError("'%s' must be an absolute path%s" % (text, example and " " + example))
+
+
+def _replication_hosts(text):
+    """``NAME=ADDRESS NAME=ADDRESS``: each host's name (uname -n) and replication address."""
+    fix = ("use both hosts' NAME=ADDRESS (the name uname -n prints, the IPv4 address on the "
+           "replication link), such as xcp-a=198.51.100.1 xcp-b=198.51.100.2")
+    if not text:
+        return []
+    pairs = []
+    for item in text.replace(",", " ").split():
+        name, separator, address = item.partition("=")
+        try:
+            validate.ipv4(address)
+        except ValueError:
+            separator = ""
+        if not separator or not name:
+            raise ValueError("'%s' is not NAME=ADDRESS; %s" % (item, fix))
+        pairs.append((name, address))
+    if len(pairs) != 2:
+        raise ValueError("names %d hosts; %s" % (len(pairs), fix))
+    return pairs
 
 
 def _xapi_url(text):
@@ -565,6 +600,8 @@ SAMPLE_VALUES = {
     "inventory": "/etc/xensource-inventory",
     "lvm_conf": "/etc/lvm/lvm.conf",
     "pool_conf": _SCHEMA["host"]["pool_conf"],
+    "install_root": _SCHEMA["host"]["install_root"],
+    "replication_hosts": "",
     "controller_interval": 10,
     "controller_events": "on",
     "controller_tickle": "on",

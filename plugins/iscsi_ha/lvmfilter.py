@@ -78,3 +78,32 @@ def scanned(text, path):
     """Whether LVM with this lvm.conf would scan the device at ``path``."""
     settings = filters(text)
     return all(_accepts(settings.get(name, []), path) for name in ("global_filter", "filter"))
+
+
+# Path characters a pattern may hold as they are; "." and "+" go in brackets. lvm.conf
+# strings treat a backslash as an escape, so no backslash is ever written.
+_PLAIN_PATH = re.compile(r"^/[A-Za-z0-9/_.:+-]+$")
+
+
+def reject_pattern(path):
+    """The lvm.conf pattern that rejects exactly ``path``, or None if it has odd characters."""
+    if not _PLAIN_PATH.match(path):
+        return None
+    return '"r|^%s$|"' % path.replace(".", "[.]").replace("+", "[+]")
+
+
+def suggest(text, paths):
+    """The ``global_filter = [...]`` line that rejects ``paths`` before what lvm.conf has.
+
+    The patterns already in ``global_filter`` follow the new ones unchanged; without
+    any, ``"a|.*|"`` accepts the rest. None when a path cannot be written as a pattern.
+    """
+    rejects = [reject_pattern(path) for path in paths]
+    if None in rejects:
+        return None
+    text = _strip_comments(text)
+    kept = ['"a|.*|"']
+    for match in _SETTING.finditer(text):
+        if match.group(1) == "global_filter":
+            kept = ['"%s"' % item for item in _strings(text, match.end(), "global_filter")]
+    return "global_filter = [ %s ]" % ", ".join(rejects + [k for k in kept if k not in rejects])

@@ -32,6 +32,7 @@ import XenAPI
 
 from iscsi_ha import commands, config as config_module
 from iscsi_ha.errors import CommandFailed
+from tests.drbd_double import devices as drbd_devices
 from tests.drbd_double import crash as drbd_crash, cut as drbd_cut, heal as drbd_heal
 from tests.drbd_double import init_pool, install_wrappers, revive as drbd_revive
 from tests.drbd_double import show as drbd_show, stop_handlers as drbd_stop_handlers
@@ -376,8 +377,14 @@ def _install_host(lab, name):
         lvm_conf=os.path.join(host_dir, "lvm.conf"),
         pool_conf=lab.path("hosts", name, "pool.conf"),  # written by the XAPI simulator
         inventory=os.path.join(host_dir, "xensource-inventory"),
+        # `iscsi-ha setup` installs this host's system files there, not in /etc.
+        install_root=os.path.join(host_dir, "root"),
+        replication_hosts=" ".join("%s=%s" % (host, lab.hosts[host]["replication_address"])
+                                   for host in sorted(lab.hosts)),
         resources=[{"name": RESOURCE["name"], "lun": RESOURCE["lun"],
-                    "device": lab.path("drbd", name, "dev", "drbd%d" % RESOURCE["minor"]),
+                    "device": drbd_devices.device_path(lab.path("drbd"), name,
+                                                       RESOURCE["minor"]),
+                    "disk": drbd_devices.disk_path(lab.path("drbd"), name, RESOURCE["name"]),
                     "scsi_id": RESOURCE["scsi_id"], "scsi_sn": RESOURCE["scsi_sn"]}],
         **mode)
     config_path = os.path.join(host_dir, "iscsi-ha.conf")
