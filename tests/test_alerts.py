@@ -103,7 +103,8 @@ def assert_no_secret(log_text):
 def test_each_kind_is_a_xapi_message_with_xapis_priority():
     assert sorted(alerts.KINDS) == sorted([
         "failover-started", "failover-done", "failover-failed", "replication-degraded",
-        "split-brain", "config-mismatch", "manual-mode-on", "storage-blocked"])
+        "split-brain", "config-mismatch", "manual-mode-on", "storage-blocked",
+        "sr-repair-failed"])
     for kind, (name, priority) in alerts.KINDS.items():
         assert name == "ISCSI_HA_" + kind.upper().replace("-", "_")
         assert priority in alerts.PRIORITY_MEANINGS

@@ -230,6 +230,44 @@ def test_status_json_is_one_object_with_hosts_manual_mode_and_the_controller(wor
     assert hosts["hostA"]["pool_role"] == "master" and hosts["hostB"]["pool_role"] == "slave"
 
 
+def test_status_prometheus_prints_the_pool_and_the_masters_controller_counters(world,
+                                                                             conf):
+    from tests.test_metrics import parse
+    world.record["other_config"][CONTROLLER_KEY] = json.dumps(
+        {"host": "hostA", "host_uuid": HOSTS[0][2], "outcome": "in-place", "at": 0,
+         "reason": "hostA serves", "counters": {"failovers": 2, "reconcile_errors": 0,
+                                                "pbd_plugs": 1, "pbd_plug_failures": 0},
+         "last_failover": {"seconds": 0.8, "at": 1767225600.0}})
+    code, out, _ = run(world, conf, "status", "--prometheus")
+    assert code == 0
+    families = parse(out)
+    assert families["iscsi_ha_pool_master"]["samples"] == {(("host", "hostA"),): 1,
+                                                           (("host", "hostB"),): 0}
+    assert families["iscsi_ha_storage_role"]["samples"][
+        (("host", "hostB"), ("role", "standby"))] == 1
+    assert families["iscsi_ha_controller_failovers_total"]["samples"] == {(): 2}
+    assert families["iscsi_ha_controller_master"]["samples"] == {(): 1}
+    assert families["iscsi_ha_controller_last_failover_duration_seconds"]["samples"] == {
+        (): 0.8}
+
+
+def test_status_takes_json_or_prometheus_not_both(world, conf):
+    code, out, err = run(world, conf, "status", "--json", "--prometheus")
+    assert code == 2
+    assert "ISCSI_HA_BAD_ARGUMENT" in out + err
+    assert not [e for e in world.events if e[0] == "plugin"]
+
+
+def test_status_prometheus_without_a_controller_record_shows_the_pool_only(world, conf):
+    from tests.test_metrics import parse
+    world.errors[("hostB", "status")] = ["CANNOT_CONTACT_HOST", "OpaqueRef:b"]
+    code, out, _ = run(world, conf, "status", "--prometheus")
+    assert code == 1  # as `status`: a host's status could not be read
+    families = parse(out)
+    assert families["iscsi_ha_host_status_up"]["samples"][(("host", "hostB"),)] == 0
+    assert "iscsi_ha_controller_failovers_total" not in families
+
+
 def test_status_says_when_the_storage_is_not_on_the_master_and_configs_differ(world, conf):
     world.statuses = {"hostA": status("hostA", digest="d1"),
                       "hostB": status("hostB", "primary", digest="d2")}

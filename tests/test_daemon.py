@@ -55,6 +55,9 @@ class FakeClient(object):
     def set_pool_key(self, pool_ref, key, value):
         self.keys[key] = json.loads(value)
 
+    def pbds(self):  # the SR repair's look: no SR on the VIP
+        return [], None
+
     def events(self, token, wait):
         raise XapiLost("the test ends the master loop here")
 

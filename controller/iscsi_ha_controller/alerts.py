@@ -11,6 +11,7 @@ data may be lost ... 5 = informational):
 | replication-degraded | ISCSI_HA_REPLICATION_DEGRADED | 3    | one good copy left              |
 | config-mismatch      | ISCSI_HA_CONFIG_MISMATCH      | 3    | automatic promotion refused     |
 | manual-mode-on       | ISCSI_HA_MANUAL_MODE_ON       | 3    | nothing moves by itself         |
+| sr-repair-failed     | ISCSI_HA_SR_REPAIR_FAILED     | 3    | an SR stays unplugged on a host |
 | failover-done        | ISCSI_HA_FAILOVER_DONE        | 4    | service recovered               |
 | failover-started     | ISCSI_HA_FAILOVER_STARTED     | 5    | news; done or failed follows    |
 
@@ -62,6 +63,7 @@ KINDS = {
     "replication-degraded": ("ISCSI_HA_REPLICATION_DEGRADED", 3),
     "config-mismatch": ("ISCSI_HA_CONFIG_MISMATCH", 3),
     "manual-mode-on": ("ISCSI_HA_MANUAL_MODE_ON", 3),
+    "sr-repair-failed": ("ISCSI_HA_SR_REPAIR_FAILED", 3),
     "failover-done": ("ISCSI_HA_FAILOVER_DONE", 4),
     "failover-started": ("ISCSI_HA_FAILOVER_STARTED", 5),
 }

@@ -23,7 +23,7 @@ import six
 from iscsi_ha import config as config_module, logs, report, xapi
 from iscsi_ha.commands import monotonic
 from iscsi_ha.errors import IscsiHaError
-from iscsi_ha_controller import configstore, hostfiles
+from iscsi_ha_controller import configstore, hostfiles, metrics
 from iscsi_ha_controller.decide import (IN_PLACE, REFUSED, SERVING_OUTCOMES, WAITING,
                                         HostView, Snapshot, decide)
 from iscsi_ha_controller.observe import (CONTROLLER_KEY, MANUAL_KEY, NotMaster, PoolClient,
@@ -81,7 +81,7 @@ def parser():
                      % (config_module.PATH_VARIABLE, config_module.DEFAULT_PATH))
     commands = top.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    commands.add_parser(
+    command = commands.add_parser(
         "status", parents=[common, as_json],
         help="every host's roles, DRBD, target and VIP; manual mode; the controller's last "
              "reason",
@@ -89,6 +89,10 @@ def parser():
                     "resource, target, VIP, config digest, its copy of manual mode), who "
                     "serves, manual mode and the controller's last reason. Exit status 1 "
                     "when a host's status could not be read.")
+    command.add_argument("--prometheus", action="store_true",
+                         help="print Prometheus text format instead (the metrics the "
+                              "controller writes to [controller] metrics_file, with the pool "
+                              "master's controller counters as it last published them)")
     command = commands.add_parser(
         "switchover", parents=[common, as_json, reason],
         help="planned move of the storage to HOST",
@@ -369,8 +373,14 @@ class Cli(object):
     # status ------------------------------------------------------------------------
 
     def status(self, pool):
+        if self.options.prometheus and self.json:
+            raise CliError(BAD_ARGUMENT, "status takes --json or --prometheus, not both",
+                           status=2)
         pool.read_status()
-        self.result(status_json(pool), status_text(pool))
+        if self.options.prometheus:
+            _emit(self.out, status_prometheus(pool))
+        else:
+            self.result(status_json(pool), status_text(pool))
         return 0 if all(h.answered for h in pool.hosts) else 1
 
     # check -------------------------------------------------------------------------
@@ -787,6 +797,16 @@ def status_json(pool):
         "config_backup": configstore.comparison(configstore.stored(pool.other_config),
                                                 pool.hosts),
     }
+
+
+def status_prometheus(pool):
+    record = pool.controller or {}
+    controller = None
+    if "counters" in record:  # a controller from before the metrics publishes none
+        controller = {"master": bool(pool.master) and record.get("host_uuid") ==
+                      pool.master.uuid, "counters": record["counters"],
+                      "last_failover": record.get("last_failover")}
+    return metrics.render(pool.hosts, pool.master.name if pool.master else None, controller)
 
 
 def status_text(pool):

@@ -13,6 +13,11 @@ the first failure. Every master change restarts xapi, so any broken call sends
 the loop back to logging in, with nothing kept but what the controller saw
 itself: the host the mastership moved here from.
 
+After a pass, the master plugs again the SR's PBDs a move left unplugged
+(:mod:`srrepair`, ``[controller] sr_repair``), and every controller rewrites
+its metrics file (:mod:`metrics`, ``[controller] metrics_file``) with its
+counters, which its state file keeps across restarts.
+
 The controller never demotes its own host because it lost the mastership: the
 new master's controller does that, after which the old one stays a standby.
 """
@@ -23,7 +28,7 @@ import os
 import time
 
 from iscsi_ha import config as config_module, poolconf
-from iscsi_ha_controller import decide as decisions
+from iscsi_ha_controller import decide as decisions, metrics, srrepair
 from iscsi_ha_controller.observe import (CONTROLLER_KEY, MANUAL_KEY, NotMaster, PoolClient,
                                          XapiLost)
 
@@ -42,6 +47,9 @@ ACTION_FNS = ("promote", "demote")
 RECORDED = ("summary", "observe_seconds", "steps")
 RECORDED_IF_GIVEN = ("vip_released", "tickled", "tickle_failures", "awaited_demote_seconds")
 BECAME_MASTER = "became master"
+# Passes in a row that try the SR repair again after a failed PBD.plug; then the
+# repair waits for the next move (the alert said what failed).
+SR_REPAIR_ATTEMPTS = 3
 
 
 class Controller(object):
@@ -65,19 +73,30 @@ class Controller(object):
         self.state = self._load_state()
         self.client = None
         self.published = None
+        # The SR repair runs after a move, and in the first pass as master; a failed
+        # plug is tried again in the next passes, SR_REPAIR_ATTEMPTS in all.
+        self.sr_repair_left = 0
+        self.metrics_problem = None
 
     # -- state -----------------------------------------------------------------------
 
     def _load_state(self):
         """What a previous run of this controller saw, while the host has not rebooted."""
         state = {"mode": "starting", "since": self.clock(), "last_pass": None, "passes": [],
-                 "took_over_from": None}
+                 "took_over_from": None, "counters": metrics.new_counters(),
+                 "last_failover": None}
         try:
             with open(self.state_path) as handle:
                 previous = json.load(handle)
             state["took_over_from"] = previous.get("took_over_from")
             state["last_pass"] = previous.get("last_pass")
             state["passes"] = list(previous.get("passes") or [])[-KEPT_PASSES:]
+            # Counters survive a restart of the controller (not a reboot: run_dir is
+            # emptied then, and Prometheus takes that as a counter reset).
+            state["counters"].update((key, int(value)) for key, value in
+                                     (previous.get("counters") or {}).items()
+                                     if key in state["counters"])
+            state["last_failover"] = previous.get("last_failover")
         except (IOError, OSError, ValueError, AttributeError, TypeError):
             pass
         return state
@@ -96,6 +115,29 @@ class Controller(object):
             LOG.info("controller: %s (%s)", mode, why)
             self.state.update({"mode": mode, "since": self.clock()})
             self._save_state()
+            # Away from the master: the pool's part of the metrics would go stale.
+            self._write_metrics()
+
+    def _write_metrics(self, snapshot=None):
+        """``[controller] metrics_file``: this controller's counters, and the pool as the
+        pass that just ran saw it (``snapshot``); none when off."""
+        path = self.config.metrics_file
+        if path is None:
+            return
+        hosts, master = (snapshot.hosts, snapshot.master.name) if snapshot else ((), None)
+        text = metrics.render(hosts, master, {
+            "master": self.state["mode"] == "master", "counters": self.state["counters"],
+            "last_failover": self.state["last_failover"]})
+        try:
+            metrics.write(path, text)
+        except (IOError, OSError) as exc:
+            problem = "cannot write [controller] metrics_file %s (%s)" % (
+                path, exc.strerror or exc)
+            if problem != self.metrics_problem:  # once, not every pass
+                LOG.warning("controller: %s; make its directory writable", problem)
+            self.metrics_problem = problem
+        else:
+            self.metrics_problem = None
 
     # -- the loop --------------------------------------------------------------------
 
@@ -105,6 +147,7 @@ class Controller(object):
     def run(self):
         LOG.info("controller: started on host %s", self.own_uuid)
         self._save_state()
+        self._write_metrics()
         try:
             while not self.stopping:
                 if self._wait_for_mastership():
@@ -223,15 +266,23 @@ class Controller(object):
             # later, it will not have lost the mastership while serving.
             self.state["took_over_from"] = None
         records = self._execute(plan, snapshot)
+        acted = self.clock()
         if plan.restore_manual_mode:
             self.client.set_pool_key(pool_ref, MANUAL_KEY, json.dumps(
                 {"reason": "restored from %s's copy" % snapshot.master.name,
                  "by": "iscsi-ha-controller", "at": self.clock()}))
         outcome = plan.outcome
+        counters = self.state["counters"]
         if any(not r["ok"] for r in records):
             outcome = decisions.FAILED
+            counters["reconcile_errors"] += 1
         elif plan.outcome in (decisions.MOVE, decisions.REPAIR):
             outcome = decisions.DONE
+        if outcome == decisions.DONE and plan.outcome == decisions.MOVE:
+            counters["failovers"] += 1
+            self.state["last_failover"] = {"seconds": round(acted - started, 3), "at": acted}
+        if fresh_master or (outcome == decisions.DONE and plan.outcome == decisions.MOVE):
+            self.sr_repair_left = SR_REPAIR_ATTEMPTS if self.config.sr_repair else 0
         this_pass = {
             "started": started, "observed": observed, "finished": self.clock(),
             "trigger": trigger, "reason": plan.reason, "outcome": outcome,
@@ -246,7 +297,51 @@ class Controller(object):
             self._alert(kind, text, host_uuid)
         if outcome == decisions.FAILED:
             plan.retry = True
+        if self.sr_repair_left and outcome in decisions.SERVING_OUTCOMES:
+            # After the record and the alerts: a switchover is done once the master
+            # serves, and PBD.plug may take a while.
+            this_pass["sr_repair"] = self._repair_srs(snapshot)
+            self._save_state()
+            plan.retry = plan.retry or bool(self.sr_repair_left)
+        self._write_metrics(snapshot)
         return plan
+
+    def _repair_srs(self, snapshot):
+        """Plug the PBDs :func:`srrepair.plan` names, each within ``[timeouts] action``;
+        a failure raises an alert and leaves the repair for the next pass."""
+        pbds, error = self.client.pbds()
+        if error is not None:
+            self.sr_repair_left -= 1
+            LOG.error("controller: SR repair: cannot list the PBDs: %s", " ".join(error))
+            return {"reason": "cannot list the PBDs: %s" % " ".join(error), "plugs": []}
+        repair = srrepair.plan(pbds, snapshot, self.config.vip_address)
+        records = []
+        for pbd, host in repair.plugs:
+            started = self.clock()
+            error = self.client.plug_pbd(pbd, self.config.action_timeout)
+            record = {"sr": pbd.sr_name, "pbd": pbd.uuid, "host": host.name,
+                      "ok": error is None, "seconds": round(self.clock() - started, 3)}
+            if error is None:
+                self.state["counters"]["pbd_plugs"] += 1
+                LOG.info("controller: SR repair: plugged SR %s on %s in %.2f s",
+                         pbd.sr_name, host.name, record["seconds"])
+            else:
+                record["error"] = error
+                self.state["counters"]["pbd_plug_failures"] += 1
+                LOG.error("controller: SR repair: PBD.plug of SR %s on %s FAILED: %s",
+                          pbd.sr_name, host.name, " ".join(error))
+                self._alert("sr-repair-failed", "PBD.plug of SR %s on %s failed (%s); its "
+                            "VMs cannot start there until it is plugged: check the host's "
+                            "iSCSI session to the VIP %s, then xe pbd-plug uuid=%s" % (
+                                pbd.sr_name, host.name, " ".join(error[:3]),
+                                self.config.vip_address, pbd.uuid), host.uuid)
+            records.append(record)
+        failed = any(not r["ok"] for r in records)
+        self.sr_repair_left = self.sr_repair_left - 1 if failed else 0
+        if repair.plugs or repair.skipped:
+            LOG.info("controller: SR repair: %s%s", repair.reason,
+                     "; trying again in the next pass" if self.sr_repair_left else "")
+        return {"reason": repair.reason, "plugs": records}
 
     def _execute(self, plan, snapshot):
         records = []
@@ -302,12 +397,15 @@ class Controller(object):
 
     def _publish(self, pool_ref, snapshot, reason, outcome):
         """The reason for ``iscsi-ha status`` on any host: in the pool, when it changes."""
-        if (reason, outcome) == self.published:
+        # The counters too, for `iscsi-ha status --prometheus` on any host.
+        published = (reason, outcome, json.dumps(self.state["counters"], sort_keys=True))
+        if published == self.published:
             return
         self.client.set_pool_key(pool_ref, CONTROLLER_KEY, json.dumps({
             "host_uuid": self.own_uuid, "host": snapshot.master.name, "reason": reason,
-            "outcome": outcome, "at": self.clock()}, sort_keys=True))
-        self.published = (reason, outcome)
+            "outcome": outcome, "at": self.clock(), "counters": self.state["counters"],
+            "last_failover": self.state["last_failover"]}, sort_keys=True))
+        self.published = published
 
     def send_message(self, name, priority, cls, obj_uuid, body):
         """For the alerter: a XAPI message through the current master session."""

@@ -16,6 +16,7 @@ from iscsi_ha import xapi
 from six.moves import xmlrpc_client
 
 from iscsi_ha_controller.decide import HostView, Snapshot
+from iscsi_ha_controller.srrepair import PbdView
 
 MANUAL_KEY = "iscsi-ha.manual-mode"
 CONTROLLER_KEY = "iscsi-ha.controller"
@@ -218,6 +219,38 @@ class PoolClient(object):
             if isinstance(outcome, Exception):
                 raise outcome
         return outcomes
+
+    def pbds(self):
+        """``(views, None)``: every PBD (:class:`srrepair.PbdView`) with its SR's name and
+        type; or ``(None, error description)`` when XAPI refused to list them."""
+        timeout = self.config.peer_timeout
+        try:
+            srs = self._call(timeout, "SR.get_all_records")
+            records = self._call(timeout, "PBD.get_all_records")
+        except xapi.Failure as failure:
+            return None, [str(part) for part in failure.details] or ["XAPI_FAILURE"]
+        except NoAnswer as exc:
+            return None, ["ISCSI_HA_NO_ANSWER", str(exc)]
+        views = []
+        for ref, record in records.items():
+            sr = srs.get(record.get("SR"), {})
+            views.append(PbdView(ref, record.get("uuid"), record.get("host"),
+                                 sr.get("name_label") or record.get("SR"), sr.get("uuid"),
+                                 sr.get("type"), record.get("device_config"),
+                                 record.get("currently_attached")))
+        return views, None
+
+    def plug_pbd(self, pbd, timeout):
+        """``None``, or the error description of ``PBD.plug`` (xapi forwards it to the
+        PBD's host, whose storage manager attaches the SR)."""
+        try:
+            self._call(timeout, "PBD.plug", pbd.ref)
+        except xapi.Failure as failure:
+            return [str(part) for part in failure.details] or ["XAPI_FAILURE"]
+        except NoAnswer:
+            return ["ISCSI_HA_NO_ANSWER", "PBD.plug of SR %s gave no answer within %g s"
+                    % (pbd.sr_name, timeout)]
+        return None
 
     def designate_new_master(self, host):
         """A planned master change to ``host`` (a :class:`HostView`); xapi then restarts."""

@@ -49,7 +49,8 @@ _SCHEMA = {
              "lvm_conf": "/etc/lvm/lvm.conf", "pool_conf": "/etc/xensource/pool.conf",
              "install_root": "/"},
     "xapi": {"url": LOCAL_XAPI, "username": "root", "password_file": ""},
-    "controller": {"interval": "10", "events": "on", "tickle": "on"},
+    "controller": {"interval": "10", "events": "on", "tickle": "on", "metrics_file": "",
+                   "sr_repair": "on"},
     "alerts": {"email_to": "", "email_from": "", "smtp_server": "", "smtp_port": "0",
                "smtp_security": "none", "smtp_username": "", "smtp_password_file": "",
                "repeat_window": "1800"},
@@ -155,6 +156,8 @@ class Config(object):
         self.controller_interval = values["controller"]["interval"]
         self.controller_events = values["controller"]["events"]
         self.controller_tickle = values["controller"]["tickle"]
+        self.metrics_file = values["controller"]["metrics_file"] or None
+        self.sr_repair = values["controller"]["sr_repair"]
         self.alerts = Alerts(values["alerts"])
         self.resources = resources
 
@@ -400,6 +403,10 @@ def _validate(values, resources, problems):
     check("controller", "interval", validate.seconds, 3600)
     check("controller", "events", validate.on_off)
     check("controller", "tickle", validate.on_off)
+    check("controller", "sr_repair", validate.on_off)
+    if values["controller"].get("metrics_file"):
+        check("controller", "metrics_file", _absolute_path,
+              "such as /var/lib/node_exporter/textfile_collector/iscsi-ha.prom")
     _validate_alerts(problems, values["alerts"])
     check("xapi", "url", _xapi_url)
     check("xapi", "username", _username)
@@ -598,6 +605,8 @@ SAMPLE_VALUES = {
     "controller_interval": 10,
     "controller_events": "on",
     "controller_tickle": "on",
+    "metrics_file": "",
+    "sr_repair": "on",
     "duplicate_check": "probe",
     "probe_ms": 50,
     "email_to": "",

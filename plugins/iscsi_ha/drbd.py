@@ -73,7 +73,8 @@ class ResourceState(object):
     """
 
     def __init__(self, name, role, peer_role="Unknown", connection="StandAlone",
-                 disk="Diskless", peer_disk="DUnknown", suspended=()):
+                 disk="Diskless", peer_disk="DUnknown", suspended=(), out_of_sync_bytes=None,
+                 percent_in_sync=None):
         self.name = name
         self.role = role
         self.peer_role = peer_role
@@ -83,6 +84,10 @@ class ResourceState(object):
         # Why I/O is suspended (DRBD 9's suspended-* flags: user, no-data, fencing,
         # quorum); empty while I/O flows.
         self.suspended = list(suspended)
+        # What is left to resync to the peer, where DRBD says it (DRBD 9's JSON status:
+        # the volumes' sum, and the worst volume's percentage); None elsewhere.
+        self.out_of_sync_bytes = out_of_sync_bytes
+        self.percent_in_sync = percent_in_sync
 
     @classmethod
     def unconfigured(cls, name):
@@ -122,6 +127,8 @@ class ResourceState(object):
             "is_primary": self.is_primary, "peer_is_primary": self.peer_is_primary,
             "connected": self.connected, "disk_up_to_date": self.disk_up_to_date,
             "configured": self.configured, "suspended": list(self.suspended),
+            "out_of_sync_bytes": self.out_of_sync_bytes,
+            "percent_in_sync": self.percent_in_sync,
         }
 
     def __repr__(self):
@@ -572,7 +579,7 @@ def _resource_state(name, role, disks, peers, suspended=()):
     peer = _pick_peer(peers)
     if peer is None:
         return ResourceState(name, role, disk=_worst(disks, "Diskless"), suspended=suspended)
-    peer_role, connection_state, replications, peer_disks = peer
+    peer_role, connection_state, replications, peer_disks = peer[:4]
     return ResourceState(name, role, peer_role, _connection_9(connection_state, replications),
                          _worst(disks, "Diskless"), _worst(peer_disks, "DUnknown"),
                          suspended)
@@ -600,13 +607,24 @@ def _connection_9(connection_state, replication_states):
 
 
 def _state_from_json(name, resource):
+    # Each peer's connection record rides along, for the resync figures of the one reported.
     peers = [(connection["peer-role"], connection["connection-state"],
               [volume["replication-state"] for volume in connection["peer_devices"]],
-              [volume["peer-disk-state"] for volume in connection["peer_devices"]])
+              [volume["peer-disk-state"] for volume in connection["peer_devices"]],
+              connection)
              for connection in resource["connections"]]
-    return _resource_state(name, resource["role"],
-                           [device["disk-state"] for device in resource["devices"]], peers,
-                           _suspended_json(resource))
+    state = _resource_state(name, resource["role"],
+                            [device["disk-state"] for device in resource["devices"]], peers,
+                            _suspended_json(resource))
+    peer = _pick_peer(peers)
+    volumes = peer[4]["peer_devices"] if peer is not None else []
+    out_of_sync = [v.get("out-of-sync") for v in volumes]
+    if volumes and all(isinstance(kib, int) for kib in out_of_sync):
+        state.out_of_sync_bytes = sum(out_of_sync) * 1024  # DRBD counts KiB
+    percents = [v.get("percent-in-sync") for v in volumes]
+    if volumes and all(isinstance(p, (int, float)) for p in percents):
+        state.percent_in_sync = float(min(percents))
+    return state
 
 
 def _suspended_json(resource):

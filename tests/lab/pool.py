@@ -54,6 +54,7 @@ STORAGE_INTERFACE, REPLICATION_INTERFACE, CLIENT_INTERFACE = "xenbr0", "repl0", 
 RESOURCE = {"name": "iscsi1", "minor": 1, "size_mib": 64, "lun": 1,
             "scsi_id": "1fa0c0de0001", "scsi_sn": "IHA-LAB-ISCSI1"}
 SIMULATOR_START_SECONDS = 15
+SR_NAME = "iscsi-ha SR"
 # Who makes a survivor master when the master dies (see xapi_sim): something
 # outside xapi such as HA-Lizard, the common two-host setup, or XenServer HA.
 DEFAULT_ELECTOR = "external"
@@ -370,6 +371,7 @@ def _install_host(lab, name):
                "tgtadm": "tgtadm", "ip": "ip", "arping": "arping"},
         state_dir=os.path.join(host_dir, "state"), run_dir=os.path.join(host_dir, "run"),
         log_file=os.path.join(host_dir, "iscsi-ha.log"),
+        metrics_file=os.path.join(host_dir, "iscsi-ha.prom"),
         xapi_url="http://%s" % lab.hosts[name]["address"], xapi_username=USERNAME,
         xapi_password_file=os.path.join(host_dir, "xapi-password"),
         lvm_conf=os.path.join(host_dir, "lvm.conf"),
@@ -411,6 +413,9 @@ def _start_simulator(lab):
         "username": USERNAME, "password": PASSWORD, "master": "hostA",
         "pool_name": "iscsi-ha-lab", "audit_log": lab.path("xapi", "audit.log"),
         "elector": lab.record.get("elector", DEFAULT_ELECTOR),
+        # The SR VMs keep their disks on: LVM over iSCSI on the VIP, a PBD on each host.
+        "srs": [{"name_label": SR_NAME, "type": "lvmoiscsi",
+                 "device_config": {"target": VIP, "port": "3260", "targetIQN": IQN}}],
         "hosts": [{"name": name, "uuid": host["uuid"], "address": host["address"],
                    "netns": names[name], "plugin_dir": host["plugin_dir"],
                    "pool_conf": lab.path("hosts", name, "pool.conf")}

@@ -388,7 +388,8 @@ def test_event_from_empty_token_lists_every_object(sim):
     assert sorted((event["class"], event["operation"]) for event in batch["events"]) == [
         ("host", "add"), ("host", "add"), ("host_metrics", "add"),
         ("host_metrics", "add"), ("pool", "add")]
-    assert batch["valid_ref_counts"] == {"pool": 1, "host": 2, "host_metrics": 2, "sr": 1}
+    assert batch["valid_ref_counts"] == {"pool": 1, "host": 2, "host_metrics": 2, "sr": 1,
+                                         "pbd": 2}
     pool_event = next(event for event in batch["events"] if event["class"] == "pool")
     assert pool_event["snapshot"]["master"] == host_ref(session, "hostA")
     assert batch["token"]
@@ -1039,3 +1040,45 @@ def test_host_in_a_namespace_runs_plugins_there_and_listens_there(tmp_path, netn
         assert simulator.urls["hosts"]["hostA"]["netns"] == "http://%s:80/" % ADDRESS_A
         assert where == netns
         assert seen_inside.stdout.strip() == session.xenapi.pool.get_all()[0]
+
+
+
+def _pbd_of(session, sr_name, host_name):
+    srs = session.xenapi.SR.get_all_records()
+    host = host_ref(session, host_name)
+    return [ref for ref, pbd in session.xenapi.PBD.get_all_records().items()
+            if srs[pbd["SR"]]["name_label"] == sr_name and pbd["host"] == host][0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+def test_pbd_plug_attaches_through_the_hosts_storage_manager_and_fails_as_sm_does(tmp_path,
+                                                                                 netns):
+    config = lab_config(tmp_path, netns_a=netns)
+    # Nothing listens on the portal in hostA's namespace: SM cannot reach the target.
+    config["srs"] = [{"name_label": "vms", "type": "lvmoiscsi", "device_config": {
+        "target": ADDRESS_A, "port": "3260", "targetIQN": "iqn.2026-01.org.example:t"}}]
+    with xapi_sim.XapiSimulator(config) as simulator:
+        session = login(simulator.urls["pool"])
+        srs = session.xenapi.SR.get_all_records()
+        vms = [r for r in srs.values() if r["name_label"] == "vms"][0]
+        assert (vms["type"], vms["shared"], len(vms["PBDs"])) == ("lvmoiscsi", True, 2)
+        pbd = _pbd_of(session, "vms", "hostA")
+        record = session.xenapi.PBD.get_record(pbd)
+        assert record["currently_attached"] is True
+        assert record["device_config"]["target"] == ADDRESS_A
+
+        session.xenapi.PBD.plug(pbd)  # attached already: nothing to do
+        session.xenapi.PBD.unplug(pbd)
+        session.xenapi.PBD.unplug(pbd)  # detached already: nothing to do
+        assert session.xenapi.PBD.get_currently_attached(pbd) is False
+        assert failure_of(session.xenapi.PBD.plug, pbd) == [
+            "SR_BACKEND_FAILURE_141", "", "Unable to connect to ISCSI service on target "
+            "[opterr=%s:3260]" % ADDRESS_A, ""]
+        assert session.xenapi.PBD.get_currently_attached(pbd) is False
+        assert failure_of(session.xenapi.PBD.plug, "OpaqueRef:nonsense") == [
+            "HANDLE_INVALID", "PBD", "OpaqueRef:nonsense"]
+
+        # The heartbeat SR's NFS server is not in the lab: once unplugged, it stays so.
+        heartbeat = _pbd_of(session, "ha-statefile", "hostB")
+        session.xenapi.PBD.unplug(heartbeat)
+        assert failure_of(session.xenapi.PBD.plug, heartbeat)[0] == "SR_BACKEND_FAILURE_47"

@@ -10,7 +10,9 @@ each ``{name, uuid, address, plugin_dir}`` plus optional ``netns`` (null: no
 listener in a namespace, plugins run where the simulator runs) and ``pool_conf``
 (path to keep as the host's pool.conf); optional ``pool_name``, ``audit_log``
 (JSON lines), ``ip_tool``, ``max_sessions_per_originator`` (xapi: 500),
-``timers`` (any of :data:`TIMERS`) and ``elector``:
+``timers`` (any of :data:`TIMERS`), ``srs`` (shared SRs beyond HA's heartbeat SR,
+each ``{name_label, type, device_config}``: a PBD on every host, attached) and
+``elector``:
 
 * ``"external"`` (default): xapi's HA is off; something outside xapi, such as
   HA-Lizard, fences a dead master and calls ``pool.emergency_transition_to_master``
@@ -57,7 +59,8 @@ ELECTORS = ("external", "xapi-ha")
 MAX_SESSIONS_PER_ORIGINATOR = 500
 
 CONFIG_KEYS = {"username", "password", "pool_name", "audit_log", "master", "hosts",
-               "ip_tool", "elector", "timers", "max_sessions_per_originator"}
+               "ip_tool", "elector", "timers", "max_sessions_per_originator", "srs"}
+SR_KEYS = {"name_label", "type", "device_config"}
 HOST_KEYS = {"name", "uuid", "address", "netns", "plugin_dir", "pool_conf"}
 
 
@@ -88,6 +91,7 @@ def validate_config(config):
         raise ValueError("max_sessions_per_originator must be a whole number >= 1, not %r"
                          % (limit,))
     result["timers"] = _timers(config.get("timers") or {})
+    result["srs"] = [_sr(spec) for spec in config.get("srs") or []]
     result["hosts"] = [_host(spec) for spec in config["hosts"]]
     names = [host["name"] for host in result["hosts"]]
     if not names or len(set(names)) != len(names):
@@ -111,6 +115,17 @@ def _timers(given):
             raise ValueError("timer %s must be a number of seconds >= %s, not %r"
                              % (name, least, value))
     return timers
+
+
+def _sr(spec):
+    if not isinstance(spec, dict) or set(spec) != SR_KEYS:
+        raise ValueError("an SR needs exactly the keys %s, not %r" % (sorted(SR_KEYS), spec))
+    config = spec["device_config"]
+    if not isinstance(config, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                               for k, v in config.items()):
+        raise ValueError("SR %s: device_config must map strings to strings"
+                         % spec["name_label"])
+    return dict(spec)
 
 
 def _host(spec):

@@ -1,6 +1,6 @@
 """The XAPI simulator's database and message store (Python 3 only).
 
-Owns: the objects of the simulated pool (pool, host, host_metrics, SR) by
+Owns: the objects of the simulated pool (pool, host, host_metrics, SR, PBD) by
 opaque ref, each stamped with the database generation that created it and the
 one that last changed it; the rules of xapi's map fields (``MAP_DUPLICATE_KEY``
 naming the object's ref, an empty key an ``INTERNAL_ERROR``); the messages,
@@ -24,7 +24,7 @@ import xmlrpc.client
 NULL_REF = "OpaqueRef:NULL"
 # The classes the lab's database holds, as xapi names them; event.from and
 # valid_ref_counts use the lower-case form.  Messages live outside the database.
-TABLES = ("pool", "host", "host_metrics", "SR")
+TABLES = ("pool", "host", "host_metrics", "SR", "PBD")
 # How Printexc shows the exception xapi's database raises for an empty map key.
 EMPTY_KEY_IN_MAP = "Xapi_database.Db_exn.Empty_key_in_map"
 

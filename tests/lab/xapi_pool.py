@@ -134,9 +134,20 @@ class Pool(object):
                 "API_version_major": "2", "API_version_minor": "21"})
             self.hosts[host.name] = host
         # HA's heartbeat needs an SR outside the pair (the one iscsi-ha serves cannot be it).
-        db.add("SR", {"uuid": str(uuid.uuid4()), "name_label": "ha-statefile",
-                      "name_description": "shared storage outside the pair, for HA",
-                      "type": "nfs", "shared": True, "other_config": {}})
+        srs = [{"name_label": "ha-statefile", "type": "nfs",
+                "name_description": "shared storage outside the pair, for HA",
+                "device_config": {"server": "198.51.100.200", "serverpath": "/ha"}}]
+        for spec in srs + [dict(sr, name_description="") for sr in self.config["srs"]]:
+            sr_ref = db.add("SR", {"uuid": str(uuid.uuid4()), "name_label": spec["name_label"],
+                                   "name_description": spec["name_description"],
+                                   "type": spec["type"], "shared": True, "PBDs": [],
+                                   "other_config": {}})
+            # A shared SR has a PBD on every host; the lab starts with them attached.
+            pbds = [db.add("PBD", {"uuid": str(uuid.uuid4()), "host": host.ref, "SR": sr_ref,
+                                   "device_config": dict(spec["device_config"]),
+                                   "currently_attached": True, "other_config": {}})
+                    for host in self.hosts.values()]
+            db.update(sr_ref, {"PBDs": pbds})
         ha = self.config["elector"] == "xapi-ha"
         self.pool_ref = db.add("pool", {
             "uuid": str(uuid.uuid4()), "name_label": self.config["pool_name"],

@@ -79,7 +79,8 @@ What is modelled, after xapi's source (xapi-project/xen-api):
 What is not modelled: network partitions (a dead host is dead to everyone; so
 two masters never last, and ``pool.recover_slaves`` and
 ``pool.emergency_reset_master`` are absent), task objects and async calls, VMs
-and SRs beyond one heartbeat SR, RBAC, pool secrets, and the messages' own
+and VDIs, SR operations but ``PBD.plug``/``unplug`` (``xapi_storage`` attaches),
+RBAC, pool secrets, and the messages' own
 24-hour sync (messages reach a new master only through the sync of
 ``pool.designate_new_master``).  A slave answers even
 database reads with a ``slave_local`` session with ``HOST_IS_SLAVE`` (real
@@ -104,6 +105,7 @@ from .xapi_db import (TABLES, Subscriptions, XapiFailure, make_token, new_ref, p
 from .xapi_listeners import Listener, in_netns
 from .xapi_plugins import PluginRun, find_plugin, plugin_result
 from .xapi_pool import ConnectionDropped, Pool, Session, write_atomically
+from .xapi_storage import attach
 
 # What callers import from here; the rest lives in the modules above.
 __all__ = ["XapiSimulator", "XapiFailure", "TIMERS", "load_config", "validate_config",
@@ -413,6 +415,8 @@ class XapiSimulator(object):
             "pool.enable_ha": _Method(self._pool_enable_ha, 2),
             "pool.disable_ha": _Method(self._pool_disable_ha, 0),
             "host.call_plugin": _Method(self._host_call_plugin, 4),
+            "PBD.plug": _Method(self._pbd_plug, 1),
+            "PBD.unplug": _Method(self._pbd_unplug, 1),
             "message.create": _Method(self._message_create, 5),
             "message.get_all": _Method(lambda call: sorted(self._messages(call).records()), 0),
             "message.get_all_records": _Method(lambda call: self._messages(call).records(), 0),
@@ -664,6 +668,72 @@ class XapiSimulator(object):
         self.pool.assert_serving(call)
         if call.session_ref not in call.xapi.sessions:
             raise XapiFailure("SESSION_INVALID", call.session_ref)
+
+    # -- PBDs ------------------------------------------------------------------
+
+    def _pbd_host(self, call, ref):
+        """The PBD's record and its host, reached as xapi forwards a PBD call to it."""
+        record = self._db(call).record("PBD", ref)
+        target = self._host_by_ref(self._db(call), record["host"])
+        self._check_live(call, target)
+        if target is not call.host:
+            self._reach(call, target)
+        return record, target
+
+    def _pbd_plug(self, call, ref):
+        """xapi's Xapi_pbd.plug: nothing for an attached PBD; else its host's storage
+        manager attaches the SR (``xapi_storage``), and only then is it attached."""
+        record, target = self._pbd_host(call, ref)
+        if record["currently_attached"]:
+            return ""
+        sr = self._db(call).record("SR", record["SR"])
+        self._outside_lock(call, target, lambda: attach(
+            sr["type"], record["device_config"], target.netns, self.config["ip_tool"]))
+        self._db(call).update(ref, {"currently_attached": True})
+        self._lock.notify_all()
+        return ""
+
+    def _pbd_unplug(self, call, ref):
+        """xapi's Xapi_pbd.unplug: nothing for a detached PBD; HA's statefile SR stays
+        (HA_IS_ENABLED). The lab has no VMs, so no VDI_IN_USE."""
+        record, _ = self._pbd_host(call, ref)
+        if not record["currently_attached"]:
+            return ""
+        db = self._db(call)
+        pool = db.record("pool", self.pool.pool_ref)
+        if pool["ha_enabled"] and record["SR"] in pool["ha_statefiles"]:
+            raise XapiFailure("HA_IS_ENABLED")
+        db.update(ref, {"currently_attached": False})
+        self._lock.notify_all()
+        return ""
+
+    def _outside_lock(self, call, target, work):
+        """``work()`` in a thread without the simulator's lock (it runs processes), ended
+        as xapi ends a forwarded call: the host dying under it makes it hang, this xapi
+        exiting drops the connection. Raises the XapiFailure ``work`` raised."""
+        box = {}
+
+        def run():
+            try:
+                work()
+            except XapiFailure as failure:
+                box["failure"] = failure
+            except Exception as exc:  # a simulator bug still reaches the client as an error
+                traceback.print_exc()
+                box["failure"] = XapiFailure("INTERNAL_ERROR", str(exc))
+            finally:
+                with self._lock:
+                    box["done"] = True
+                    self._lock.notify_all()
+        threading.Thread(target=run, daemon=True, name="storage " + target.name).start()
+        while "done" not in box:
+            self.pool.assert_serving(call)
+            if not target.alive:
+                self._hang_until_given_up(call, target)
+            self._lock.wait()
+        self.pool.assert_serving(call)
+        if "failure" in box:
+            raise box["failure"]
 
     # -- host plugins ----------------------------------------------------------
 
