@@ -161,3 +161,20 @@ def test_the_libc_clock_is_the_kernels_monotonic_clock():
 
 def test_the_last_resort_clock_advances_too():
     assert advances(commands._elapsed_ticks)
+
+
+def test_background_gives_the_callers_thread_the_value_or_the_error():
+    def fails():
+        raise CommandFailed(["tool"], 3, "", "refused")
+    assert commands.Background(lambda: commands.run(["echo", "beside"]).stdout).result() \
+        == "beside\n"
+    with pytest.raises(CommandFailed):
+        commands.Background(fails).result()
+
+
+def test_commands_run_beside_each_other_each_in_its_own_group():
+    group = [sys.executable, "-c", "import os; print(os.getpgrp())"]
+    beside = commands.Background(lambda: commands.run(group))
+    here = commands.run(group)
+    groups = [int(result.stdout) for result in (beside.result(), here)]
+    assert len(set(groups)) == 2 and os.getpgrp() not in groups

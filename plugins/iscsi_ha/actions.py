@@ -17,7 +17,7 @@ import os
 import socket
 import time
 
-from iscsi_ha import __version__, connections
+from iscsi_ha import __version__, commands, connections
 from iscsi_ha.drbd import Drbd
 from iscsi_ha.errors import (BadArgument, BadConfig, DiskNotUpToDate, DrbdError, IscsiHaError,
                              PeerPrimary, PeerUnknown, StepFailed, TargetDaemonDown, TargetError,
@@ -313,9 +313,16 @@ class Host(object):
         if detect_vip_elsewhere:
             # The probe mostly waits for answers: it runs while DRBD and tgtd are read.
             self.vip.start_duplicate_check()
+        # DRBD's own device names come from its config, not its state: read beside it.
+        naming = commands.Background(self._drbd_devices) if read_devices else None
         resources = dict((r.name, self.drbd.state(r.name)) for r in self.config.resources)
-        devices = dict((r.name, self.drbd.device(r.name)) for r in self.config.resources
-                       if read_devices and resources[r.name].configured)
+        devices = {}
+        for name, device in (naming.result() if naming else {}).items():
+            if not resources[name].configured:
+                continue  # DRBD's own answer for it was not needed before either
+            if isinstance(device, DrbdError):
+                raise device
+            devices[name] = device
         targets = self.target.show_if_running()
         daemon_running = targets is not None
         targets = targets or []
@@ -328,6 +335,17 @@ class Host(object):
         return Observation(resources, daemon_running, ours[0] if ours else None, vip_local,
                            elsewhere, tid_taken_by[0] if tid_taken_by else None, devices,
                            found)
+
+    def _drbd_devices(self):
+        """The device DRBD names for each resource, or the DrbdError asking for it gave
+        (raised by the caller only for a resource that is up)."""
+        named = {}
+        for resource in self.config.resources:
+            try:
+                named[resource.name] = self.drbd.device(resource.name)
+            except DrbdError as exc:
+                named[resource.name] = exc
+        return named
 
     def await_peer_demote(self, observed, seconds):
         """Wait until no resource of ``observed`` has a Primary peer, at most ``seconds``;

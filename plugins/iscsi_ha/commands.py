@@ -1,7 +1,9 @@
 """Running external tools: argv lists, no shell, a hard time limit, captured output.
 
 Also the monotonic clock every deadline in iscsi-ha is measured on
-(:func:`monotonic`), since a wall-clock step must not stretch or cut a timeout.
+(:func:`monotonic`), since a wall-clock step must not stretch or cut a timeout,
+and :class:`Background`, which overlaps a slow read (a command, an ARP probe)
+with the caller's other work.
 """
 
 import errno
@@ -9,6 +11,7 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 
 from iscsi_ha.errors import CommandFailed, ToolMissing
@@ -169,6 +172,12 @@ def _collect(process, deadline):
             timed_out)
 
 
+# Python 3 makes the new session in its C fork code, which is safe while other
+# threads run (a preexec_fn is not); 2.7 has only the preexec_fn.
+_NEW_SESSION = ({"start_new_session": True} if hasattr(subprocess, "DEVNULL")
+                else {"preexec_fn": os.setsid})
+
+
 def run(argv, timeout=20.0, check=True):
     """Run ``argv``; return a :class:`Result`.
 
@@ -188,7 +197,8 @@ def run(argv, timeout=20.0, check=True):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             close_fds=True,
-            preexec_fn=os.setsid,  # its own process group, so a timeout can end all of it
+            # Its own process group, so a timeout can end all of it.
+            **_NEW_SESSION
         )
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.EACCES):
@@ -231,3 +241,28 @@ def stop_detached(pid, name):
             os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
+
+
+class Background(object):
+    """``function()`` run in a thread; :meth:`result` waits for it and returns or raises
+    what it did. Each use is bounded by its own timeouts (a command's, a probe's)."""
+
+    def __init__(self, function):
+        self._outcome = None
+        self._thread = threading.Thread(target=self._run, args=(function,),
+                                        name="background read")
+        self._thread.daemon = True  # bounded: never holds up the process's exit
+        self._thread.start()
+
+    def _run(self, function):
+        try:
+            self._outcome = (function(), None)
+        except Exception as exc:  # pylint: disable=broad-except
+            self._outcome = (None, exc)  # raised in the caller's thread by result()
+
+    def result(self):
+        self._thread.join()
+        value, error = self._outcome
+        if error is not None:
+            raise error
+        return value

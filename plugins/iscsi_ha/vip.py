@@ -19,7 +19,6 @@ and do its other work meanwhile.
 
 import os
 import socket
-import threading
 
 from iscsi_ha import commands
 from iscsi_ha.errors import CommandFailed, ToolMissing, VipError, VipInUse
@@ -133,7 +132,7 @@ class FloatingIp(object):
         """Begin the check :meth:`answered_elsewhere` makes, in the background: the next
         :meth:`answered_elsewhere` or :meth:`claim` of this call waits for its end and
         uses its answer."""
-        self._pending_check = _Background(self._check_now)
+        self._pending_check = commands.Background(self._check_now)
 
     def answered_elsewhere(self):
         """True when another host answers ARP for the VIP, whether or not it is here too."""
@@ -235,27 +234,3 @@ class FloatingIp(object):
             raise VipError("cannot remove %s from %s: %s" % (cidr, self.interface,
                                                               exc.message))
 
-
-class _Background(object):
-    """``function()`` run in a thread; :meth:`result` waits for it and returns or raises
-    what it did."""
-
-    def __init__(self, function):
-        self._outcome = None
-        self._thread = threading.Thread(target=self._run, args=(function,),
-                                        name="duplicate address check")
-        self._thread.daemon = True  # bounded: a probe window or arping's deadline
-        self._thread.start()
-
-    def _run(self, function):
-        try:
-            self._outcome = (function(), None)
-        except Exception as exc:  # pylint: disable=broad-except
-            self._outcome = (None, exc)  # raised in the caller's thread by result()
-
-    def result(self):
-        self._thread.join()
-        value, error = self._outcome
-        if error is not None:
-            raise error
-        return value
