@@ -283,6 +283,11 @@ def measure_event(lab_dir, writer, mode, kind, number, last_recovery):
         marks["controller: pass finished"] = moved["finished"]
     if kind == "planned":
         run["dark_s"] = run["dark_total_s"]
+        # Both DRBD steps lie in a planned move's window: what the lab's double costs
+        # there, where real drbdadm takes milliseconds.
+        run["drbd_steps_s"] = round(sum(
+            step["seconds"] for action in (run["controller"] or {}).get("actions", [])
+            for step in action.get("steps") or [] if step["step"].startswith("drbd-")), 4)
     else:
         # Ours from the moment the new master's xapi answers: detecting the death and
         # restarting xapi belong to the elector and to xapi.
@@ -470,6 +475,7 @@ def table(modes, summary):
     rows = [("", "n", "median", "min", "max")]
     labels = {
         "planned": [("dark_s", "dark (longest gap between acknowledged writes)"),
+                    ("drbd_steps_s", "  of it, the DRBD double's Secondary and Primary"),
                     ("xapi_restart_s", "  xapi restart after the commit (lab timers)"),
                     ("lab_seconds", "  designate-master until the lab saw it serve")],
         "failure": [("dark_s", "dark, from the new master's xapi answering"),

@@ -74,6 +74,9 @@ def test_a_small_run_of_both_modes_reports_the_summary_and_loses_no_write(tmp_pa
     for run in runs:
         assert run["recovered"] is True
         assert 0 <= run["dark_s"] <= run["dark_total_s"]
+        if run["kind"] == "planned":
+            # The demote's Secondary and the promote's Primary, both inside the window.
+            assert 0 < run["drbd_steps_s"] <= run["dark_s"]
         # The new master's controller moved the storage; the lab made no plugin call.
         assert run["controller"]["outcome"] == "done"
         assert [(a["fn"], a["host"], a["ok"]) for a in run["controller"]["actions"]][-1] \
