@@ -2,7 +2,7 @@
 
 :func:`find` is pure: from the hosts' plugin statuses it lists the resources in
 split brain, by either sign. A host's plugin saw DRBD's own verdict in its
-kernel log (``split_brain``), or both hosts are disconnected and their data
+kernel log (``split_brain``), or both hosts are StandAlone and their data
 generations show that both wrote since the generation they last shared (their
 bitmap UUIDs name the same generation and their current UUIDs differ:
 ``drbd_uuid_compare``'s rule for a split brain). The controller's decision
@@ -65,10 +65,10 @@ def find(hosts):
         sides = [(view, r) for view in answered for r in view.status.get("resources", [])
                  if r["name"] == name]
         logged = [view.name for view, r in sides if r.get("split_brain")]
-        disconnected = [r for _, r in sides if not r.get("connected")]
+        standalone = [r for _, r in sides if r.get("connection") == "StandAlone"]
         if logged:
             why = "DRBD reported a split brain on %s" % " and ".join(logged)
-        elif len(sides) == 2 and len(disconnected) == 2 and diverged(
+        elif len(sides) == 2 and len(standalone) == 2 and diverged(
                 sides[0][1].get("generation"), sides[1][1].get("generation")):
             why = ("both hosts wrote since their last shared data generation %s"
                    % sides[0][1]["generation"]["bitmap"])
