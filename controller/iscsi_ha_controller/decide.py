@@ -230,7 +230,8 @@ def _storage(snapshot):
     serving = [h for h in snapshot.others if h.answered and h.role != "secondary"]
     silent = [h for h in snapshot.others if not h.answered]
     split_brain = _drbd_split_brain(snapshot)
-    alerts = _split_brain(snapshot) + split_brain + _config_mismatch(snapshot)
+    # One split-brain alert per pass: the repeat window would hold back a second one.
+    alerts = (split_brain or _split_brain(snapshot)) + _config_mismatch(snapshot)
     if master.role == "primary":
         if serving:
             return Plan(REPAIR, "demoting %s: it serves (%s) while the pool master %s does"
