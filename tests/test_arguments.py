@@ -66,5 +66,5 @@ def test_a_bad_connection_list_names_the_argument_and_the_form(value, why):
 
 def test_every_plugin_function_has_a_spec():
     assert sorted(arguments.SPECS) == ["check", "demote", "install-files", "manual-mode",
-                                       "outdate", "promote",
-                                       "remember-initiators", "status", "version"]
+                                       "outdate", "promote", "remember-initiators",
+                                       "resolve-split-brain", "status", "version"]

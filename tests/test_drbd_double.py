@@ -875,6 +875,57 @@ def test_split_brain_victim_that_discards_its_data_resyncs_from_the_survivor(tmp
     assert drbd_double.show(pool84)["resources"]["r0"]["split_brain"] is False
 
 
+def split_pool(state):
+    """Both hosts promoted while the link was cut, then the link healed: a split brain."""
+    drbd_double.cut(state)
+    notice(state)
+    ok(state, "hostA", "primary", "--force", "r0")
+    ok(state, "hostB", "primary", "--force", "r0")
+    drbd_double.heal(state)
+
+
+def gi(state, host):
+    return ok(state, host, "get-gi", "r0").strip().split(":")
+
+
+def test_split_brain_is_logged_as_each_generation_names_the_peer_device(pool):
+    split_pool(pool)
+    prefix = {"9": "drbd r0/0 drbd0 hostB: ", "8.4": "block drbd0: "}[version_of(pool)]
+    assert (" hostA kernel: %sSplit-Brain detected but unresolved, dropping connection!\n"
+            % prefix) in kernel_log(pool)
+
+
+def test_get_gi_shows_a_split_brain_as_two_currents_over_one_shared_bitmap_uuid(pool):
+    assert gi(pool, "hostA")[:2] == gi(pool, "hostB")[:2]
+    assert gi(pool, "hostA")[1] == "0" * 16  # nothing the peer lacks
+    split_pool(pool)
+    first, second = gi(pool, "hostA"), gi(pool, "hostB")
+    assert len(first) == {"9": 16, "8.4": 11}[version_of(pool)]
+    assert first[0] != second[0] and int(first[0], 16) & 1 == 1  # both Primary
+    assert first[1] == second[1] != "0" * 16  # the generation both last shared
+    assert all(len(uuid) == 16 and uuid == uuid.upper() for uuid in first[:4])
+
+
+def test_get_gi_names_the_peer_on_drbd_9(pool9):
+    result = drbd_double.run_tool(pool9, "hostA", "drbdsetup", ["get-gi", "r0", "0", "0"])
+    assert (result.returncode, result.stderr) == (10, "r0: No such peer device\n")
+    assert ok_setup(pool9, "hostA", "get-gi", "r0", "1", "0") == ok(pool9, "hostA", "get-gi",
+                                                                     "r0")
+
+
+def test_a_discarded_split_brain_says_it_was_solved_and_ends_on_one_generation(pool):
+    split_pool(pool)
+    ok(pool, "hostB", "secondary", "r0")
+    ok(pool, "hostB", "connect", "--discard-my-data", "r0")
+    ok(pool, "hostA", "connect", "r0")
+    log = kernel_log(pool)
+    assert "hostB kernel: " in log and "manually solved. Sync from peer node" in log
+    assert "manually solved. Sync from this node" in log
+    drbd_double.elapse(pool, 60)
+    assert gi(pool, "hostA")[0][:15] == gi(pool, "hostB")[0][:15]
+    assert gi(pool, "hostB")[1] == "0" * 16
+
+
 def test_only_a_secondary_can_discard_its_data_and_a_promote_forgets_it(pool9):
     drbd_double.cut(pool9)
     notice(pool9)

@@ -164,6 +164,7 @@ class Host(object):
             state_dir=os.path.join(self.directory, "state"),
             run_dir=os.path.join(self.directory, "run"),
             log_file=os.path.join(self.directory, "iscsi-ha.log"),
+            kernel_log=os.path.join(self.state, "kern.log"),  # the double's
             lvm_conf=self.write_lvm_conf(),
             resources=[{"name": "r0", "device": self.device, "lun": 1,
                         "scsi_id": SCSI_ID, "scsi_sn": SCSI_SN}])

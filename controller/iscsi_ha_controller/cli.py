@@ -23,7 +23,7 @@ import six
 from iscsi_ha import config as config_module, logs, report, xapi
 from iscsi_ha.commands import monotonic
 from iscsi_ha.errors import IscsiHaError
-from iscsi_ha_controller import configstore, hostfiles, metrics
+from iscsi_ha_controller import configstore, hostfiles, metrics, splitbrain
 from iscsi_ha_controller.decide import (IN_PLACE, REFUSED, SERVING_OUTCOMES, WAITING,
                                         HostView, Snapshot, decide)
 from iscsi_ha_controller.observe import (CONTROLLER_KEY, MANUAL_KEY, NotMaster, PoolClient,
@@ -168,6 +168,21 @@ def parser():
     command.add_argument("--dry-run", action="store_true",
                          help="show the diff and change nothing")
     command = commands.add_parser(
+        "split-brain", parents=[common, as_json],
+        help="compare both copies of a DRBD split brain; resolve it on your choice",
+        description="Shows each resource in DRBD split brain: both hosts' roles, data "
+                    "generations and what discarding each copy would lose. Changes nothing "
+                    "unless both --discard HOST and --yes are given: then HOST's copy goes "
+                    "Secondary and reconnects with --discard-my-data (its writes since the "
+                    "split are lost), the other host reconnects, and DRBD resyncs HOST from "
+                    "it. A host that serves (target or VIP) is refused: demote it first.")
+    command.add_argument("resource", nargs="?", metavar="RESOURCE",
+                         help="the DRBD resource (default: every one in split brain)")
+    command.add_argument("--discard", metavar="HOST",
+                         help="the host whose writes since the split are thrown away")
+    command.add_argument("--yes", action="store_true",
+                         help="confirm: really discard HOST's writes")
+    command = commands.add_parser(
         "log", parents=[common],
         help="the end of THIS host's iscsi-ha log",
         description="Prints the end of this host's log ([host] log_file of the config), read "
@@ -181,7 +196,7 @@ def main(argv=None, client_factory=PoolClient, stdout=None, stderr=None, sleep=t
     out, err = stdout or sys.stdout, stderr or sys.stderr
     options = parser().parse_args(argv)
     if six.PY2:  # argv is bytes there; everything shown or sent is text
-        for name in ("reason", "host"):
+        for name in ("reason", "host", "resource", "discard"):
             if isinstance(getattr(options, name, None), bytes):
                 setattr(options, name, getattr(options, name).decode("utf-8", "replace"))
     as_json = getattr(options, "json", False)
@@ -353,7 +368,7 @@ class Cli(object):
         try:
             # `config` would be the Config itself.
             command = {"config": "pool_config"}.get(self.options.command,
-                                                    self.options.command)
+                                                    self.options.command.replace("-", "_"))
             return getattr(self, command)(Pool(client))
         finally:
             client.logout()
@@ -382,6 +397,9 @@ class Cli(object):
         else:
             self.result(status_json(pool), status_text(pool))
         return 0 if all(h.answered for h in pool.hosts) else 1
+
+    def split_brain(self, pool):
+        return splitbrain.command(self, pool, CliError)
 
     # check -------------------------------------------------------------------------
 
@@ -792,6 +810,7 @@ def status_json(pool):
                    "pool_role": pool.pool_role(h), "live": h.live, "status": h.status,
                    "error": h.error or None} for h in pool.hosts],
         "serving": [h.name for h in serving(pool.hosts)],
+        "split_brains": [found.as_dict() for found in splitbrain.find(pool.hosts)],
         "manual_mode": pool.manual_mode,
         "controller": pool.controller,
         "config_backup": configstore.comparison(configstore.stored(pool.other_config),
@@ -827,6 +846,9 @@ def status_text(pool):
          "peer disk", "target", "vip", "config", "manual"], rows)
     notes = ["%s: status failed: %s" % (h.name, _error_text(h.error))
              for h in pool.hosts if not h.answered]
+    notes += ["SPLIT BRAIN: %s; `iscsi-ha split-brain %s` compares both copies and resolves "
+              "it on your choice" % (found.why, found.name)
+              for found in splitbrain.find(pool.hosts)]
     digests = set(h.status.get("config_digest") for h in pool.hosts if h.answered)
     if len(digests) > 1:
         notes.append("the hosts' config digests differ: make the pool-wide settings of their "

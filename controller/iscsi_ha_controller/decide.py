@@ -15,6 +15,9 @@ The rules, in the order they are applied:
    nothing; two masters means the pool itself is split.
 4. Another host serves anything while the master serves: demote it (two
    writers are the one outcome worse than no writer).
+   A DRBD split brain (:mod:`splitbrain`; also alerted in manual mode): besides
+   that demote, nothing moves, since either copy may hold writes the other
+   lacks, and only the sysadmin chooses which to throw away.
 5. The master serves and the others are demoted standbys: in place.
 6. The master does not serve. Each other host must be confirmed demoted (its
    status says secondary), confirmed demoted by the plan (serving now, demoted
@@ -38,6 +41,8 @@ host's plugin says it accepts, so a half-upgraded pool keeps working.
 """
 
 import json
+
+from iscsi_ha_controller import splitbrain
 
 # Plan outcomes, also the controller's state and what `iscsi-ha status` shows.
 IN_PLACE, MOVE, REPAIR, WAITING, REFUSED, OBSERVING = (
@@ -213,6 +218,8 @@ def decide(snapshot):
     manual = snapshot.manual_mode is not None or (snapshot.fresh_master and master.answered
                                                   and master.status.get("manual_mode"))
     plan = _manual(snapshot) if manual else _storage(snapshot)
+    if manual:
+        plan.alerts += _drbd_split_brain(snapshot)
     plan.actions += _manual_views(snapshot, bool(manual))
     return plan
 
@@ -234,18 +241,26 @@ def _storage(snapshot):
         return Plan(REFUSED, reason, alerts=[("storage-blocked", reason, None)], retry=True)
     serving = [h for h in snapshot.others if h.answered and h.role != "secondary"]
     silent = [h for h in snapshot.others if not h.answered]
-    alerts = _split_brain(snapshot) + _config_mismatch(snapshot)
+    split_brain = _drbd_split_brain(snapshot)
+    # One split-brain alert per pass: the repeat window would hold back a second one.
+    alerts = (split_brain or _split_brain(snapshot)) + _config_mismatch(snapshot)
     if master.role == "primary":
         if serving:
             return Plan(REPAIR, "demoting %s: it serves (%s) while the pool master %s does"
                         % (_names(serving), _roles(serving), master.name),
                         [Action(h, "demote", reason="another host is pool master")
                          for h in serving], alerts)
+        if split_brain:
+            return Plan(IN_PLACE, "%s serves the storage as pool master; %s" % (
+                master.name, split_brain[0][1]), alerts=alerts)
         # A standby that did not answer has no record of the initiators yet: look
         # again soon (with back-off) rather than leave a takeover nothing to tickle.
         return Plan(IN_PLACE, _in_place_reason(master, silent),
                     _remember_initiators(snapshot), alerts + _degraded(master),
                     retry=snapshot.tickle and bool(silent))
+    if split_brain:
+        return Plan(REFUSED, "not moving the storage to %s: %s" % (
+            master.name, split_brain[0][1]), alerts=alerts, retry=True)
     return _move(snapshot, serving, silent, alerts)
 
 
@@ -453,6 +468,11 @@ def _split_brain(snapshot):
     return [("split-brain", "DRBD is Primary on two hosts: %s; their data may have diverged: "
              "after the demote, compare both copies before reconnecting DRBD (README: split "
              "brain)" % "; ".join(both), None)]
+
+
+def _drbd_split_brain(snapshot):
+    found = splitbrain.find(snapshot.hosts)
+    return [("split-brain", splitbrain.reason(found), None)] if found else []
 
 
 def _config_mismatch(snapshot):

@@ -11,7 +11,7 @@ import os
 import six
 
 from iscsi_ha import (__version__, actions, arguments, config as config_module, connections,
-                      drbd, install, logs, lvmfilter, poolconf, report)
+                      drbd, install, logs, lvmfilter, poolconf, report, splitbrain)
 from iscsi_ha.commands import find_tool
 from iscsi_ha.errors import BadArgument, BadConfig, IscsiHaError, StepFailed
 from iscsi_ha.lock import host_lock
@@ -33,7 +33,9 @@ def version():
 
 def status(output_format="json"):
     config = _load()
-    result = actions.status(config, actions.Host(config), _manual_mode(config))
+    host = actions.Host(config)
+    result = actions.status(config, host, _manual_mode(config))
+    splitbrain.annotate(config, host.drbd, result["resources"])
     result["pool_role"] = poolconf.read(config.pool_conf)[0]
     result["remembered_initiators"] = connections.remembered(_initiators_path(config))
     result["promote_accepts"] = sorted(arguments.SPECS["promote"])
@@ -61,13 +63,28 @@ def outdate(resource, reason=""):
     peer (this host) is Primary.
     """
     config = _load()
-    if resource not in [r.name for r in config.resources]:
-        raise BadArgument("fn=outdate argument resource='%s' is not a resource in %s; use one "
-                          "of %s" % (resource, config.path,
-                                     ", ".join(r.name for r in config.resources)),
-                          details=["resource"])
+    _known_resource(config, "outdate", resource)
     return _locked_action(config, "outdate", reason, lambda host: actions.outdate(
         config, host, resource, reason=reason))
+
+
+def resolve_split_brain(resource, role, reason=""):
+    """End this host's side of ``resource``'s split brain as the victim (its writes since
+    the split are discarded) or the survivor (its data is kept); see splitbrain."""
+    config = _load()
+    _known_resource(config, "resolve-split-brain", resource)
+    result = _locked_action(config, "resolve-split-brain", reason, lambda host: splitbrain.
+                            resolve(config, host, resource, role, reason=reason))
+    result.update(actions.host_identity(config))
+    return result
+
+
+def _known_resource(config, fn, resource):
+    if resource not in [r.name for r in config.resources]:
+        raise BadArgument("fn=%s argument resource='%s' is not a resource in %s; use one "
+                          "of %s" % (fn, resource, config.path,
+                                     ", ".join(r.name for r in config.resources)),
+                          details=["resource"])
 
 
 def remember_initiators(found):

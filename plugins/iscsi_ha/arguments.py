@@ -81,6 +81,9 @@ SPECS = {
     "remember-initiators": {"connections": (connection_list, REQUIRED)},
     # What `iscsi-ha setup` rendered, or the config `iscsi-ha config restore` brings back.
     "install-files": {"files": (install.file_list, REQUIRED), "dry_run": (boolean, False)},
+    "resolve-split-brain": {"resource": (text, REQUIRED),
+                            "role": (one_of("victim", "survivor"), REQUIRED),
+                            "reason": (text, "")},
 }
 
 

@@ -47,7 +47,7 @@ _SCHEMA = {
     "host": {"state_dir": "/var/lib/iscsi-ha", "run_dir": "/run/iscsi-ha",
              "log_file": "/var/log/iscsi-ha.log", "inventory": "/etc/xensource-inventory",
              "lvm_conf": "/etc/lvm/lvm.conf", "pool_conf": "/etc/xensource/pool.conf",
-             "install_root": "/"},
+             "install_root": "/", "kernel_log": "/var/log/kern.log"},
     "xapi": {"url": LOCAL_XAPI, "username": "root", "password_file": ""},
     "controller": {"interval": "10", "events": "on", "tickle": "on", "metrics_file": "",
                    "sr_repair": "on"},
@@ -66,7 +66,7 @@ _USERNAME = re.compile(r"^[\x21-\x7e]+\Z")
 _BACKENDS = ("tgt",)
 _DRBD_VERSIONS = ("auto", "8.4", "9")
 _HOST_PATHS = ("state_dir", "run_dir", "log_file", "inventory", "lvm_conf", "pool_conf",
-               "install_root")
+               "install_root", "kernel_log")
 _SMTP_SECURITY = ("none", "starttls", "tls")
 # "probe": our own ARP probe over a packet socket, probe_ms long; "arping":
 # iputils' arping -D, dad_wait seconds (the prior tool's check).
@@ -150,6 +150,7 @@ class Config(object):
         self.lvm_conf = host["lvm_conf"]
         self.pool_conf = host["pool_conf"]
         self.install_root = host["install_root"]
+        self.kernel_log = host["kernel_log"]
         self.xapi_url = values["xapi"]["url"]
         self.xapi_username = values["xapi"]["username"]
         self.xapi_password_file = values["xapi"]["password_file"] or None
@@ -602,6 +603,7 @@ SAMPLE_VALUES = {
     "pool_conf": _SCHEMA["host"]["pool_conf"],
     "install_root": _SCHEMA["host"]["install_root"],
     "replication_hosts": "",
+    "kernel_log": _SCHEMA["host"]["kernel_log"],
     "controller_interval": 10,
     "controller_events": "on",
     "controller_tickle": "on",

@@ -261,6 +261,30 @@ def parse_status_text(text, name):
                            suspended.split(",") if suspended else ())
 
 
+_UUID = re.compile(r"^[0-9A-Fa-f]{16}$")
+_UUID_PRIMARY = 1  # the lowest bit of a current UUID: set while the node is Primary
+
+
+def parse_gi(text):
+    """The data generation identifiers in ``drbdadm get-gi`` output (its first line).
+
+    drbd-utils prints the current, bitmap and two history UUIDs as 16 hex
+    digits, then flags (``dt_print_v9_uuids`` on 9, ``dt_print_uuids`` on 8.4).
+    The current UUID is returned without its Primary bit, as DRBD compares it
+    (``drbd_uuid_compare``); a bitmap UUID of zero means this side has nothing
+    its peer lacks, otherwise it names the generation both last shared.
+    """
+    lines = _lines(text)
+    fields = lines[0].split(":") if lines else []
+    if len(fields) < 4 or not all(_UUID.match(field) for field in fields[:4]):
+        raise ValueError("drbdadm get-gi printed no generation identifiers: %r" % text[:200])
+    values = [int(field, 16) for field in fields[:4]]
+    return {"current": "%016X" % (values[0] & ~_UUID_PRIMARY),
+            "bitmap": "%016X" % values[1],
+            "history": ["%016X" % value for value in values[2:4]],
+            "primary_bit": bool(values[0] & _UUID_PRIMARY)}
+
+
 # What DRBD runs with when `drbdsetup show` omits an option (drbd_genl.h defaults).
 _OPTION_DEFAULTS = {"8.4": {"protocol": "C", "fencing": "dont-care",
                             "allow-two-primaries": "no"},
@@ -429,6 +453,36 @@ class Drbd(object):
                             "Secondary that is not connected to a Primary"
                             % (resource, " ".join(result.argv), _drbd_says(result)),
                             _output_lines(result))
+        return self.state(resource)
+
+    def generation(self, resource):
+        """:func:`parse_gi` of ``drbdadm get-gi`` for ``resource``'s first volume and peer."""
+        result = self._run([self.drbdadm, "get-gi", resource])
+        if result.returncode != 0:
+            raise _query_failed(resource, result)
+        try:
+            return parse_gi(result.stdout)
+        except ValueError as exc:
+            raise DrbdError("cannot read the generations of %s: %s" % (resource, exc),
+                            _output_lines(result))
+
+    def connect(self, resource, discard_my_data=False):
+        """``drbdadm connect`` (with ``--discard-my-data``: this side's writes since the
+        split are overwritten by the peer's data); returns the state read back."""
+        argv = ([self.drbdadm, "connect"] + (["--discard-my-data"] if discard_my_data else [])
+                + [resource])
+        result = self._run(argv)
+        if result.returncode != 0:
+            raise DrbdError("cannot connect %s: '%s' failed: %s" % (
+                resource, " ".join(argv), _drbd_says(result)), _output_lines(result))
+        return self.state(resource)
+
+    def disconnect(self, resource):
+        """``drbdadm disconnect``: the resource goes StandAlone; returns the state."""
+        result = self._run([self.drbdadm, "disconnect", resource])
+        if result.returncode != 0:
+            raise DrbdError("cannot disconnect %s: '%s' failed: %s" % (
+                resource, " ".join(result.argv), _drbd_says(result)), _output_lines(result))
         return self.state(resource)
 
     def running_options(self, resource):

@@ -96,3 +96,9 @@ class StepFailed(IscsiHaError):
     """A promote/demote step failed; earlier steps were rolled back."""
 
     code = "ISCSI_HA_STEP_FAILED"
+
+
+class VictimServing(IscsiHaError):
+    """The host chosen to discard its copy in a split brain still serves it."""
+
+    code = "ISCSI_HA_VICTIM_SERVING"

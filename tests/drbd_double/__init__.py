@@ -13,7 +13,8 @@ and exports what its users call. Read it module by module:
   (environment, network namespace, timeout, verdicts), synchronously or in a
   detached runner;
 * ``options``: the running DRBD options and ``drbdsetup show``;
-* ``status``: ``drbdsetup status`` as text and JSON;
+* ``status``: ``drbdsetup status`` as text and JSON; ``generations``: ``get-gi``'s
+  data generation UUIDs;
 * ``resfile``: each host's resource file and ``drbdadm dump`` of it;
 * ``devices``: the device node and backing disk each host sees;
 * ``holders``: which processes hold a device open, and how (a Primary with

@@ -10,6 +10,7 @@ commands it answers itself or with drbdmeta (``up``, ``adjust``, ``sh-dev``,
 from . import resfile
 from .drbdsetup import Output, report_refusal, run_drbdsetup
 from .errors import DoubleError, Refusal
+from .generations import get_gi
 from .model import KERNELS
 from .states import CONSISTENT, KNOWN_STALE, UP_TO_DATE
 
@@ -23,8 +24,8 @@ SETUP_TOOL = {"8.4": "drbdsetup-84", "9": "drbdsetup"}
 E_USAGE = 1
 
 ADM_COMMANDS = ("primary", "secondary", "up", "down", "connect", "disconnect", "adjust",
-                "outdate", "resume-io", "role", "cstate", "dstate", "status", "sh-dev", "sh-ll-dev",
-                "dump")
+                "outdate", "resume-io", "role", "cstate", "dstate", "get-gi", "status", "sh-dev",
+                "sh-ll-dev", "dump")
 ADM_COMMAND_OPTIONS = {"primary": {"--force"}, "secondary": {"--force"},
                        "connect": {"--discard-my-data"}}
 # drbdadm-84 cannot force a demotion.
@@ -211,6 +212,16 @@ def adm_dstate(pool, host, name, options, output):
     return 0
 
 
+def adm_get_gi(pool, host, name, options, output):
+    """drbdsetup get-gi with its complaints silenced; for a resource that is down, drbdmeta
+    reads the same identifiers from the metadata (drbdadm_main.c adm_setup_and_meta)."""
+    if pool.replica(host, name)["up"]:
+        target = (connection_args(pool, host, name) + ["0"] if pool.version == "9" else [])
+        return run_drbdsetup(pool, host, ["get-gi", object_name(pool, name)] + target, output)
+    output.out(get_gi(pool, host, name))
+    return 0
+
+
 def adm_outdate(pool, host, name, options, output):
     """drbdsetup outdate with its complaints silenced; where it refuses, drbdmeta tries
     (it can outdate only a disk that is not attached)."""
@@ -303,6 +314,7 @@ ADM_ACTIONS = {
     "role": adm_role,
     "cstate": adm_cstate,
     "dstate": adm_dstate,
+    "get-gi": adm_get_gi,
     "status": adm_status,
     "sh-dev": adm_sh_dev,
     "sh-ll-dev": adm_sh_ll_dev,

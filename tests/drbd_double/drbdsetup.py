@@ -9,6 +9,7 @@ passes its drbdsetup steps' output through.
 """
 
 from . import setrole
+from .generations import get_gi
 from .errors import (E_DOUBLE, ERR_CODE_BASE, ERR_INVALID_REQUEST, ERR_MINOR_INVALID,
                      ERR_RES_NOT_KNOWN, MESSAGES, DoubleError, Refusal, refusal_exit_code)
 from .options import show_84, show_9
@@ -54,6 +55,7 @@ SETUP_COMMANDS = {
     "role": "Show the current role of a resource.",
     "cstate": "Show the current state of a connection.",
     "dstate": "Show the current disk state of a lower-level device.",
+    "get-gi": "Show the data generation identifiers of a device.",
     "status": "Show the state of a resource, or of all resources.",
     "show": "Show the current configuration of a resource, or of all resources.",
 }
@@ -201,6 +203,25 @@ def setup_role_9(pool, host, args, options, output):
     return 0
 
 
+def setup_get_gi_9(pool, host, args, options, output):
+    """get-gi RESOURCE PEER_NODE_ID VOLUME (drbdsetup.c show_or_get_gi_cmd)."""
+    name = known(pool, args[0])
+    if (name is None or not pool.replica(host, name)["up"] or args[2] != "0"
+            or args[1] != str(pool.node_id(pool.peer_of(host)))):
+        output.err("%s: No such peer device" % args[0])
+        return 10
+    output.out(get_gi(pool, host, name))
+    return 0
+
+
+def setup_get_gi_84(pool, host, args, options, output):
+    name = find_minor(pool, host, args[0])
+    if name is None:
+        return report_refusal(args[0], Refusal(ERR_MINOR_INVALID, ["unknown minor"]), output)
+    output.out(get_gi(pool, host, name))
+    return 0
+
+
 CSTATE_84 = {CONNECTED: "Connected", CONNECTING: "WFConnection", STANDALONE: "StandAlone"}
 
 
@@ -250,6 +271,7 @@ SETUP_9 = {
     "role": (1, setup_role_9),
     "cstate": (2, setup_cstate_9),
     "dstate": (1, setup_dstate_9),
+    "get-gi": (3, setup_get_gi_9),
 }
 SETUP_84 = {
     "primary": (1, setup_primary),
@@ -264,6 +286,7 @@ SETUP_84 = {
     "cstate": (1, minor_query_84(cstate_84)),
     "dstate": (1, minor_query_84(lambda pool, host, name: "%s/%s" % (
         pool.replica(host, name)["disk"], pool.peer_disk(host, name)))),
+    "get-gi": (1, setup_get_gi_84),
 }
 
 

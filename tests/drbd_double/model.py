@@ -204,14 +204,18 @@ class Pool(Replication):
 
     def kernel_log(self, host, name, message, scope="connection"):
         """A line of ``host``'s kernel log, prefixed like DRBD's printk of ``scope``
-        (resource, connection or device)."""
+        (resource, connection, device or peer_device: drbd 9.2
+        drbd_polymorph_printk.h; 8.4's dev_* name the device, conn_* the resource)."""
         minor = self.resource(name)["minor"]
         if self.version == "9":
             prefix = {"resource": "drbd %s" % name,
                       "connection": "drbd %s %s" % (name, self.peer_of(host)),
-                      "device": "drbd %s/0 drbd%d" % (name, minor)}[scope]
+                      "device": "drbd %s/0 drbd%d" % (name, minor),
+                      "peer_device": "drbd %s/0 drbd%d %s" % (name, minor,
+                                                             self.peer_of(host))}[scope]
         else:
-            prefix = "block drbd%d" % minor if scope == "device" else "drbd %s" % name
+            prefix = ("block drbd%d" % minor if scope in ("device", "peer_device")
+                      else "drbd %s" % name)
         line = "%s %s kernel: %s: %s\n" % (timestamp(), host, prefix, message)
         with open(os.path.join(self.state_dir, KERNEL_LOG), "a") as log:
             log.write(line)

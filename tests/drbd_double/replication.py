@@ -199,6 +199,12 @@ class Replication(object):
             self.mark_split_brain(name)
             return
         target = self.sync_target(changed, discarding, inconsistent)
+        if all(changed) and target is not None and discarding.count(True) == 1:
+            for host in self.hosts:
+                # Both kernels say so, each from its own side (drbd_sync_handshake).
+                self.kernel_log(host, name, "Split-Brain detected, manually solved. Sync from "
+                                "%s node" % ("peer" if host == target else "this"),
+                                scope="peer_device")
         resource = self.resource(name)
         resource.update(connected=True, split_brain=False, epoch=resource["epoch"] + 1)
         for host in self.hosts:
@@ -284,7 +290,9 @@ class Replication(object):
         self.resource(name)["split_brain"] = True
         for host in self.hosts:
             self.replica(host, name)["standalone"] = True
-            self.kernel_log(host, name, "Split-Brain detected but unresolved, dropping connection!")
+            # drbd_alert(peer_device, ...) on 9, dev_alert on 8.4 (drbd_receiver.c).
+            self.kernel_log(host, name, "Split-Brain detected but unresolved, dropping "
+                            "connection!", scope="peer_device")
 
     def start_generation(self, name, replica):
         resource = self.resource(name)

@@ -376,6 +376,7 @@ def _install_host(lab, name):
         xapi_password_file=os.path.join(host_dir, "xapi-password"),
         lvm_conf=os.path.join(host_dir, "lvm.conf"),
         pool_conf=lab.path("hosts", name, "pool.conf"),  # written by the XAPI simulator
+        kernel_log=lab.path("drbd", "kern.log"),  # the DRBD double's, for both hosts
         inventory=os.path.join(host_dir, "xensource-inventory"),
         # `iscsi-ha setup` installs this host's system files there, not in /etc.
         install_root=os.path.join(host_dir, "root"),
