@@ -570,6 +570,7 @@ def execute(options, say):
     try:
         say("bringing the lab up in %s (seed %d)\n" % (state_dir, options.seed))
         description = pool.up(state_dir)
+        say("lab is up: state %s, namespaces %s-*\n" % (state_dir, run.lab().record["prefix"]))
         run.writer = SessionWriter(description, os.path.join(state_dir, "writer.log"),
                                    "faults-%d" % options.seed)
         run.writer.start()
@@ -580,10 +581,10 @@ def execute(options, say):
                     XenAPI.Failure) as exc:
                 report["violations"] = 1
                 report["violation"] = "round %d (%s): %s" % (run.round, run.kind, exc)
-                report["history"] = run.history
                 report["replay"] = run.replay_command(options.kinds)
         report["rounds"] = run.round if report["violations"] else options.rounds
         report["failovers"] = run.failovers
+        report["history"] = run.history
         run.writer.stop()
         run.writer.log.refresh()
         window = run.writer.log.dark_window(began, time.time())

@@ -101,15 +101,15 @@ def settled(seen, master, manual):
         serving = [master]
         if primaries != [master]:
             broken.append("the DRBD Primaries are %s, not the pool master %s"
-                          % (primaries or "none", master))
+                          % (", ".join(primaries) or "none", master))
     if len(serving) != 1:
         broken.append("nobody serves (manual mode)")
         return broken
     server = seen[serving[0]]
     if not server["vip"]:
-        broken.append("%s is Primary but does not hold the VIP" % serving[0])
+        broken.append("%s should serve but does not hold the VIP" % serving[0])
     if not server["targets"]:
-        broken.append("%s is Primary but exports no target" % serving[0])
+        broken.append("%s should serve but exports no target" % serving[0])
     for name, host in sorted(seen.items()):
         if host["alive"] and (host["connection"] != CONNECTED or host["disk"] != UP_TO_DATE):
             broken.append("%s's replica is %s/%s, not %s/%s"
