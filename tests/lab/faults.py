@@ -470,17 +470,47 @@ def fault_configs_differ(run, rng):
 
 
 def fault_stale_db(run, rng):
-    """The master dies right after pool other_config changes (manual mode on, then off)
-    its last database backup did not see; the elector's emergency transition starts the
-    survivor's xapi from that stale backup."""
-    manual(run, "on")
-    manual(run, "off")
+    """The master dies right after pool other_config changes its last database backup did
+    not see; the elector's emergency transition starts the survivor's xapi from that stale
+    backup. Either manual mode went on and off just before (the survivor must take over),
+    or manual mode is on at the death: the stale database has lost the flag, the
+    survivor's own copy of it must keep its controller observing until the sysadmin
+    promotes it by hand, brings the dead host back and turns manual mode off."""
+    on_at_death = rng.random() < 0.5
     victim = master(run)
-    result = pool.fail_host(run.state_dir, victim)
-    run.step("%s failed right after; master now %s, its database a stale backup"
-             % (victim, result["master"]))
+    survivor = other(run, victim)
+    manual(run, "on")
+    if not on_at_death:
+        manual(run, "off")
+        result = pool.fail_host(run.state_dir, victim)
+        run.step("%s failed right after; master now %s, its database a stale backup"
+                 % (victim, result["master"]))
+        pool.restore_host(run.state_dir, victim)
+        run.step("%s restored" % victim)
+        return
+    died = time.time()
+    pool.fail_host(run.state_dir, victim, wait=False)
+    run.step("%s failed in manual mode; %s made master from a stale backup"
+             % (victim, survivor))
+    observing = run.wait(lambda: controllers.first_pass(run.lab(), survivor, died,
+                                                        ("observing", "done", "in-place")),
+                         "a pass of %s's controller as master" % survivor)
+    if observing["outcome"] != "observing" or "manual mode" not in observing["reason"]:
+        raise Violation("%s's controller acted in manual mode (the stale database lost the "
+                        "flag): %s: %s" % (survivor, observing["outcome"],
+                                           observing["reason"]))
+    run.step("%s's controller only observes: %s" % (survivor, observing["reason"]))
+    code, output = iscsi_ha_cli(run, survivor, "promote", survivor, "--peer-down",
+                                "--reason", "fault run round %d" % run.round)
+    if code != 0:
+        raise Violation("iscsi-ha promote %s --peer-down refused: %s"
+                        % (survivor, output.strip()))
+    run.step("%s promoted by hand (--peer-down)" % survivor)
     pool.restore_host(run.state_dir, victim)
     run.step("%s restored" % victim)
+    run.wait(lambda: not invariants.settled(invariants.look(run.lab()), survivor, True),
+             "%s serving with both replicas in sync" % survivor)
+    manual(run, "off")
 
 
 # name -> (fault, weight in the default mix)
