@@ -93,8 +93,13 @@ class Run(object):
 
     def step(self, text):
         """Record a step of the round, then check what must always hold."""
-        self.history.append("round %d %s: %s" % (self.round, self.kind, text))
+        self.note(text)
         self.check_always()
+
+    def note(self, text):
+        """Record a step that cannot be checked at once (a tgtd is frozen: asking it
+        would wait until it thaws)."""
+        self.history.append("round %d %s: %s" % (self.round, self.kind, text))
 
     def check_always(self):
         if self.sampler is not None and self.sampler.broken:
@@ -240,9 +245,9 @@ def manual(run, switch):
     run.step("manual mode %s" % switch)
 
 
-def planned_no_wait(run, target):
+def planned_no_wait(run, target, check=True):
     pool.designate_master(run.state_dir, target, wait=False)
-    run.step("pool master designated: %s (not waiting)" % target)
+    (run.step if check else run.note)("pool master designated: %s (not waiting)" % target)
 
 
 def restart_controller(run, name):
@@ -363,16 +368,30 @@ def fault_xapi_slow(run, rng):
 
 
 def fault_plugin_hang(run, rng):
-    """The promote or demote of a planned move hangs on its way to the plugin for a while
-    (its caller's call stays open), then runs."""
+    """A plugin call of a planned move hangs for a while, then goes on: either xapi holds
+    the promote or the demote on its way to the plugin (its caller's call stays open), or
+    the plugin itself hangs in ``tgtadm`` because that host's tgtd is frozen (SIGSTOP,
+    then SIGCONT)."""
     old = master(run)
     new = other(run, old)
     victim, fn = rng.choice(((old, "demote"), (new, "promote")))
+    frozen = rng.random() < 0.5
     hang_for = rng.uniform(0.5, 3.0)
-    with holding(run, victim, [fn]):
-        planned_no_wait(run, new)
-        run.wait(lambda: held_calls(run, victim) >= 1, "the %s of %s sent" % (fn, victim))
+    if not frozen:
+        with holding(run, victim, [fn]):
+            planned_no_wait(run, new)
+            run.wait(lambda: held_calls(run, victim) >= 1, "the %s of %s sent" % (fn, victim))
+            time.sleep(hang_for)
+        return
+    tgtd = run.lab().hosts[victim]["tgtd"]["pid"]
+    os.kill(tgtd, signal.SIGSTOP)
+    try:
+        run.note("tgtd of %s frozen" % victim)
+        planned_no_wait(run, new, check=False)
         time.sleep(hang_for)
+    finally:
+        os.kill(tgtd, signal.SIGCONT)
+    run.step("tgtd of %s thawed after %.2f s" % (victim, hang_for))
 
 
 def fault_stale_lock(run, rng):
@@ -608,7 +627,7 @@ def execute(options, say):
             try:
                 run_rounds(run, options.kinds, options.rounds, rng, counts)
             except (Violation, pool.LabError, controllers.ControllerError, BenchError,
-                    XenAPI.Failure) as exc:
+                    XenAPI.Failure, subprocess.SubprocessError) as exc:
                 report["violations"] = 1
                 report["violation"] = "round %d (%s): %s" % (run.round, run.kind, exc)
                 report["replay"] = run.replay_command(options.kinds)
