@@ -348,8 +348,8 @@ def fault_replication(run, rng):
 
 
 def fault_xapi_restart(run, rng):
-    """One host's xapi restarts (a crash, a toolstack restart): the master's takes its
-    slaves' with it, as after every master change."""
+    """One host's xapi restarts (a crash, a toolstack restart): its sessions and event
+    streams are gone, as after every master change."""
     victim = rng.choice(sorted(run.lab().hosts))
     run.lab().control("restart_xapi", victim)
     run.step("xapi of %s restarted" % victim)

@@ -242,7 +242,7 @@ class XapiSimulator(object):
 
     def restart_xapi(self, name):
         """Host ``name``'s xapi exits and starts again (a crash, ``xe-toolstack-restart``):
-        its sessions and connections are gone, its slaves' xapis restart with it."""
+        its sessions and connections are gone until it answers again."""
         with self._lock:
             self.pool.restart_xapi(self._lab_host(name))
 
