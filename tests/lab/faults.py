@@ -177,21 +177,15 @@ class Sampler(object):
     def _run(self):
         while not self._stop.wait(SAMPLE_SECONDS) and not self.broken:
             try:
-                lab = pool.Lab.load(self.state_dir)
-                primaries = [name for name, replica in
-                             invariants.drbd_show(lab.path("drbd"))["resources"][
-                                 invariants.RESOURCE["name"]]["replicas"].items()
-                             if lab.hosts[name]["alive"] and replica["role"]
-                             == invariants.PRIMARY]
-                holders = [name for name in lab.hosts if invariants.holds_vip(lab, name)]
+                primaries, holders = invariants.writers(pool.Lab.load(self.state_dir))
             except (OSError, ValueError, KeyError, pool.LabError,
                     subprocess.SubprocessError):
                 continue  # the lab changing under the look: the next sample sees it
             self.samples += 1
             if len(primaries) > 1 or len(holders) > 1:
                 self.broken_at = time.strftime("%H:%M:%S")
-                self.broken = ["Primaries %s, VIP holders %s" % (sorted(primaries),
-                                                                 sorted(holders))]
+                self.broken = ["Primaries %s, VIP holders %s" % (
+                    ", ".join(primaries) or "none", ", ".join(holders) or "none")]
 
 
 # -- helpers the faults share --------------------------------------------------------

@@ -48,6 +48,14 @@ def look(lab):
     return seen
 
 
+def writers(lab):
+    """(live DRBD Primaries, VIP holders): the cheap part of a look, for sampling often."""
+    replicas = drbd_show(lab.path("drbd"))["resources"][RESOURCE["name"]]["replicas"]
+    primaries = sorted(name for name, replica in replicas.items()
+                       if lab.hosts[name]["alive"] and replica["role"] == PRIMARY)
+    return primaries, sorted(name for name in lab.hosts if holds_vip(lab, name))
+
+
 def targets(lab, name):
     """The IQNs host ``name``'s tgtd exports; none when it does not run (a dead host's,
     a killed one)."""
