@@ -5,6 +5,8 @@
 #             RELEASE=1 by default)
 # make bench  how dark planned switchovers and master failures are for one long-lived
 #             session, product vs. polling baseline (BENCH_ARGS: see README, Performance)
+# make faults randomized faults over the lab, invariants checked from outside, every
+#             acknowledged write read back (FAULTS_ARGS: see README, Fault injection)
 SHELL := /bin/bash
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo /root/.pyenv)
 PY27 ?= $(PYENV_ROOT)/versions/2.7.18/bin/python
@@ -13,7 +15,7 @@ PY3 ?= $(PYENV_ROOT)/versions/3.11.7/bin/python
 export PY27 PY36 PY3
 PYTEST_ARGS ?=
 
-.PHONY: deps test test-py27 test-py36 test-py3 demo bench rpm clean
+.PHONY: deps test test-py27 test-py36 test-py3 demo bench faults rpm clean
 
 deps:
 	sh tests/install-deps.sh
@@ -38,6 +40,10 @@ demo: deps
 BENCH_ARGS ?=
 bench: deps
 	$(PY3) -m tests.lab.bench $(BENCH_ARGS)
+
+FAULTS_ARGS ?=
+faults: deps
+	$(PY3) -m tests.lab.faults $(FAULTS_ARGS)
 
 # Each flavour is installed by the Python version of its dom0 (2.7, 3.6) into its
 # site-packages; templates/iscsi-ha.spec says why.

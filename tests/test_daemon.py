@@ -25,6 +25,7 @@ class FakeClient(object):
         self.answers = dict(answers or {})  # (host, fn) -> (result, error)
         self.login_error = login_error
         self.calls, self.keys, self.messages, self.beside = [], {}, [], []
+        self.removed_keys = []
         self.pool_uuid = "pool-uuid"
         self.took_over_addresses = []
 
@@ -57,6 +58,10 @@ class FakeClient(object):
 
     def pbds(self):  # the SR repair's look: no SR on the VIP
         return [], None
+
+    def remove_pool_key(self, pool_ref, key):
+        self.keys.pop(key, None)
+        self.removed_keys.append(key)
 
     def events(self, token, wait):
         raise XapiLost("the test ends the master loop here")
@@ -300,6 +305,19 @@ def test_manual_mode_lost_by_the_pool_database_is_written_back(config):
     controller.reconcile("became master", fresh_master=True)
     assert "iscsi-ha.manual-mode" in client.keys
     assert client.calls == []
+
+
+def test_a_manual_mode_flag_older_than_the_masters_off_record_is_removed(config):
+    snapshot = Snapshot(host("xcp-b", pool_role="master", manual_mode_off_at=2.0),
+                        [host("xcp-a", role="primary", vip_local=True)],
+                        manual_mode={"reason": "disk swap", "at": 1.0})
+    client = FakeClient([snapshot])
+    controller = controller_for(config, client)
+    controller.connect()
+    controller.reconcile("became master", fresh_master=True)
+    assert client.removed_keys == ["iscsi-ha.manual-mode"]
+    assert [(h, fn) for h, fn, _, _ in client.calls] == [("xcp-a", "demote"),
+                                                         ("xcp-b", "promote")]
 
 
 def test_pool_conf_is_read_as_xapi_writes_it(tmp_path):

@@ -239,6 +239,47 @@ def test_the_masters_copy_stands_in_for_a_flag_the_pool_database_lost():
     assert "the pool database lost the flag; xcp-b's copy of it is on" in plan.reason
 
 
+def test_a_flag_a_stale_pool_database_brought_back_is_cleared_and_the_master_serves():
+    # Manual mode went on at 1.0 and off at 2.0 (the master's copy says so); an emergency
+    # transition then started xapi from a backup taken in between.
+    plan = decide(pool(host("xcp-b", pool_role="master", manual_mode_off_at=2.0),
+                       host("xcp-a", error=NO_ANSWER, live=False),
+                       manual_mode={"reason": "disk swap", "by": "root", "at": 1.0},
+                       fresh_master=True))
+    assert plan.outcome == MOVE and plan.clear_manual_mode
+    assert calls(plan) == [("xcp-b", "promote", "true")]
+    assert plan.reason.startswith(
+        "manual mode is off (the pool's flag, set 1970-01-01 00:00:01 UTC, is older than "
+        "xcp-b's record of turning it off); promoting xcp-b")
+
+
+def test_a_flag_set_after_the_masters_copy_went_off_rules():
+    # `manual on` could not reach this host's copy (it was down); the flag is newer. An
+    # undated flag rules too.
+    for flag in ({"reason": "disk swap", "by": "root", "at": 3.0}, {"reason": "undated"}):
+        plan = decide(pool(host("xcp-b", pool_role="master", manual_mode_off_at=2.0),
+                           host("xcp-a", role="primary"), manual_mode=flag,
+                           fresh_master=True))
+        assert (plan.outcome, plan.clear_manual_mode) == (OBSERVING, False)
+        assert [(a.host.name, a.args["enabled"]) for a in plan.actions] == [
+            ("xcp-b", "true"), ("xcp-a", "true")]
+
+
+def test_a_pass_during_manual_off_turns_no_cleared_copy_on_again():
+    # `iscsi-ha manual off` has cleared the copies (at 2.0) and not yet the flag (1.0).
+    plan = decide(pool(host("xcp-b", role="primary", pool_role="master",
+                            manual_mode_off_at=2.0),
+                       host("xcp-a", manual_mode_off_at=2.0),
+                       manual_mode={"reason": "disk swap", "at": 1.0}))
+    assert (plan.outcome, plan.actions, plan.clear_manual_mode) == (IN_PLACE, [], True)
+    # It has cleared the standby's copy only: manual mode still rules, and that copy
+    # stays off.
+    plan = decide(pool(host("xcp-b", role="primary", pool_role="master", manual=True),
+                       host("xcp-a", manual_mode_off_at=2.0),
+                       manual_mode={"reason": "disk swap", "at": 1.0}))
+    assert (plan.outcome, plan.actions, plan.clear_manual_mode) == (OBSERVING, [], False)
+
+
 def test_later_a_masters_copy_without_the_pools_flag_is_stale_and_cleared():
     # `iscsi-ha manual off` clears the copies, then the flag; a pass in between
     # must not bring manual mode back.

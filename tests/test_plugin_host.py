@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -664,6 +665,21 @@ def test_manual_mode_is_a_flag_status_reports(host9):
     off = json.loads(host9.call("manual-mode", enabled="false").value)
     assert off == {"manual_mode": False, "changed": True}
     assert json.loads(host9.call("status").value)["manual_mode"] is False
+
+
+def test_status_says_when_manual_mode_last_went_off_here(host9):
+    # The controller compares it with the pool's flag: a database restored from an older
+    # backup may bring back a flag cleared since.
+    assert json.loads(host9.call("status").value)["manual_mode_off_at"] is None
+    host9.call("manual-mode", enabled="true", reason="disk swap")
+    before = time.time()
+    host9.call("manual-mode", enabled="false")
+    off_at = json.loads(host9.call("status").value)["manual_mode_off_at"]
+    assert before <= off_at <= time.time()
+    host9.call("manual-mode", enabled="false")  # no change: the moment stays
+    assert json.loads(host9.call("status").value)["manual_mode_off_at"] == off_at
+    host9.call("manual-mode", enabled="true", reason="again")
+    assert json.loads(host9.call("status").value)["manual_mode_off_at"] is None
 
 
 def test_a_foreign_target_on_our_tid_is_refused_before_anything_changes(host9):

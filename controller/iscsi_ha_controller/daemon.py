@@ -271,6 +271,8 @@ class Controller(object):
             self.client.set_pool_key(pool_ref, MANUAL_KEY, json.dumps(
                 {"reason": "restored from %s's copy" % snapshot.master.name,
                  "by": "iscsi-ha-controller", "at": self.clock()}))
+        if plan.clear_manual_mode:
+            self.client.remove_pool_key(pool_ref, MANUAL_KEY)
         outcome = plan.outcome
         counters = self.state["counters"]
         if any(not r["ok"] for r in records):

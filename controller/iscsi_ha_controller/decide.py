@@ -41,6 +41,7 @@ host's plugin says it accepts, so a half-upgraded pool keeps working.
 """
 
 import json
+import time
 
 from iscsi_ha_controller import splitbrain
 
@@ -200,6 +201,8 @@ class Plan(object):
         self.retry = retry
         # Set when the pool's manual-mode flag must be written back from a host's copy.
         self.restore_manual_mode = False
+        # Set when the pool's flag is older than the master's record of turning it off.
+        self.clear_manual_mode = False
 
     def as_dict(self):
         return {"outcome": self.outcome, "reason": self.reason, "retry": self.retry,
@@ -212,16 +215,41 @@ class Plan(object):
 
 def decide(snapshot):
     master = snapshot.master
+    # A pool flag set before the master's own copy last went off is on its way out
+    # (`iscsi-ha manual off` clears the copies, then the flag) or came back with an
+    # older database (an emergency transition restores a backup): either way it no
+    # longer rules, and is removed.
+    cleared = _cleared_since(master, snapshot.manual_mode)
     # Only the first pass after this host became master may find a pool database
     # that lost the flag (an emergency transition restores an older copy); later,
     # a master's copy without the pool's flag is stale, and is cleared.
-    manual = snapshot.manual_mode is not None or (snapshot.fresh_master and master.answered
-                                                  and master.status.get("manual_mode"))
+    manual = (snapshot.manual_mode is not None and not cleared) or (
+        snapshot.fresh_master and master.answered and master.status.get("manual_mode"))
     plan = _manual(snapshot) if manual else _storage(snapshot)
     if manual:
         plan.alerts += _drbd_split_brain(snapshot)
+    if cleared:
+        plan.clear_manual_mode = True
+        plan.reason = ("manual mode is off (the pool's flag, set %s, is older than %s's "
+                       "record of turning it off); %s"
+                       % (_when(snapshot.manual_mode["at"]), master.name, plan.reason))
     plan.actions += _manual_views(snapshot, bool(manual))
     return plan
+
+
+def _cleared_since(view, flag):
+    """Whether the host's copy of the manual-mode flag went off after the pool's ``flag``
+    was set (False when either moment is unknown: an older plugin, an undated flag)."""
+    if flag is None or not view.answered or view.status.get("manual_mode"):
+        return False
+    off_at, set_at = view.status.get("manual_mode_off_at"), flag.get("at")
+    if not isinstance(off_at, (int, float)) or not isinstance(set_at, (int, float)):
+        return False
+    return off_at > set_at
+
+
+def _when(moment):
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
 
 
 def _storage(snapshot):
@@ -416,11 +444,13 @@ def _manual(snapshot):
 
 
 def _manual_views(snapshot, manual):
-    """Calls that make each host's copy of the manual-mode flag match the pool's."""
+    """Calls that make each host's copy of the manual-mode flag match the pool's; a copy
+    that went off after the flag was set is not turned on again (`iscsi-ha manual off`
+    is clearing them)."""
     return [Action(h, "manual-mode", enabled="true" if manual else "false",
                    reason="the pool's manual mode is %s" % ("on" if manual else "off"))
             for h in snapshot.hosts if h.answered and bool(h.status.get("manual_mode"))
-            != manual]
+            != manual and not (manual and _cleared_since(h, snapshot.manual_mode))]
 
 
 def _remember_initiators(snapshot):

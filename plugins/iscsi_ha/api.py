@@ -5,8 +5,10 @@ and every function that changes the host holds the host lock.
 """
 
 import io
+import json
 import logging
 import os
+import time
 
 import six
 
@@ -36,6 +38,7 @@ def status(output_format="json"):
     host = actions.Host(config)
     result = actions.status(config, host, _manual_mode(config))
     splitbrain.annotate(config, host.drbd, result["resources"])
+    result["manual_mode_off_at"] = _manual_mode_off_at(config)
     result["pool_role"] = poolconf.read(config.pool_conf)[0]
     result["remembered_initiators"] = connections.remembered(_initiators_path(config))
     result["promote_accepts"] = sorted(arguments.SPECS["promote"])
@@ -158,7 +161,13 @@ def set_manual_mode(enabled, reason=""):
             config_module.ensure_directory(config.state_dir, "[host] state_dir")
             with io.open(config.manual_mode_path, "w", encoding="utf-8") as flag:
                 flag.write(six.text_type(reason) + u"\n")
+            if os.path.exists(config.manual_mode_off_path):
+                os.remove(config.manual_mode_off_path)
         elif was and not enabled:
+            # Written before the flag goes, so that no moment has neither.
+            with io.open(config.manual_mode_off_path + ".new", "w", encoding="utf-8") as off:
+                off.write(six.text_type(json.dumps({"at": time.time(), "reason": reason})))
+            os.rename(config.manual_mode_off_path + ".new", config.manual_mode_off_path)
             os.remove(config.manual_mode_path)
         if was != enabled:
             LOG.warning("manual mode %s (reason: %s)", "on" if enabled else "off", reason)
@@ -167,6 +176,15 @@ def set_manual_mode(enabled, reason=""):
 
 def _manual_mode(config):
     return os.path.exists(config.manual_mode_path)
+
+
+def _manual_mode_off_at(config):
+    """When manual mode last went off on this host (seconds since the epoch), or None."""
+    try:
+        with io.open(config.manual_mode_off_path, encoding="utf-8") as off:
+            return float(json.load(off)["at"])
+    except (IOError, OSError, ValueError, KeyError, TypeError):
+        return None  # never turned off here, or a record nobody can date: not newer
 
 
 def check():

@@ -179,6 +179,12 @@ class Config(object):
     def manual_mode_path(self):
         return os.path.join(self.state_dir, "manual-mode")
 
+    @property
+    def manual_mode_off_path(self):
+        """When manual mode last went off here: a pool database restored from an older
+        backup may bring back a flag the sysadmin has cleared since."""
+        return os.path.join(self.state_dir, "manual-mode-off")
+
     def host_uuid(self):
         """This dom0's XAPI host UUID (INSTALLATION_UUID in the inventory), or None."""
         try:

@@ -942,6 +942,21 @@ def test_a_plugin_outlives_a_restart_of_its_hosts_xapi(sim, tmp_path):
     eventually(lambda: not process_exists(pid))
 
 
+def test_a_restarted_xapi_is_down_for_a_moment_and_forgets_its_sessions(simulator):
+    sim = simulator(xapi_start=0.5)
+    session = login(sim.urls["pool"])
+    control = raw(sim.urls["control"])
+
+    assert control.lab.restart_xapi("hostA") == {"Status": "Success", "Value": ""}
+
+    assert answer_of(host_url(sim, "hostA")) == "refused"
+    wait_for_master(host_url(sim, "hostA"))
+    assert raw(host_url(sim, "hostA")).pool.get_all(session.handle)["ErrorDescription"] == [
+        "SESSION_INVALID", session.handle]
+    assert sim.running_masters() == ["hostA"]
+    assert answer_of(host_url(sim, "hostB")) == ["HOST_IS_SLAVE", ADDRESS_A]
+
+
 # -- the lab's side --------------------------------------------------------------
 
 def test_the_pool_url_follows_the_running_master_and_refuses_without_one(simulator):

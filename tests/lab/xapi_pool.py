@@ -469,6 +469,12 @@ class Pool(object):
         self._after(self.timers["xapi_start"], self._start_xapi, host, host.boots)
         self.lock.notify_all()
 
+    def restart_xapi(self, host):
+        """A live host's xapi exits and starts again, as after a crash or a toolstack
+        restart; a host that is down stays down."""
+        if host.alive and host.xapi is not None:
+            self._restart_xapi(host)
+
     def kill_plugins(self, host):
         for run in list(host.plugin_runs):
             run.kill()

@@ -18,7 +18,8 @@ runs in the foreground, writes the listener URLs (:attr:`XapiSimulator.urls` plu
 cleanly on SIGTERM.  Tests use :class:`XapiSimulator` directly.
 
 Lab calls take no session and are answered on loopback listeners only:
-``lab.fail_host(name)``, ``lab.restore_host(name)``, ``lab.audit()``,
+``lab.fail_host(name)``, ``lab.restore_host(name)``, ``lab.restart_xapi(name)``,
+``lab.audit()``,
 ``lab.hold_plugin(name, fns)``, ``lab.held_calls(name)`` and
 ``lab.release_plugin(name, reached)``.  Send them
 to the "control" URL: a dying host cuts every connection it has, including the one
@@ -190,6 +191,7 @@ class XapiSimulator(object):
         self._lab_methods = {
             "lab.fail_host": _Method(self._lab_fail_host, 1, needs_session=False),
             "lab.restore_host": _Method(self._lab_restore_host, 1, needs_session=False),
+            "lab.restart_xapi": _Method(self._lab_restart_xapi, 1, needs_session=False),
             "lab.audit": _Method(self._lab_audit, 0, needs_session=False),
             "lab.hold_plugin": _Method(self._lab_hold_plugin, 2, needs_session=False),
             "lab.release_plugin": _Method(self._lab_release_plugin, 2, needs_session=False),
@@ -238,6 +240,12 @@ class XapiSimulator(object):
         with self._lock:
             self.pool.restore_host(self._lab_host(name))
 
+    def restart_xapi(self, name):
+        """Host ``name``'s xapi exits and starts again (a crash, ``xe-toolstack-restart``):
+        its sessions and connections are gone until it answers again."""
+        with self._lock:
+            self.pool.restart_xapi(self._lab_host(name))
+
     def hold_plugin(self, name, fns):
         """From now on, calls of plugin functions ``fns`` on host ``name`` wait before their
         plugin starts, until :meth:`release_plugin`."""
@@ -273,6 +281,10 @@ class XapiSimulator(object):
 
     def _lab_restore_host(self, call, name):
         self.restore_host(name)
+        return ""
+
+    def _lab_restart_xapi(self, call, name):
+        self.restart_xapi(name)
         return ""
 
     def _lab_audit(self, call):
