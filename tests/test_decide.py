@@ -473,6 +473,14 @@ def test_a_planned_move_starts_the_promote_beside_the_demote_with_the_remembered
         == {"reason": plan.reason, "tickle": json.dumps(CLIENTS[:1]), "vip_released": "true"}
 
 
+def test_with_overlap_off_the_promote_waits_for_the_demotes_answer():
+    old = host("xcp-a", role="primary", vip_local=True, promote_accepts=BESIDE)
+    new = host("xcp-b", pool_role="master", promote_accepts=BESIDE)
+    promote = decide(pool(new, old, overlap=False)).actions[-1]
+    assert (promote.beside_previous, promote.relay_tickle) == (False, True)
+    assert "await_demote" not in promote.args
+
+
 @pytest.mark.parametrize("why, old_drbd, new_drbd, accepts", [
     ("the new master's plugin cannot wait for a demote", None, None, FAST_PROMOTE),
     ("the serving host is not DRBD Primary", resource(peer_role="Secondary"),

@@ -103,13 +103,14 @@ class Snapshot(object):
     """
 
     def __init__(self, master, others, manual_mode=None, took_over_from=None,
-                 fresh_master=False, tickle=True):
+                 fresh_master=False, tickle=True, overlap=True):
         self.master = master
         self.others = list(others)
         self.manual_mode = manual_mode  # None, or {"reason": ..., "by": ..., "at": ...}
         self.took_over_from = took_over_from
         self.fresh_master = fresh_master  # the first pass since this host became master
         self.tickle = tickle  # [controller] tickle: tell a new owner whom to tickle
+        self.overlap = overlap  # [controller] overlap: a promote may start beside a demote
 
     @property
     def hosts(self):
@@ -330,7 +331,7 @@ def _move(snapshot, serving, silent, alerts):
     else:
         why = "promoting %s because it is pool master" % master.name
     args = {"reason": why}
-    beside = _promote_beside_demote(master, serving)
+    beside = snapshot.overlap and _promote_beside_demote(master, serving)
     if peer_gone:
         args["peer_down"] = "true"
     elif beside:

@@ -172,7 +172,8 @@ class PoolClient(object):
         read_statuses(self, views, took_over_from)
         return Snapshot(master, views[1:], manual_mode(pool.get("other_config", {})),
                         took_over_from[0] if took_over_from else None,
-                        fresh_master, bool(self.config.controller_tickle)), pool_ref
+                        fresh_master, bool(self.config.controller_tickle),
+                        bool(self.config.controller_overlap)), pool_ref
 
     # -- acting ----------------------------------------------------------------------
 

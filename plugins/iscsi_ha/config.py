@@ -49,8 +49,8 @@ _SCHEMA = {
              "lvm_conf": "/etc/lvm/lvm.conf", "pool_conf": "/etc/xensource/pool.conf",
              "install_root": "/", "kernel_log": "/var/log/kern.log"},
     "xapi": {"url": LOCAL_XAPI, "username": "root", "password_file": ""},
-    "controller": {"interval": "10", "events": "on", "tickle": "on", "metrics_file": "",
-                   "sr_repair": "on"},
+    "controller": {"interval": "10", "events": "on", "tickle": "on", "overlap": "on",
+                   "metrics_file": "", "sr_repair": "on"},
     "alerts": {"email_to": "", "email_from": "", "smtp_server": "", "smtp_port": "0",
                "smtp_security": "none", "smtp_username": "", "smtp_password_file": "",
                "repeat_window": "1800"},
@@ -157,6 +157,7 @@ class Config(object):
         self.controller_interval = values["controller"]["interval"]
         self.controller_events = values["controller"]["events"]
         self.controller_tickle = values["controller"]["tickle"]
+        self.controller_overlap = values["controller"]["overlap"]
         self.metrics_file = values["controller"]["metrics_file"] or None
         self.sr_repair = values["controller"]["sr_repair"]
         self.alerts = Alerts(values["alerts"])
@@ -410,6 +411,7 @@ def _validate(values, resources, problems):
     check("controller", "interval", validate.seconds, 3600)
     check("controller", "events", validate.on_off)
     check("controller", "tickle", validate.on_off)
+    check("controller", "overlap", validate.on_off)
     check("controller", "sr_repair", validate.on_off)
     if values["controller"].get("metrics_file"):
         check("controller", "metrics_file", _absolute_path,
@@ -613,6 +615,7 @@ SAMPLE_VALUES = {
     "controller_interval": 10,
     "controller_events": "on",
     "controller_tickle": "on",
+    "controller_overlap": "on",
     "metrics_file": "",
     "sr_repair": "on",
     "duplicate_check": "probe",

@@ -46,7 +46,7 @@ def parser():
     up.add_argument("--baseline", action="store_true",
                     help="configure both hosts as the polling baseline the bench compares "
                          "with: [controller] events = off, interval = 10, tickle = off, "
-                         "[vip] duplicate_check = arping")
+                         "overlap = off, [vip] duplicate_check = arping")
     commands.add_parser("status", help="pool master, each host's plugin status and "
                                        "controller")
     for name, text in (("designate-master", "planned master change to HOST"),

@@ -382,6 +382,7 @@ def configured(lab_dir):
         modes[name] = {"events": config.controller_events,
                        "interval": config.controller_interval,
                        "tickle": config.controller_tickle,
+                       "overlap": config.controller_overlap,
                        "duplicate_check": config.duplicate_check}
     return modes
 

@@ -64,9 +64,11 @@ BOOT_SECONDS = 30.0
 SERVING_OUTCOMES = ("in-place", "done")
 # ``up --baseline``: the controller as the prior tool behaves, for the bench to
 # compare against: it polls every 10 s and ignores xapi's events, sends no
-# tickle, and checks the address with iputils' 1 s arping -D before a claim.
+# tickle, promotes only once the demote answered, and checks the address with
+# iputils' 1 s arping -D before a claim.
 BASELINE_CONFIG = {"controller_events": "off", "controller_interval": 10,
-                   "controller_tickle": "off", "duplicate_check": "arping"}
+                   "controller_tickle": "off", "controller_overlap": "off",
+                   "duplicate_check": "arping"}
 
 
 class LabError(Exception):

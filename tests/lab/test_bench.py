@@ -24,7 +24,8 @@ SUMMARY_KEYS = {"planned_dark_s", "planned_dark_max_s", "unplanned_dark_s",
                 "baseline_poll_unplanned_dark_s", "plugin_status_s", "python_startup_s",
                 "controller_idle_cpu_pct", "lost_acknowledged_writes", "runs"}
 # As the config module reads them: on/off as booleans.
-BASELINE = {"events": False, "interval": 10, "tickle": False, "duplicate_check": "arping"}
+BASELINE = {"events": False, "interval": 10, "tickle": False, "overlap": False,
+            "duplicate_check": "arping"}
 
 
 def listed_namespaces():
