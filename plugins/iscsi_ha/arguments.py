@@ -84,7 +84,17 @@ def parse(fn, args, spec):
     """Return ``{name: value}`` for ``args`` per ``spec`` (``{name: (converter, default)}``).
 
     Raises :class:`BadArgument` naming the first unknown, missing or bad argument.
+    xapi passes a map of strings; argv is XML-RPC, so anything else can come too
+    (another caller's struct of numbers, a list), and is refused the same way.
     """
+    if not isinstance(args, dict):
+        raise BadArgument("fn=%s takes its arguments as a map of strings (args:NAME=VALUE), "
+                          "not %s" % (fn, _kind(args)), details=["args"])
+    for name in args:
+        if not isinstance(name, six.string_types):
+            raise BadArgument("fn=%s argument name %r is %s, not a string; pass "
+                              "args:NAME=VALUE" % (fn, name, _kind(name)),
+                              details=[six.text_type(name)])
     for name in sorted(args):
         if name not in spec:
             allowed = ", ".join(sorted(spec)) or "none"
@@ -98,9 +108,20 @@ def parse(fn, args, spec):
                                   details=[name])
             values[name] = default
             continue
+        if not isinstance(args[name], six.string_types):
+            raise BadArgument("fn=%s argument %s is %s, not a string; pass it as text "
+                              "(args:%s=VALUE)" % (fn, name, _kind(args[name]), name),
+                              details=[name])
         try:
             values[name] = convert(args[name])
         except ValueError as exc:
             raise BadArgument("fn=%s argument %s='%s' is not valid: %s"
                               % (fn, name, args[name], exc), details=[name])
     return values
+
+
+def _kind(value):
+    if value is None:
+        return "nil"
+    name = type(value).__name__
+    return "%s %s" % ("an" if name[0] in "aeiou" else "a", name)
