@@ -94,3 +94,12 @@ def test_an_argument_name_that_is_not_a_string_is_a_bad_argument():
         arguments.parse("demote", {5: "x", "reason": "y"}, arguments.SPECS["demote"])
     assert caught.value.details == ["5"]
     assert "argument name 5 is an int, not a string" in caught.value.message
+
+
+def test_a_connection_list_nested_deeper_than_python_recurses_is_a_bad_argument():
+    # Found by the hostile-input tests: json.loads raised RecursionError (RuntimeError on
+    # 2.7), which the plugin reported as ISCSI_HA_INTERNAL_ERROR.
+    with pytest.raises(BadArgument) as caught:
+        arguments.parse("promote", {"tickle": "[" * 100000}, arguments.SPECS["promote"])
+    assert caught.value.details == ["tickle"]
+    assert "JSON nested too deep" in caught.value.message

@@ -46,9 +46,11 @@ def connection_list(value):
         items = json.loads(value)
     except ValueError:
         raise ValueError("not JSON; use %s" % fix)
+    except RuntimeError:  # nested deeper than Python recurses (RecursionError on 3.x)
+        raise ValueError("JSON nested too deep; use %s" % fix)
     if not isinstance(items, list):
         raise ValueError("not a list; use %s" % fix)
-    found = []
+    found, seen = [], set()
     for item in items:
         address, colon, port = (item.rpartition(":") if isinstance(item, six.string_types)
                                 else ("", "", ""))
@@ -58,7 +60,8 @@ def connection_list(value):
         except ValueError:
             raise ValueError("%s is not ip:port (an IPv4 address, a colon and a port from "
                              "1 to 65535); use %s" % (json.dumps(item), fix))
-        if item not in found:
+        if item not in seen:  # a set: a long list must not take quadratic time
+            seen.add(item)
             found.append(item)
     return found
 
