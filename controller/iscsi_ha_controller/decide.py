@@ -36,6 +36,8 @@ host's plugin says it accepts, so a half-upgraded pool keeps working.
 
 import json
 
+import six
+
 # Plan outcomes, also the controller's state and what `iscsi-ha status` shows.
 IN_PLACE, MOVE, REPAIR, WAITING, REFUSED, OBSERVING = (
     "in-place", "move", "repair", "waiting", "refused", "observing")
@@ -138,8 +140,11 @@ class Action(object):
                 continue
             if result.get("vip_released") is True:
                 args["vip_released"] = "true"
-            if self.relay_tickle and result.get("connections"):
-                args["tickle"] = json.dumps(sorted(result["connections"]))
+            connections = result.get("connections")
+            # Only a list of "ip:port" strings is passed on (the promote checks each).
+            if self.relay_tickle and connections and isinstance(connections, list) and all(
+                    isinstance(item, six.string_types) for item in connections):
+                args["tickle"] = json.dumps(sorted(connections))
         return promote_args(self.host, args)
 
     def __eq__(self, other):
