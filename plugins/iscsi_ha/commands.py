@@ -169,6 +169,14 @@ def _collect(process, deadline):
             timed_out)
 
 
+def _argv(argv):
+    """``argv`` as a list of strings; a single string is refused, never split or given
+    to a shell (iscsi-ha runs no shell)."""
+    if not isinstance(argv, (list, tuple)):
+        raise TypeError("a command is an argv list, not %r" % (argv,))
+    return [str(a) for a in argv]
+
+
 def run(argv, timeout=20.0, check=True):
     """Run ``argv``; return a :class:`Result`.
 
@@ -178,7 +186,7 @@ def run(argv, timeout=20.0, check=True):
     :class:`CommandFailed`; a missing executable always raises
     :class:`ToolMissing`.
     """
-    argv = [str(a) for a in argv]
+    argv = _argv(argv)
     started = monotonic()
     devnull = open(os.devnull, "rb")
     try:
@@ -208,7 +216,7 @@ def run(argv, timeout=20.0, check=True):
 
 def spawn_detached(argv):
     """Start ``argv`` in its own session without waiting for it; return its pid."""
-    argv = [str(a) for a in argv]
+    argv = _argv(argv)
     devnull = open(os.devnull, "r+b")
     try:
         return subprocess.Popen(argv, stdin=devnull, stdout=devnull, stderr=devnull,
