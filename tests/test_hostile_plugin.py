@@ -224,7 +224,7 @@ def any_call(draw):
     return fn, draw(plugin_args(fn))
 
 
-@settings(max_examples=hostile.examples(0.1))
+@settings(max_examples=hostile.examples(0.2))
 @given(any_call())
 def test_hostile_arguments_through_the_plugin_process(call_):
     hostile.count("hostile_arguments_through_the_plugin_process")

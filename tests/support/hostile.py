@@ -37,8 +37,8 @@ from tests.support import plugin
 EXAMPLES = collections.Counter()
 COUNT_VARIABLE = "ISCSI_HA_HOSTILE_JSON"
 PROFILE_VARIABLE = "HYPOTHESIS_PROFILE"
-# Examples per test in each profile; a test through processes takes a tenth.
-PROFILES = {"ci": 40, "faults": 1500}
+# Examples per test in each profile; a test through processes takes a fifth.
+PROFILES = {"ci": 25, "faults": 800}
 SESSION = "OpaqueRef:hostile-session"
 
 
@@ -395,3 +395,57 @@ def run_entry(host, argv1):
 
 def request(fn, args):
     return xmlrpc_client.dumps((SESSION, args), fn, allow_none=True)
+
+
+# -- the whole suite, for `make faults` ------------------------------------------------
+
+SUITE = ["tests/test_hostile_plugin.py", "tests/test_hostile_config.py",
+         "tests/test_hostile_xapi.py"]
+
+
+def run_suite(profile_name="faults", seed=None, python=None, json_path=None):
+    """Run :data:`SUITE` under a profile in a pytest process; returns the count record
+    (``hostile_examples``, ``tests``) with ``passed`` and ``seed`` added."""
+    import subprocess
+    handle, path = tempfile.mkstemp(prefix="iha-hostile-count-", suffix=".json")
+    os.close(handle)
+    try:
+        env = dict(os.environ)
+        env.update({PROFILE_VARIABLE: profile_name, COUNT_VARIABLE: path})
+        argv = [python or sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        if seed is not None:
+            argv.append("--hypothesis-seed=%d" % seed)
+        code = subprocess.call(argv + SUITE, cwd=plugin.REPO, env=env)
+        with open(path) as count:
+            record = json.load(count)
+    finally:
+        os.remove(path)
+    record.update(passed=code == 0, seed=seed)
+    if json_path:
+        with open(json_path, "w") as out:
+            json.dump(record, out, indent=2, sort_keys=True)
+            out.write("\n")
+    return record
+
+
+def main(argv=None):
+    """``python -m tests.support.hostile [--profile ci|faults] [--seed N] [--python PATH]
+    [--json FILE]``: the hostile-input suite; its last line says how many examples ran."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m tests.support.hostile",
+                                     description=main.__doc__.split(":", 1)[1].strip())
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="faults")
+    parser.add_argument("--seed", type=int, help="hypothesis seed (default: random)")
+    parser.add_argument("--python", help="interpreter to run the tests on")
+    parser.add_argument("--json", dest="json_path", metavar="FILE",
+                        help="write {hostile_examples, tests, passed, seed, profile}")
+    options = parser.parse_args(argv)
+    record = run_suite(options.profile, options.seed, options.python, options.json_path)
+    sys.stdout.write("hostile input: %d examples, %s (profile %s%s)\n" % (
+        record["hostile_examples"], "passed" if record["passed"] else "FAILED",
+        record["profile"], ", seed %d" % options.seed if options.seed is not None else ""))
+    return 0 if record["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
