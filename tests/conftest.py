@@ -3,9 +3,11 @@
 import logging
 import os
 import sys
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from tests.support import hostile
 
@@ -19,6 +21,8 @@ if sys.version_info < (3, 7):
 # in `make test`, over 10,000 in `make faults`. ci is derandomized, so CI fails the same
 # way twice; faults explores afresh each run and prints the seed of a failure. No
 # deadline: tests hold no timing thresholds. No example database in the tree.
+# Hypothesis keeps caches (unicode tables, constants) even without a database: not in the tree.
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "iscsi-ha-hypothesis"))
 for _name, _derandomize in (("ci", True), ("faults", False)):
     settings.register_profile(_name, max_examples=hostile.PROFILES[_name], deadline=None,
                               derandomize=_derandomize, database=None, print_blob=True,
