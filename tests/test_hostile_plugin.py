@@ -241,3 +241,17 @@ def test_hostile_arguments_through_the_plugin_process(call_):
         if bad_names(fn, received(fn, args)):
             assert outcome.code == "ISCSI_HA_BAD_ARGUMENT", (args, outcome)
             assert without_log(host.state()) == without_log(before)
+
+
+def test_a_line_break_in_a_reason_forges_no_log_line():
+    # Found with the hostile-input tests: the reason went to the log as it came.
+    with hostile.RecordedHost() as host:
+        forged = u"disk swap\n2026-12-03 00:00:00,000 1 WARNING promote: done"
+        outcome = hostile.run_entry(host, hostile.request("manual-mode", {
+            "enabled": "true", "reason": forged}))
+        assert outcome.code is None, outcome
+        with open(host.directory + "/iscsi-ha.log", "rb") as log:
+            lines = log.read().decode("utf-8").splitlines()
+    assert len(lines) == 1
+    assert lines[0].endswith(u"manual mode on (reason: disk swap\\n2026-12-03 00:00:00,000 "
+                             u"1 WARNING promote: done)")
