@@ -8,12 +8,15 @@ standby with tgtd down would answer, so an example costs milliseconds. A
 smaller set runs the plugin file as a process on the same host made of
 shell-script tools (:meth:`RecordedHost.write_tools`).
 
-"Nothing on the host changed" is :meth:`RecordedHost.state`: the files under
-the host's config, state and run directories, and the tool calls made.
+"Nothing on the host changed" is :meth:`RecordedHost.state` before and after:
+the files under the host's config, state and run directories, and the tool
+calls made (:meth:`RecordedHost.changes` leaves out what reading the host
+leaves: its queries, the log, the lock file).
 
 Every hostile test counts its examples (:func:`count`); with
 ``ISCSI_HA_HOSTILE_JSON=FILE`` the session writes the count there
-(tests/conftest.py), for ``make faults``.
+(tests/conftest.py). ``python -m tests.support.hostile`` runs the whole suite
+(:data:`SUITE`) under a profile and reports the count, for ``make faults``.
 """
 
 import collections
