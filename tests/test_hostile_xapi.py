@@ -190,7 +190,8 @@ def test_a_promote_relays_only_what_a_demote_result_really_says(connections, rel
         if "tickle" in args:
             assert all(isinstance(c, six.string_types) for c in json.loads(args["tickle"]))
         assert args.get("vip_released", "true") == "true"
-        assert ("vip_released" in args) == (isinstance(result, dict) and released is True)
+        assert ("vip_released" in args) == (isinstance(result, dict)
+                                            and result.get("vip_released") is True)
 
 
 @settings(max_examples=hostile.examples())
@@ -244,6 +245,8 @@ def test_a_host_named_in_utf8_is_read_and_shown(config):
     ("host.get_all_records", ("OpaqueRef:b",), "x", '"x", not a reference and its record'),
     ("host.get_all_records", ("OpaqueRef:b", "name_label"), 5, "has name_label 5, not a string"),
     ("host_metrics.get_all_records", ("OpaqueRef:b-metrics",), [], "not a reference"),
+    # Found by the faults profile: the pass indexed the first of no hosts.
+    ("host.get_all_records", (), {}, "does not list the pool's master OpaqueRef:a"),
 ])
 def test_a_xapi_record_without_what_the_controller_reads_starts_afresh(
         config, method, path, value, problem):
@@ -293,3 +296,13 @@ def test_a_status_no_plugin_gives_counts_as_no_answer(config, path, value, probl
     assert problem in other.error[1]
     plan = decide.decide(snapshot)
     assert plan.outcome == decide.WAITING and plan.actions == []
+
+
+def test_a_status_answer_nested_too_deep_is_a_bad_answer_not_a_silent_host(config):
+    # Found by the faults profile: json.loads raised RecursionError in the status thread,
+    # which left the host as ISCSI_HA_NO_ANSWER, a code that counts towards "gone".
+    answers = good_answers()
+    answers["status hostB"] = _Raw("[" * 100000)
+    snapshot, _ = Client(config, answers).snapshot(OWN_UUID)
+    assert snapshot.others[0].error[0] == "ISCSI_HA_BAD_ANSWER"
+    assert not snapshot.others[0].unreachable

@@ -161,7 +161,9 @@ class PoolClient(object):
         """``HostView`` for each host (no status yet), the master first."""
         timeout = self.config.peer_timeout
         records = self._call(timeout, "host.get_all_records")
-        _checked(answers.records_problem(records, "host.get_all_records"))
+        _checked(answers.records_problem(records, "host.get_all_records")
+                 or (master_ref not in records and "host.get_all_records does not list "
+                     "the pool's master %s" % master_ref))
         metrics = self._call(timeout, "host_metrics.get_all_records")
         _checked(answers.records_problem(metrics, "host_metrics.get_all_records"))
         views = []
@@ -206,7 +208,8 @@ class PoolClient(object):
                           % (host.name, fn, timeout)]
         try:
             return json.loads(value), None
-        except (TypeError, ValueError):
+        # RuntimeError: nested deeper than Python recurses (RecursionError on 3.x).
+        except (TypeError, ValueError, RuntimeError):
             return None, ["ISCSI_HA_BAD_ANSWER", "fn=%s on %s answered %r" % (fn, host.name,
                                                                            value)]
 
