@@ -14,7 +14,7 @@ import re
 
 import pytest
 import six
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 from six.moves import xmlrpc_client
 
 from iscsi_ha import arguments
@@ -229,11 +229,14 @@ def any_call(draw):
 def test_hostile_arguments_through_the_plugin_process(call_):
     hostile.count("hostile_arguments_through_the_plugin_process")
     fn, args = call_
+    argv1 = hostile.request(fn, args)
+    # Linux takes no argument over 128 KiB (MAX_ARG_STRLEN): xapi could not pass it either.
+    assume(len(argv1.encode("utf-8")) < 128 * 1024)
     with hostile.RecordedHost() as host:
         host.write_tools()
         before = host.state()
         env = plugin.plugin_env(host.config_path, {"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"})
-        reply = plugin.run(hostile.request(fn, args), env=env)
+        reply = plugin.run(argv1, env=env)
         assert reply.returncode == 0, reply
         assert "Traceback" not in reply.stdout + reply.stderr
         outcome = hostile.Outcome(plugin.decode(reply.raw), stdout=reply.stdout)

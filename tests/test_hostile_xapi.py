@@ -16,6 +16,7 @@ import pytest
 import six
 
 from hypothesis import given, settings, strategies as st
+from six.moves import xmlrpc_client
 
 from iscsi_ha_controller import answers as answer_rules, cli, daemon, decide
 from iscsi_ha_controller.observe import NotMaster, PoolClient, XapiLost
@@ -245,6 +246,9 @@ def test_a_host_named_in_utf8_is_read_and_shown(config):
     ("host.get_all_records", ("OpaqueRef:b",), "x", '"x", not a reference and its record'),
     ("host.get_all_records", ("OpaqueRef:b", "name_label"), 5, "has name_label 5, not a string"),
     ("host_metrics.get_all_records", ("OpaqueRef:b-metrics",), [], "not a reference"),
+    # Found by the faults profile: `iscsi-ha status --json` could not dump the name.
+    ("pool.get_all_records", ("OpaqueRef:pool", "name_label"), xmlrpc_client.Binary(b""),
+     "pool OpaqueRef:pool has name_label"),
     # Found by the faults profile: the pass indexed the first of no hosts.
     ("host.get_all_records", (), {}, "does not list the pool's master OpaqueRef:a"),
 ])

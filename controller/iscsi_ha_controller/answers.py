@@ -27,7 +27,7 @@ _VIP = (("address", _TEXT), ("local", bool), ("answered_elsewhere", bool))
 _CHECK = (("ok", bool), ("checks", list))
 _CHECK_ITEM = (("check", _TEXT), ("ok", bool), ("detail", _TEXT))
 # XAPI records: what observe and the CLI read of each.
-_POOL = (("uuid", _TEXT), ("master", _TEXT), ("other_config", dict))
+_POOL = (("uuid", _TEXT), ("name_label", _TEXT), ("master", _TEXT), ("other_config", dict))
 _HOST = (("uuid", _TEXT), ("name_label", _TEXT), ("address", _TEXT), ("metrics", _TEXT))
 _EVENT = (("class", _TEXT), ("operation", _TEXT), ("ref", _TEXT))
 

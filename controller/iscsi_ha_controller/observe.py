@@ -170,7 +170,9 @@ class PoolClient(object):
         for ref, record in sorted(records.items(), key=lambda item: item[0] != master_ref):
             _checked(answers.host_problem(record, ref))
             live = metrics.get(record["metrics"], {}).get("live")
-            view = HostView(record["name_label"] or record.get("hostname") or ref,
+            hostname = record.get("hostname")
+            view = HostView(record["name_label"] or (
+                hostname if isinstance(hostname, six.string_types) else "") or ref,
                             record["uuid"], record["address"],
                             live if isinstance(live, bool) else None)
             view.ref = ref
