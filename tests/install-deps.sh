@@ -36,3 +36,7 @@ pip_install "$PY27" pip-py27-xenapi "pytest==4.6.11" "jinja2<3" "markupsafe<2" s
     "XenAPI==2.14"
 pip_install "$PY36" pip-py36-xenapi "pytest==7.0.1" "jinja2<3.1" six "XenAPI==2.14"
 pip_install "$PY3" pip-py3 pytest "jinja2" six XenAPI
+# The hostile-input tests: hypothesis 4.57.1 and 6.31.6 are the last for 2.7 and 3.6.
+pip_install "$PY27" pip-py27-hypothesis "hypothesis==4.57.1"
+pip_install "$PY36" pip-py36-hypothesis "hypothesis==6.31.6"
+pip_install "$PY3" pip-py3-hypothesis hypothesis

@@ -68,3 +68,40 @@ def test_every_plugin_function_has_a_spec():
     assert sorted(arguments.SPECS) == ["check", "demote", "install-files", "manual-mode",
                                        "outdate", "promote", "remember-initiators",
                                        "resolve-split-brain", "status", "version"]
+
+
+
+# Found by the hostile-input tests (tests/test_hostile_plugin.py): argv is XML-RPC, so a
+# caller other than xapi can send numbers, nil, lists or no map at all.
+@pytest.mark.parametrize("value, kind", [(5, "an int"), (None, "nil"),
+                                         (["true"], "a list"), (True, "a bool")])
+def test_a_value_that_is_not_a_string_is_a_bad_argument_naming_it(value, kind):
+    with pytest.raises(BadArgument) as caught:
+        arguments.parse("promote", {"force": value}, arguments.SPECS["promote"])
+    assert caught.value.details == ["force"]
+    assert "fn=promote argument force is %s, not a string" % kind \
+        in caught.value.message
+
+
+@pytest.mark.parametrize("args", [["force"], "force", 5, None])
+def test_arguments_that_are_not_a_map_are_a_bad_argument(args):
+    with pytest.raises(BadArgument) as caught:
+        arguments.parse("promote", args, arguments.SPECS["promote"])
+    assert caught.value.details == ["args"]
+    assert "takes its arguments as a map of strings (args:NAME=VALUE)" in caught.value.message
+
+
+def test_an_argument_name_that_is_not_a_string_is_a_bad_argument():
+    with pytest.raises(BadArgument) as caught:
+        arguments.parse("demote", {5: "x", "reason": "y"}, arguments.SPECS["demote"])
+    assert caught.value.details == ["5"]
+    assert "argument name 5 is an int, not a string" in caught.value.message
+
+
+def test_a_connection_list_nested_deeper_than_python_recurses_is_a_bad_argument():
+    # Found by the hostile-input tests: json.loads raised RecursionError (RuntimeError on
+    # 2.7), which the plugin reported as ISCSI_HA_INTERNAL_ERROR.
+    with pytest.raises(BadArgument) as caught:
+        arguments.parse("promote", {"tickle": "[" * 100000}, arguments.SPECS["promote"])
+    assert caught.value.details == ["tickle"]
+    assert "JSON nested too deep" in caught.value.message

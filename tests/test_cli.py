@@ -600,6 +600,23 @@ def test_check_json_is_one_object(world, conf):
                                  "error": ["CANNOT_CONTACT_HOST", "OpaqueRef:b"]}
 
 
+@pytest.mark.parametrize("answer, problem", [
+    (["ok"], 'the answer is ["ok"], not a check report'),
+    ({"ok": True, "checks": [{"check": "tgtd", "ok": "yes", "detail": ""}]},
+     'a check has ok "yes", not true or false'),
+    ({"ok": True, "checks": ["tgtd"]}, 'the report lists "tgtd", not a check'),
+])
+def test_a_check_answer_no_plugin_gives_is_a_failed_check(world, conf, answer, problem):
+    # Found by the hostile-input tests: such an answer was ISCSI_HA_INTERNAL_ERROR.
+    world.answers[("hostA", "check")] = {"ok": True, "checks": []}
+    world.answers[("hostB", "check")] = answer
+    code, out, _ = run(world, conf, "check", "--json")
+    assert code == 1
+    error = json.loads(out)["hosts"][1]["error"]
+    assert error[0] == "ISCSI_HA_BAD_ANSWER"
+    assert problem in error[1]
+
+
 def test_log_prints_the_end_of_this_hosts_log(world, conf, tmp_path):
     (tmp_path / "ha.log").write_text(u"".join(u"line %d\n" % n for n in range(100)))
     code, out, _ = run(world, conf, "log", "--lines", "3")
@@ -627,12 +644,27 @@ def test_xapi_trouble_is_a_message_with_its_code_not_a_traceback(world, conf, fa
     assert json.loads(out)["error"]["code"] == code
 
 
-def test_a_bug_is_reported_with_its_code_and_logged(world, conf, tmp_path):
-    world.statuses["hostA"] = ["not", "a", "status"]  # what the CLI cannot read
+def test_a_bug_is_reported_with_its_code_and_logged(world, conf, tmp_path, monkeypatch):
+    def bug(pool):
+        raise ZeroDivisionError("a bug")
+    monkeypatch.setattr(cli, "status_text", bug)
     code, _, err = run(world, conf, "status")
     assert code == 1
     assert err.startswith("iscsi-ha: ISCSI_HA_INTERNAL_ERROR: status failed unexpectedly")
     assert "Traceback" in (tmp_path / "ha.log").read_text()
+
+
+def test_a_status_answer_no_plugin_gives_is_a_host_not_answering(world, conf):
+    # Found by the hostile-input tests: such an answer was ISCSI_HA_INTERNAL_ERROR.
+    world.statuses["hostA"] = ["not", "a", "status"]
+    world.statuses["hostB"]["vip"] = {"local": "no"}
+    code, text, _ = run(world, conf, "status")
+    assert code == 1
+    assert ("hostA: status failed: ISCSI_HA_BAD_ANSWER fn=status on hostA answered what "
+            "iscsi-ha's plugin never does (the answer is [\"not\", \"a\", \"status\"], not a "
+            "status)") in text
+    assert "hostB: status failed: ISCSI_HA_BAD_ANSWER" in text
+    assert "its vip has no address" in text
 
 
 def test_config_may_follow_the_command_and_a_bad_one_is_exit_2(world, conf, tmp_path):

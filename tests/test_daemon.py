@@ -14,6 +14,7 @@ from iscsi_ha_controller.decide import HostView, Snapshot
 from iscsi_ha_controller.observe import (CONTROLLER_KEY, NotMaster, PoolClient, XapiLost,
                                          read_statuses)
 
+from tests.test_cli import status as plugin_status
 from tests.test_decide import FAST_PROMOTE, host
 
 
@@ -424,9 +425,9 @@ class ThreadedXapi(object):
             while len(self.arrived) < self.together and time.time() < deadline:
                 self.all_here.wait(0.1)
             together = len(self.arrived) >= self.together
-        status = {"role": "secondary", "together": together}
+        status = dict(plugin_status(host_ref), together=together)
         if self.vip_elsewhere is not None:
-            status["vip"] = {"local": False, "answered_elsewhere": self.vip_elsewhere}
+            status["vip"].update(local=False, answered_elsewhere=self.vip_elsewhere)
         return {"Status": "Success", "Value": json.dumps(status)}
 
     def close(self):
@@ -452,7 +453,8 @@ def test_each_hosts_status_is_read_at_the_same_time_with_one_login(tmp_path):
         read_statuses(client, views)
     finally:
         server.close()
-    assert [v.status for v in views] == [{"role": "secondary", "together": True}] * 2
+    assert [(v.status["role"], v.status["together"]) for v in views] == [
+        ("secondary", True)] * 2
     assert sorted(server.arrived) == ["OpaqueRef:a", "OpaqueRef:b"]
     assert server.sessions == ["OpaqueRef:session"] * 2
 

@@ -347,6 +347,13 @@ def test_a_demote_that_did_not_confirm_the_release_keeps_the_probe():
     assert sent[1][2] == {"reason": planned().reason}
 
 
+@pytest.mark.parametrize("connections", [5, "192.0.2.50:1", [1, "192.0.2.50:1"], {"a": 1}])
+def test_a_demote_answer_without_a_list_of_connections_passes_none_on(connections):
+    # Found by the hostile-input tests: sorted() of such an answer raised in the pass.
+    sent = run(planned(), [{"connections": connections, "vip_released": True}, {}])
+    assert sent[1][2] == {"reason": planned().reason, "vip_released": "true"}
+
+
 def test_tickle_off_passes_no_tickle_list_but_still_the_release():
     plan = planned(tickle=False)
     sent = run(plan, [{"connections": CLIENTS, "vip_released": True}, {}])

@@ -23,7 +23,7 @@ import six
 from iscsi_ha import config as config_module, logs, report, xapi
 from iscsi_ha.commands import monotonic
 from iscsi_ha.errors import IscsiHaError
-from iscsi_ha_controller import configstore, hostfiles, metrics, splitbrain
+from iscsi_ha_controller import answers, configstore, hostfiles, metrics, splitbrain
 from iscsi_ha_controller.decide import (IN_PLACE, REFUSED, SERVING_OUTCOMES, WAITING,
                                         HostView, Snapshot, decide)
 from iscsi_ha_controller.observe import (CONTROLLER_KEY, MANUAL_KEY, NotMaster, PoolClient,
@@ -43,6 +43,7 @@ NO_MASTER = "ISCSI_HA_NO_MASTER"
 XAPI_UNREACHABLE = "ISCSI_HA_XAPI_UNREACHABLE"
 CHECK_FAILED = "ISCSI_HA_CHECK_FAILED"
 NO_LOG = "ISCSI_HA_NO_LOG"
+BAD_ANSWER = "ISCSI_HA_BAD_ANSWER"
 
 
 class CliError(Exception):
@@ -407,6 +408,11 @@ class Cli(object):
         hosts = []
         for view in pool.hosts:
             result, error = self.client_call(pool, view, "check")
+            problem = answers.check_problem(result) if error is None else None
+            if problem:
+                result, error = None, [BAD_ANSWER, "fn=check on %s answered what iscsi-ha's "
+                                       "plugin never does (%s); check that the same iscsi-ha "
+                                       "version is installed there" % (view.name, problem)]
             hosts.append({"host": view.name, "result": result, "error": error})
         ok = all(h["result"] is not None and h["result"].get("ok") for h in hosts)
         rows = []

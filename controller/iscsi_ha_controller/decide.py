@@ -45,6 +45,8 @@ import time
 
 from iscsi_ha_controller import splitbrain
 
+import six
+
 # Plan outcomes, also the controller's state and what `iscsi-ha status` shows.
 IN_PLACE, MOVE, REPAIR, WAITING, REFUSED, OBSERVING = (
     "in-place", "move", "repair", "waiting", "refused", "observing")
@@ -155,8 +157,11 @@ class Action(object):
             args.pop("await_demote", None)
             if result.get("vip_released") is True:
                 args["vip_released"] = "true"
-            if self.relay_tickle and result.get("connections"):
-                args["tickle"] = json.dumps(sorted(result["connections"]))
+            connections = result.get("connections")
+            # Only a list of "ip:port" strings is passed on (the promote checks each).
+            if self.relay_tickle and connections and isinstance(connections, list) and all(
+                    isinstance(item, six.string_types) for item in connections):
+                args["tickle"] = json.dumps(sorted(connections))
         return promote_args(self.host, args)
 
     def __eq__(self, other):

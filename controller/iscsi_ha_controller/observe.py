@@ -12,9 +12,11 @@ import socket
 import threading
 import time
 
+import six
 from iscsi_ha import xapi
 from six.moves import xmlrpc_client
 
+from iscsi_ha_controller import answers
 from iscsi_ha_controller.decide import HostView, Snapshot
 from iscsi_ha_controller.srrepair import PbdView
 
@@ -40,6 +42,17 @@ class XapiLost(Exception):
 
 class NoAnswer(XapiLost):
     """No answer within the call's bound (the connection may be fine)."""
+
+
+class BadAnswer(XapiLost):
+    """This host's xapi answered, but not as XAPI does (a record without a field the
+    controller reads, or with one of another type): no view of the pool to act on."""
+
+
+def _checked(problem):
+    if problem:
+        raise BadAnswer("this host's xapi answered what XAPI never does (%s); restart xapi "
+                        "(xe-toolstack-restart) if it persists" % problem)
 
 
 def _code(failure):
@@ -137,21 +150,31 @@ class PoolClient(object):
 
     def pool_record(self):
         # One round trip: a pool has exactly one record.
-        pool_ref, record = list(self._call(self.config.peer_timeout,
-                                           "pool.get_all_records").items())[0]
-        self.pool_uuid = record.get("uuid")
+        pools = self._call(self.config.peer_timeout, "pool.get_all_records")
+        _checked(answers.records_problem(pools, "pool.get_all_records")
+                 or (len(pools) != 1 and "pool.get_all_records answered %d pools" % len(pools)))
+        pool_ref, record = list(pools.items())[0]
+        _checked(answers.pool_problem(record, pool_ref))
+        self.pool_uuid = record["uuid"]
         return pool_ref, record
 
     def hosts(self, master_ref):
         """``HostView`` for each host (no status yet), the master first."""
         timeout = self.config.peer_timeout
         records = self._call(timeout, "host.get_all_records")
+        _checked(answers.records_problem(records, "host.get_all_records")
+                 or (master_ref not in records and "host.get_all_records does not list "
+                     "the pool's master %s" % master_ref))
         metrics = self._call(timeout, "host_metrics.get_all_records")
+        _checked(answers.records_problem(metrics, "host_metrics.get_all_records"))
         views = []
         for ref, record in sorted(records.items(), key=lambda item: item[0] != master_ref):
-            live = metrics.get(record.get("metrics"), {}).get("live")
-            view = HostView(record.get("name_label") or record.get("hostname") or ref,
-                            record.get("uuid"), record.get("address"),
+            _checked(answers.host_problem(record, ref))
+            live = metrics.get(record["metrics"], {}).get("live")
+            hostname = record.get("hostname")
+            view = HostView(record["name_label"] or (
+                hostname if isinstance(hostname, six.string_types) else "") or ref,
+                            record["uuid"], record["address"],
                             live if isinstance(live, bool) else None)
             view.ref = ref
             views.append(view)
@@ -189,7 +212,8 @@ class PoolClient(object):
                           % (host.name, fn, timeout)]
         try:
             return json.loads(value), None
-        except (TypeError, ValueError):
+        # RuntimeError: nested deeper than Python recurses (RecursionError on 3.x).
+        except (TypeError, ValueError, RuntimeError):
             return None, ["ISCSI_HA_BAD_ANSWER", "fn=%s on %s answered %r" % (fn, host.name,
                                                                            value)]
 
@@ -277,6 +301,7 @@ class PoolClient(object):
         """``(token, events)`` from ``event.from``, waiting at most ``wait`` seconds."""
         result = self._call(wait + EVENT_MARGIN, "event.from", EVENT_CLASSES, token,
                             float(wait))
+        _checked(answers.events_problem(result))
         return result["token"], result["events"]
 
 
@@ -306,10 +331,15 @@ def read_statuses(client, views, lost_master=()):
     callers = [client] + [client.sibling() for _ in views[1:]]
     for caller, view in zip(callers, views):
         thread = threading.Thread(target=calls.run, args=(caller, view),
-                                  name="status " + view.name)
+                                  name=_thread_name("status " + view.name))
         thread.daemon = True  # bounded by its timeout; never holds up an exit
         thread.start()
     calls.wait(views, lost_master, client.config.takeover_peer_timeout)
+
+
+def _thread_name(text):
+    """2.7's threading makes a name str(): a host named in UTF-8 must be bytes there."""
+    return text.encode("utf-8") if six.PY2 and isinstance(text, six.text_type) else text
 
 
 def _nobody_holds_vip(status):
@@ -334,6 +364,13 @@ class _Calls(object):
         outcome = (None, ["ISCSI_HA_NO_ANSWER", "fn=status on %s failed" % view.name])
         try:
             status, error = caller.call_plugin(view, "status", {}, caller.config.peer_timeout)
+            problem = answers.status_problem(status) if error is None else None
+            if problem:
+                # Nothing may be decided from it: as if the host gave no status.
+                status, error = None, ["ISCSI_HA_BAD_ANSWER", (
+                    "fn=status on %s answered what iscsi-ha's plugin never does (%s); check "
+                    "that the same iscsi-ha version is installed there (fn=version)"
+                    % (view.name, problem))]
             outcome = (status, list(error or []))
         except (NotMaster, XapiLost) as exc:
             outcome = exc

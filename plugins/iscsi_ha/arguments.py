@@ -46,9 +46,11 @@ def connection_list(value):
         items = json.loads(value)
     except ValueError:
         raise ValueError("not JSON; use %s" % fix)
+    except RuntimeError:  # nested deeper than Python recurses (RecursionError on 3.x)
+        raise ValueError("JSON nested too deep; use %s" % fix)
     if not isinstance(items, list):
         raise ValueError("not a list; use %s" % fix)
-    found = []
+    found, seen = [], set()
     for item in items:
         address, colon, port = (item.rpartition(":") if isinstance(item, six.string_types)
                                 else ("", "", ""))
@@ -58,7 +60,8 @@ def connection_list(value):
         except ValueError:
             raise ValueError("%s is not ip:port (an IPv4 address, a colon and a port from "
                              "1 to 65535); use %s" % (json.dumps(item), fix))
-        if item not in found:
+        if item not in seen:  # a set: a long list must not take quadratic time
+            seen.add(item)
             found.append(item)
     return found
 
@@ -91,7 +94,17 @@ def parse(fn, args, spec):
     """Return ``{name: value}`` for ``args`` per ``spec`` (``{name: (converter, default)}``).
 
     Raises :class:`BadArgument` naming the first unknown, missing or bad argument.
+    xapi passes a map of strings; argv is XML-RPC, so anything else can come too
+    (another caller's struct of numbers, a list), and is refused the same way.
     """
+    if not isinstance(args, dict):
+        raise BadArgument("fn=%s takes its arguments as a map of strings (args:NAME=VALUE), "
+                          "not %s" % (fn, _kind(args)), details=["args"])
+    for name in args:
+        if not isinstance(name, six.string_types):
+            raise BadArgument("fn=%s argument name %r is %s, not a string; pass "
+                              "args:NAME=VALUE" % (fn, name, _kind(name)),
+                              details=[six.text_type(name)])
     for name in sorted(args):
         if name not in spec:
             allowed = ", ".join(sorted(spec)) or "none"
@@ -105,9 +118,20 @@ def parse(fn, args, spec):
                                   details=[name])
             values[name] = default
             continue
+        if not isinstance(args[name], six.string_types):
+            raise BadArgument("fn=%s argument %s is %s, not a string; pass it as text "
+                              "(args:%s=VALUE)" % (fn, name, _kind(args[name]), name),
+                              details=[name])
         try:
             values[name] = convert(args[name])
         except ValueError as exc:
             raise BadArgument("fn=%s argument %s='%s' is not valid: %s"
                               % (fn, name, args[name], exc), details=[name])
     return values
+
+
+def _kind(value):
+    if value is None:
+        return "nil"
+    name = type(value).__name__
+    return "%s %s" % ("an" if name[0] in "aeiou" else "a", name)

@@ -178,6 +178,14 @@ _NEW_SESSION = ({"start_new_session": True} if hasattr(subprocess, "DEVNULL")
                 else {"preexec_fn": os.setsid})
 
 
+def _argv(argv):
+    """``argv`` as a list of strings; a single string is refused, never split or given
+    to a shell (iscsi-ha runs no shell)."""
+    if not isinstance(argv, (list, tuple)):
+        raise TypeError("a command is an argv list, not %r" % (argv,))
+    return [str(a) for a in argv]
+
+
 def run(argv, timeout=20.0, check=True):
     """Run ``argv``; return a :class:`Result`.
 
@@ -187,7 +195,7 @@ def run(argv, timeout=20.0, check=True):
     :class:`CommandFailed`; a missing executable always raises
     :class:`ToolMissing`.
     """
-    argv = [str(a) for a in argv]
+    argv = _argv(argv)
     started = monotonic()
     devnull = open(os.devnull, "rb")
     try:
@@ -218,7 +226,7 @@ def run(argv, timeout=20.0, check=True):
 
 def spawn_detached(argv):
     """Start ``argv`` in its own session without waiting for it; return its pid."""
-    argv = [str(a) for a in argv]
+    argv = _argv(argv)
     devnull = open(os.devnull, "r+b")
     try:
         return subprocess.Popen(argv, stdin=devnull, stdout=devnull, stderr=devnull,

@@ -24,7 +24,22 @@ def configure(log_file):
                                                        backupCount=3, encoding="utf-8")
     except (IOError, OSError):
         handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.setFormatter(_OneLineFormatter(_FORMAT))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     return logger
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Each message on one line: a reason or name holding a line break (any caller
+    of the plugin can pass one) must not forge a log line of its own. A logged
+    traceback still follows on lines of its own."""
+
+    def format(self, record):
+        saved = record.msg, record.args
+        record.msg = record.getMessage().replace("\r", "\\r").replace("\n", "\\n")
+        record.args = ()
+        try:
+            return logging.Formatter.format(self, record)
+        finally:
+            record.msg, record.args = saved

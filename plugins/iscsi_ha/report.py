@@ -1,10 +1,15 @@
 """Readable tables for people; scripts use the JSON these are made from."""
 
+import six
+
 
 def table(headers, rows):
-    """A plain text table with columns padded to their widest cell."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row]
-                                           for row in rows]
+    """A plain text table with columns padded to their widest cell.
+
+    Text, not str: on 2.7 a host named in UTF-8 must not end the table.
+    """
+    cells = [[six.text_type(h) for h in headers]] + [
+        ["" if c is None else six.text_type(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
              for row in cells]

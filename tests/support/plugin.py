@@ -43,6 +43,28 @@ def request(fn, args):
     return xmlrpc_client.dumps(("OpaqueRef:test-session", dict(args)), fn)
 
 
+class Finished(object):
+    """A plugin process's exit code and output, undecoded."""
+
+    def __init__(self, returncode, raw, stderr):
+        self.returncode = returncode
+        self.raw = raw
+        self.stdout = raw.decode("utf-8", "replace")
+        self.stderr = stderr.decode("utf-8", "replace")
+
+    def __repr__(self):
+        return "Finished(%r, %r, %r)" % (self.returncode, self.stdout, self.stderr)
+
+
+def run(argv1, env=None, python=None):
+    """Execute the plugin with any ``argv1``, as xapi would; nothing is decoded."""
+    process = subprocess.Popen([python or sys.executable, PLUGIN, argv1],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env or plugin_env())
+    raw, stderr = process.communicate()
+    return Finished(process.returncode, raw, stderr)
+
+
 def decode(stdout):
     """The struct of the methodResponse a plugin printed (bytes, as printed)."""
     (reply,), _ = xmlrpc_client.loads(stdout)
