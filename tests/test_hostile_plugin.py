@@ -52,10 +52,16 @@ def documented_ok(fn, name, value):
     """Whether the README's rules accept ``value`` for argument ``name`` of ``fn``."""
     if not isinstance(value, six.string_types):
         return False
-    if name in ("force", "peer_down", "vip_released", "enabled"):
+    if name in ("force", "peer_down", "vip_released", "enabled", "await_demote", "dry_run"):
         return value.strip().lower() in _BOOLEAN_WORDS
     if name == "format":
         return value in (u"json", u"table")
+    if name == "role":
+        return value in (u"victim", u"survivor")
+    if name == "files":
+        # A list of files to install; hostile text is never one. The empty list only
+        # asks a host for its config (what `iscsi-ha setup` does first).
+        return value.strip() == u"[]"
     if name in ("tickle", "connections"):
         return _connections_ok(value)
     if name == "resource":
@@ -74,7 +80,14 @@ def bad_names(fn, args):
     missing = set(n for n, (_, default) in spec.items()
                   if default is arguments.REQUIRED and n not in args)
     bad = set(n for n, v in args.items() if not documented_ok(fn, n, v))
+    if not (missing | bad) and _true(args.get("await_demote")) and (
+            _true(args.get("peer_down")) or _true(args.get("vip_released"))):
+        bad.add("await_demote")  # waits for a live peer: not with either of those
     return missing | bad
+
+
+def _true(value):
+    return isinstance(value, six.string_types) and value.strip().lower() in _BOOLEAN_WORDS[:4]
 
 
 # -- what a hostile caller sends ---------------------------------------------------------

@@ -19,9 +19,8 @@ import time
 
 from iscsi_ha import __version__, commands, connections
 from iscsi_ha.drbd import Drbd
-from iscsi_ha.errors import (BadArgument, BadConfig, DiskNotUpToDate, DrbdError, IscsiHaError,
-                             PeerPrimary, PeerUnknown, StepFailed, TargetDaemonDown, TargetError,
-                             VipInUse)
+from iscsi_ha.errors import (BadConfig, DiskNotUpToDate, DrbdError, IscsiHaError, PeerPrimary,
+                             PeerUnknown, StepFailed, TargetDaemonDown, TargetError, VipInUse)
 from iscsi_ha.target import TgtTarget
 from iscsi_ha.vip import FloatingIp
 
@@ -555,11 +554,6 @@ def promote(config, host, force=False, peer_down=False, reason="", tickle=(),
     A tickle that cannot be sent is reported in ``tickle_failures`` and never
     fails the promote: the initiator then finds out by its own timers.
     """
-    if await_demote and (peer_down or vip_released):
-        raise BadArgument("fn=promote argument await_demote=true waits for a live peer's "
-                          "demote under way, so it cannot go with %s=true; pass one or the "
-                          "other" % ("peer_down" if peer_down else "vip_released"),
-                          details=["await_demote"])
     started = time.time()
     observed = host.observe(detect_vip_elsewhere=not (vip_released or await_demote),
                             read_devices=True)

@@ -47,6 +47,12 @@ def status(output_format="json"):
 
 def promote(force=False, peer_down=False, reason="", tickle=(), vip_released=False,
             await_demote=False):
+    if await_demote and (peer_down or vip_released):
+        # Before the config and the lock: a bad call leaves nothing behind.
+        raise BadArgument("fn=promote argument await_demote=true waits for a live peer's "
+                          "demote under way, so it cannot go with %s=true; pass one or the "
+                          "other" % ("peer_down" if peer_down else "vip_released"),
+                          details=["await_demote"])
     config = _load()
     return _locked_action(config, "promote", reason, lambda host: actions.promote(
         config, host, force=force, peer_down=peer_down, reason=reason, tickle=tickle,

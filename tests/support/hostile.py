@@ -120,10 +120,15 @@ def valid_value(name):
         "tickle": st.lists(connection, max_size=4).map(json.dumps),
         "connections": st.lists(connection, max_size=4).map(json.dumps),
         "resource": st.just(u"r0"),
+        "role": st.sampled_from([u"victim", u"survivor"]),
+        "files": st.just(u"[]"),
+        # true waits for the peer's demote, up to [timeouts] command: the plugin host
+        # tests cover it (tests/test_plugin_host.py).
+        "await_demote": st.sampled_from([u"false", u" no ", u"0", u"OFF"]),
     }
     if name in words:
         return words[name]
-    if name in ("force", "peer_down", "vip_released", "enabled"):
+    if name in ("force", "peer_down", "vip_released", "enabled", "dry_run"):
         return st.sampled_from([u"true", u"false", u"Yes", u" no ", u"1", u"0", u"ON",
                                 u"off"])
     return xml_text()
