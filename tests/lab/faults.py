@@ -45,7 +45,7 @@ import XenAPI
 from iscsi_ha import config as config_module
 from tests.lab import controllers, invariants, pool
 from tests.lab.bench import BenchError, SessionWriter, take_down
-from tests.lab.running import CLI, CLI_ENVIRONMENT
+from tests.lab.running import CLI, CLI_ENVIRONMENT, WritersWatch
 
 DEFAULT_ROUNDS = 200
 # How often the sampling thread looks for two Primaries or two VIP holders.
@@ -102,9 +102,11 @@ class Run(object):
         self.history.append("round %d %s: %s" % (self.round, self.kind, text))
 
     def check_always(self):
-        if self.sampler is not None and self.sampler.broken:
-            raise Violation("sampled at %s: %s" % (self.sampler.broken_at,
-                                                    "; ".join(self.sampler.broken)))
+        if self.sampler is not None and self.sampler.violations:
+            seen = self.sampler.violations[0]
+            raise Violation("sampled at %s: Primaries %s, VIP holders %s" % (
+                time.strftime("%H:%M:%S", time.localtime(seen["at"])),
+                ", ".join(seen["primaries"]) or "none", ", ".join(seen["vip"]) or "none"))
         broken = invariants.always(invariants.look(self.lab()))
         if broken:
             raise Violation("; ".join(broken))
@@ -152,40 +154,6 @@ class Run(object):
         if kinds != default_kinds():
             args += " --kinds %s" % ",".join(kinds)
         return 'make faults FAULTS_ARGS="%s"' % args
-
-
-class Sampler(object):
-    """Looks at DRBD roles and VIP holders every SAMPLE_SECONDS in a thread; keeps the
-    first moment with two Primaries or two VIP holders."""
-
-    def __init__(self, state_dir):
-        self.state_dir = state_dir
-        self.broken = []
-        self.broken_at = None
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self):
-        while not self._stop.wait(SAMPLE_SECONDS) and not self.broken:
-            try:
-                primaries, holders = invariants.writers(pool.Lab.load(self.state_dir))
-            except (OSError, ValueError, KeyError, pool.LabError,
-                    subprocess.SubprocessError):
-                continue  # the lab changing under the look: the next sample sees it
-            self.samples += 1
-            if len(primaries) > 1 or len(holders) > 1:
-                self.broken_at = time.strftime("%H:%M:%S")
-                self.broken = ["Primaries %s, VIP holders %s" % (
-                    ", ".join(primaries) or "none", ", ".join(holders) or "none")]
 
 
 # -- helpers the faults share --------------------------------------------------------
@@ -617,7 +585,8 @@ def execute(options, say):
         run.writer = SessionWriter(description, os.path.join(state_dir, "writer.log"),
                                    "faults-%d" % options.seed)
         run.writer.start()
-        with Sampler(state_dir) as run.sampler:
+        with WritersWatch(lambda: invariants.writers(pool.Lab.load(state_dir)),
+                          SAMPLE_SECONDS, stop_at_first=True) as run.sampler:
             try:
                 run_rounds(run, options.kinds, options.rounds, rng, counts)
             except (Violation, pool.LabError, controllers.ControllerError, BenchError,

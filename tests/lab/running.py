@@ -243,13 +243,15 @@ def wait_until(predicate, what, seconds=60.0, interval=0.1):
 
 
 class WritersWatch(object):
-    """Samples ``RunningLab.writers()`` in a thread while a test runs: what it records is
-    every moment with more than one DRBD Primary or more than one VIP holder."""
+    """Samples ``look()`` ((DRBD Primaries, VIP holders)) every ``interval`` seconds in a
+    thread while a test or a fault run goes on: what it records is every moment with
+    more than one DRBD Primary or more than one VIP holder (with ``stop_at_first``, the
+    first such moment only)."""
 
-    INTERVAL = 0.05
-
-    def __init__(self, lab):
-        self.lab = lab
+    def __init__(self, look, interval=0.05, stop_at_first=False):
+        self.look = look
+        self.interval = interval
+        self.stop_at_first = stop_at_first
         self.samples = 0
         self.violations = []
         self._stop = threading.Event()
@@ -264,10 +266,13 @@ class WritersWatch(object):
         self._thread.join(30)
 
     def _run(self):
-        while not self._stop.wait(self.INTERVAL):
+        while not self._stop.wait(self.interval):
+            if self.stop_at_first and self.violations:
+                return
             try:
-                primaries, holders = self.lab.writers()
-            except (OSError, ValueError, KeyError, subprocess.SubprocessError):
+                primaries, holders = self.look()
+            except (OSError, ValueError, KeyError, pool.LabError,
+                    subprocess.SubprocessError):
                 continue  # the lab changing under the look: the next sample sees it
             self.samples += 1
             if len(primaries) > 1 or len(holders) > 1:

@@ -48,7 +48,7 @@ def assert_intact(lab, scsi_identity):
 def test_the_storage_follows_the_master_through_a_move_a_failure_and_a_return(lab):
     lab.io("write", "--seed", "before", "--blocks", "128", "--lba", "1024")
     scsi_identity = identity(lab)
-    with WritersWatch(lab) as watch:
+    with WritersWatch(lab.writers) as watch:
         lab.start_writer("follows")
 
         moved = lab("designate-master", "hostB")
@@ -106,7 +106,7 @@ def test_with_every_controller_stopped_a_master_change_moves_nothing(lab):
 
 
 def test_a_controller_killed_between_demote_and_promote_finishes_after_restart(lab):
-    with WritersWatch(lab) as watch:
+    with WritersWatch(lab.writers) as watch:
         lab.start_writer("killed")
         lab("hold-plugin", "hostB", "promote")
         lab("designate-master", "hostB", "--no-wait")
@@ -130,7 +130,7 @@ def test_a_controller_killed_between_demote_and_promote_finishes_after_restart(l
 def test_a_live_peer_that_does_not_answer_is_never_taken_over(lab):
     """hostA's plugin calls get stuck (its xapi overloaded): the controller's call times
     out, hostA still serves and is live, so hostB must not promote until hostA answers."""
-    with WritersWatch(lab) as watch:
+    with WritersWatch(lab.writers) as watch:
         lab("hold-plugin", "hostA", "status", "demote")
         since = time.time()
         lab("designate-master", "hostB", "--no-wait")
