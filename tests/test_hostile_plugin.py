@@ -163,7 +163,9 @@ def test_hostile_arguments_get_a_clear_answer_and_a_refusal_changes_nothing(fn):
             json.loads(outcome.reply["Value"])
         twin, _, twin_after = call(fn, plain_twin(fn, args))
         assert twin.code == outcome.code
-        assert twin_after["calls"] == after["calls"]
+        # The same calls; not always in the same order, as the duplicate-address check
+        # runs beside the other reads (commands.Background).
+        assert sorted(twin_after["calls"]) == sorted(after["calls"])
         assert sorted(twin_after["files"]) == sorted(after["files"])
     hostile_arguments()
 
