@@ -462,6 +462,20 @@ def test_in_place_with_a_silent_standby_looks_again_soon_to_give_it_the_record()
 BESIDE = sorted(FAST_PROMOTE + ["await_demote"])
 
 
+def test_the_promote_beside_the_demote_also_tickles_what_the_old_owner_lists_now():
+    # The standby's record lags an initiator that reconnected since the last pass.
+    old = host("xcp-a", role="primary", vip_local=True, promote_accepts=BESIDE,
+               connections=[CLIENTS[1]])
+    new = host("xcp-b", pool_role="master", promote_accepts=BESIDE,
+               remembered_initiators=[CLIENTS[0]])
+    promote = decide(pool(new, old)).actions[-1]
+    assert promote.args["tickle"] == json.dumps(sorted(CLIENTS))
+    nothing_known = host("xcp-b", pool_role="master", promote_accepts=BESIDE)
+    assert "tickle" not in decide(pool(nothing_known, host(
+        "xcp-a", role="primary", vip_local=True, promote_accepts=BESIDE,
+        connections="not a list"))).actions[-1].args
+
+
 def test_a_planned_move_starts_the_promote_beside_the_demote_with_the_remembered_tickle():
     old = host("xcp-a", role="primary", vip_local=True, promote_accepts=BESIDE)
     new = host("xcp-b", pool_role="master", promote_accepts=BESIDE,

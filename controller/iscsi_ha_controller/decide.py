@@ -43,9 +43,9 @@ host's plugin says it accepts, so a half-upgraded pool keeps working.
 import json
 import time
 
-from iscsi_ha_controller import splitbrain
-
 import six
+
+from iscsi_ha_controller import splitbrain
 
 # Plan outcomes, also the controller's state and what `iscsi-ha status` shows.
 IN_PLACE, MOVE, REPAIR, WAITING, REFUSED, OBSERVING = (
@@ -341,11 +341,15 @@ def _move(snapshot, serving, silent, alerts):
         args["peer_down"] = "true"
     elif beside:
         args["await_demote"] = "true"
-    remembered = master.status.get("remembered_initiators")
-    if (peer_gone or beside) and snapshot.tickle and remembered:
-        # The old owner's connections as this host last stored them: a takeover has
-        # no demote to ask, and a promote beside the demote starts before it answers.
-        args["tickle"] = json.dumps(sorted(remembered))
+    # The old owner's connections: a takeover has no demote to ask, so it takes
+    # those this host last stored; a promote beside the demote starts before the
+    # demote answers, so it takes those the old owner's status listed in this
+    # snapshot too (the stored record lags an initiator that just reconnected).
+    known = _connection_list(master.status.get("remembered_initiators"))
+    if beside:
+        known |= _connection_list(serving[0].status.get("connections"))
+    if (peer_gone or beside) and snapshot.tickle and known:
+        args["tickle"] = json.dumps(sorted(known))
     actions = [Action(h, "demote", reason="%s is pool master now" % master.name)
                for h in serving]
     promote = Action(master, "promote", **promote_args(master, args))
@@ -356,6 +360,13 @@ def _move(snapshot, serving, silent, alerts):
     # gives the standbys their new connections for a takeover's tickle.
     return Plan(MOVE if (serving or peer_gone or master.role == "secondary") else REPAIR,
                 why, actions, alerts, retry=snapshot.tickle)
+
+
+def _connection_list(value):
+    """The ``"ip:port"`` strings of a status's connection list (none if it is no list)."""
+    if not isinstance(value, list):
+        return set()
+    return set(item for item in value if isinstance(item, six.string_types))
 
 
 def _promote_beside_demote(master, serving):
