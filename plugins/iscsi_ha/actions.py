@@ -348,7 +348,7 @@ class Host(object):
 
     def await_peer_demote(self, observed, seconds):
         """Wait until no resource of ``observed`` has a Primary peer, at most ``seconds``;
-        then probe for another holder of the VIP. Returns ``observed`` brought up to date.
+        then start the check for another holder of the VIP. Returns ``observed`` brought up to date.
 
         The peer's demote goes Secondary last, after releasing the VIP and removing
         its target, so a Secondary peer has let go of all three. The duplicate
@@ -357,10 +357,10 @@ class Host(object):
         waits for its answer (another holder then fails the claim, and the promote
         is rolled back).
         """
-        deadline = time.time() + seconds
+        deadline = commands.monotonic() + seconds
         waiting = [name for name, state in observed.resources.items() if state.peer_is_primary]
         while waiting:
-            if time.time() >= deadline:
+            if commands.monotonic() >= deadline:
                 raise PeerPrimary(
                     "DRBD resource %s stayed Primary on the peer host for the %g s this "
                     "promote waited for its demote; nothing changed here. See the peer's "
